@@ -1,0 +1,12 @@
+//! `governance`: the domain of agent-governance.
+//!
+//! It answers one question — may this agent, acting for this user, call this
+//! tool with these arguments, here and now — and keeps the evidence of every
+//! answer. The crate holds the model ([`model`]), the Cedar decision engine and
+//! policy bundles ([`policy`]), the ports the domain talks through ([`ports`]),
+//! the embedded adapters ([`adapters`]), token verification ([`auth`]), the
+//! authorization service ([`service`]) and the HTTP surface ([`http`]) that
+//! both `govctl serve` and the Lambda functions mount.
+
+pub mod model;
+pub mod policy;

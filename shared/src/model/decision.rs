@@ -1,0 +1,164 @@
+//! The answer and its durable record.
+
+use serde::{Deserialize, Serialize};
+
+use super::Risk;
+
+/// The outcome of one authorization.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    /// The call may proceed.
+    Allow,
+    /// The call may not proceed.
+    Deny,
+    /// Policy allows the call, but a human must approve it first.
+    PendingApproval,
+}
+
+impl Decision {
+    /// The snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Allow => "allow",
+            Decision::Deny => "deny",
+            Decision::PendingApproval => "pending_approval",
+        }
+    }
+}
+
+/// Stable reason codes. Clients and runbooks match on these; never rename one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReasonCode {
+    /// Every check passed.
+    Allowed,
+    /// Policy allows it; a human must approve.
+    ApprovalRequired,
+    /// The authenticated agent is not in the registry.
+    UnknownAgent,
+    /// The tool is not in the registry.
+    UnknownTool,
+    /// The agent's status is `disabled`.
+    AgentDisabled,
+    /// The agent has no grant for the tool.
+    ToolNotGranted,
+    /// The call's risk is above the agent's or the grant's ceiling.
+    RiskExceedsPolicy,
+    /// None of the user's roles may have this tool called for them.
+    UserRoleNotPermitted,
+    /// The agent belongs to another environment.
+    EnvironmentMismatch,
+    /// A team policy forbids the call.
+    ForbiddenByPolicy,
+    /// The arguments do not match the tool's declared arguments.
+    InvalidArguments,
+    /// No policy permits the call (default deny).
+    NotPermitted,
+    /// A policy could not be evaluated; errors deny.
+    PolicyEvaluationError,
+    /// No policy version is active.
+    NoActivePolicy,
+    /// The decision could not be durably recorded, so it cannot be an allow.
+    DecisionNotRecorded,
+}
+
+impl ReasonCode {
+    /// The snake_case code.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReasonCode::Allowed => "allowed",
+            ReasonCode::ApprovalRequired => "approval_required",
+            ReasonCode::UnknownAgent => "unknown_agent",
+            ReasonCode::UnknownTool => "unknown_tool",
+            ReasonCode::AgentDisabled => "agent_disabled",
+            ReasonCode::ToolNotGranted => "tool_not_granted",
+            ReasonCode::RiskExceedsPolicy => "risk_exceeds_policy",
+            ReasonCode::UserRoleNotPermitted => "user_role_not_permitted",
+            ReasonCode::EnvironmentMismatch => "environment_mismatch",
+            ReasonCode::ForbiddenByPolicy => "forbidden_by_policy",
+            ReasonCode::InvalidArguments => "invalid_arguments",
+            ReasonCode::NotPermitted => "not_permitted",
+            ReasonCode::PolicyEvaluationError => "policy_evaluation_error",
+            ReasonCode::NoActivePolicy => "no_active_policy",
+            ReasonCode::DecisionNotRecorded => "decision_not_recorded",
+        }
+    }
+
+    /// Parses a code as written in a policy's `@reason` annotation or a test case.
+    pub fn parse(s: &str) -> Option<ReasonCode> {
+        serde_json::from_value(serde_json::Value::String(s.to_owned())).ok()
+    }
+}
+
+impl std::fmt::Display for ReasonCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One reason for a decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reason {
+    /// The stable code.
+    pub code: ReasonCode,
+    /// A sentence for humans.
+    pub message: String,
+    /// The policy that produced it, when one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_id: Option<String>,
+}
+
+/// The durable record of one decision: what the decision log keeps and what
+/// `GET /v1/decisions/{id}` returns.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DecisionRecord {
+    /// Unique, time-ordered id (UUIDv7).
+    pub decision_id: String,
+    /// The trace this decision belongs to.
+    pub trace_id: String,
+    /// When it was made (RFC 3339, UTC).
+    pub timestamp: String,
+    /// The outcome.
+    pub decision: Decision,
+    /// Why.
+    pub reasons: Vec<Reason>,
+    /// The policies that determined it.
+    pub determining_policies: Vec<String>,
+    /// Evaluation errors, which always deny.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+    /// The authenticated agent.
+    pub agent_id: String,
+    /// The agent's registered version, when the agent is registered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_version: Option<String>,
+    /// The verified user the agent acts for.
+    pub user_id: String,
+    /// The user's roles, as the token carried them.
+    pub user_roles: Vec<String>,
+    /// The requested tool.
+    pub tool_id: String,
+    /// The risk the agent declared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_risk: Option<Risk>,
+    /// SHA-256 of the canonical JSON of the arguments.
+    pub arguments_hash: String,
+    /// The environment the control plane runs in.
+    pub environment: String,
+    /// The policy version that decided.
+    pub policy_version: String,
+    /// The content hash of that version.
+    pub policy_hash: String,
+    /// The agent's session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    /// The client's idempotency key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    /// The agent's stated reasoning, bounded in size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning: Option<String>,
+    /// Time spent deciding, in microseconds, before recording.
+    pub latency_us: u64,
+}

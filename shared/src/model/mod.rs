@@ -1,0 +1,12 @@
+//! The domain model: the registry of agents and tools, the request, and the decision.
+
+mod decision;
+mod registry;
+mod request;
+
+pub use decision::{Decision, DecisionRecord, Reason, ReasonCode};
+pub use registry::{
+    AgentSpec, AgentStatus, ApprovalSpec, ArgumentSpec, ArgumentType, Category, Environment,
+    GrantSpec, RateLimitScope, RateLimitSpec, Registry, Risk, RoleSpec, ToolSpec,
+};
+pub use request::{AuthorizeRequest, UserContext};

@@ -1,0 +1,378 @@
+//! The registry: agents with their grants, tools with their risk profile, and roles.
+//!
+//! This is what a policy directory's `registry.yaml` holds. It becomes Cedar
+//! entities in [`crate::policy`]; nothing here evaluates anything.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// How much harm a tool call can do, ordered `low < medium < high < critical`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Risk {
+    /// Reads public or internal data.
+    Low,
+    /// Reads sensitive data or makes a reversible change.
+    Medium,
+    /// Makes a change with business or legal standing.
+    High,
+    /// Moves money, deletes data, or speaks for the organization.
+    Critical,
+}
+
+impl Risk {
+    /// Every level, lowest first.
+    pub const ALL: [Risk; 4] = [Risk::Low, Risk::Medium, Risk::High, Risk::Critical];
+
+    /// The level as the integer Cedar policies compare (`low` = 1 … `critical` = 4).
+    pub fn level(self) -> i64 {
+        match self {
+            Risk::Low => 1,
+            Risk::Medium => 2,
+            Risk::High => 3,
+            Risk::Critical => 4,
+        }
+    }
+
+    /// The lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Risk::Low => "low",
+            Risk::Medium => "medium",
+            Risk::High => "high",
+            Risk::Critical => "critical",
+        }
+    }
+}
+
+impl fmt::Display for Risk {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A string that names no risk level.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("unknown risk `{0}`, expected one of low, medium, high, critical")]
+pub struct UnknownRiskError(pub String);
+
+impl FromStr for Risk {
+    type Err = UnknownRiskError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Risk::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| UnknownRiskError(s.to_owned()))
+    }
+}
+
+/// The deployment environment an agent belongs to and a control plane runs in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    /// Development: synthetic data.
+    Dev,
+    /// Staging: anonymized production data.
+    Stage,
+    /// Production: real data.
+    Prod,
+}
+
+impl Environment {
+    /// The lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Environment::Dev => "dev",
+            Environment::Stage => "stage",
+            Environment::Prod => "prod",
+        }
+    }
+}
+
+impl fmt::Display for Environment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A string that names no environment.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("unknown environment `{0}`, expected one of dev, stage, prod")]
+pub struct UnknownEnvironmentError(pub String);
+
+impl FromStr for Environment {
+    type Err = UnknownEnvironmentError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "dev" => Ok(Environment::Dev),
+            "stage" => Ok(Environment::Stage),
+            "prod" => Ok(Environment::Prod),
+            other => Err(UnknownEnvironmentError(other.to_owned())),
+        }
+    }
+}
+
+/// Whether an agent may act at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AgentStatus {
+    /// The agent may act within its grants.
+    #[default]
+    Active,
+    /// Every call is denied (`agent_disabled`): the containment switch.
+    Disabled,
+}
+
+impl AgentStatus {
+    /// The lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentStatus::Active => "active",
+            AgentStatus::Disabled => "disabled",
+        }
+    }
+}
+
+/// What a tool does, which decides whether it needs human approval by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Category {
+    /// Reads data.
+    Read,
+    /// Creates or changes records.
+    Write,
+    /// Deletes data.
+    Delete,
+    /// Moves money or assets.
+    Transfer,
+    /// Publishes to an audience outside the agent's team.
+    Publish,
+    /// Runs code or commands.
+    Execute,
+    /// Changes configuration, identities or permissions.
+    Admin,
+}
+
+impl Category {
+    /// Every category.
+    pub const ALL: [Category; 7] = [
+        Category::Read,
+        Category::Write,
+        Category::Delete,
+        Category::Transfer,
+        Category::Publish,
+        Category::Execute,
+        Category::Admin,
+    ];
+
+    /// The lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::Read => "read",
+            Category::Write => "write",
+            Category::Delete => "delete",
+            Category::Transfer => "transfer",
+            Category::Publish => "publish",
+            Category::Execute => "execute",
+            Category::Admin => "admin",
+        }
+    }
+
+    /// Whether calls of this category wait for a human unless the tool says otherwise.
+    pub fn requires_approval_by_default(self) -> bool {
+        matches!(self, Category::Delete | Category::Transfer | Category::Publish)
+    }
+}
+
+/// Who a rate limit counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RateLimitScope {
+    /// Per user the agents act for.
+    User,
+    /// Per agent.
+    Agent,
+    /// Per agent session.
+    Session,
+}
+
+/// A tool's rate limit, e.g. 50 per user per day (seed 003's credit bureau agreement).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitSpec {
+    /// Calls allowed per window.
+    pub limit: u32,
+    /// Who is counted.
+    pub per: RateLimitScope,
+    /// Window length in seconds.
+    pub window_seconds: u64,
+}
+
+/// A tool's human-approval settings.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalSpec {
+    /// Overrides the category default (delete, transfer and publish need approval).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub required: Option<bool>,
+    /// The group whose members may approve.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approver_group: Option<String>,
+    /// How long a request may wait before it expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<u64>,
+}
+
+/// The type of one tool argument, as Cedar sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ArgumentType {
+    /// A JSON string; Cedar `String`.
+    String,
+    /// A JSON integer; Cedar `Long`.
+    Long,
+    /// A JSON boolean; Cedar `Bool`.
+    Bool,
+    /// A JSON number with up to four decimal places; Cedar `decimal`.
+    Decimal,
+}
+
+impl ArgumentType {
+    /// The Cedar schema type.
+    pub fn cedar_type(self) -> &'static str {
+        match self {
+            ArgumentType::String => "String",
+            ArgumentType::Long => "Long",
+            ArgumentType::Bool => "Bool",
+            ArgumentType::Decimal => "decimal",
+        }
+    }
+}
+
+/// One declared tool argument.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArgumentSpec {
+    /// Its type.
+    #[serde(rename = "type")]
+    pub ty: ArgumentType,
+    /// Whether every call must carry it.
+    #[serde(default)]
+    pub required: bool,
+}
+
+/// A registered tool and its risk profile.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolSpec {
+    /// The tool's name as MCP servers expose it.
+    pub id: String,
+    /// What it does, for reviewers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// What kind of effect it has.
+    pub category: Category,
+    /// How much harm one call can do.
+    pub risk: Risk,
+    /// The classification of the data it touches (`public`, `internal`, `pii`, …).
+    pub classification: String,
+    /// The user roles an agent may call it for. Empty means nobody.
+    #[serde(default)]
+    pub allowed_roles: Vec<String>,
+    /// Calls allowed per window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimitSpec>,
+    /// Response fields stripped before the agent sees them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub response_filter: Vec<String>,
+    /// Human approval settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalSpec>,
+    /// Declared arguments; a call with any other argument is denied.
+    #[serde(default)]
+    pub arguments: BTreeMap<String, ArgumentSpec>,
+}
+
+impl ToolSpec {
+    /// Whether an allowed call still waits for a human.
+    pub fn requires_approval(&self) -> bool {
+        self.approval
+            .as_ref()
+            .and_then(|a| a.required)
+            .unwrap_or_else(|| self.category.requires_approval_by_default())
+    }
+}
+
+/// One grant: the seed's `(agent_id, tool_id)` row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantSpec {
+    /// The granted tool.
+    pub tool: String,
+    /// Lowers the agent's ceiling for this tool only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub risk_ceiling: Option<Risk>,
+}
+
+/// A registered agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentSpec {
+    /// The agent's identity, as its credential names it.
+    pub id: String,
+    /// What it does, for reviewers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The team that owns it.
+    pub team: String,
+    /// The environment it may run in.
+    pub environment: Environment,
+    /// Whether it may act.
+    #[serde(default)]
+    pub status: AgentStatus,
+    /// The agent version this registration describes.
+    pub version: String,
+    /// The highest risk it may ever take.
+    pub risk_ceiling: Risk,
+    /// The tools it may call.
+    #[serde(default)]
+    pub grants: Vec<GrantSpec>,
+}
+
+impl AgentSpec {
+    /// The ceiling for one granted tool: the lower of the agent's and the grant's.
+    pub fn ceiling_for(&self, grant: &GrantSpec) -> Risk {
+        grant
+            .risk_ceiling
+            .map_or(self.risk_ceiling, |g| g.min(self.risk_ceiling))
+    }
+}
+
+/// A user role, optionally inheriting others (`senior_underwriter` inherits `underwriter`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleSpec {
+    /// The role's name, as identity tokens carry it.
+    pub id: String,
+    /// Roles whose permissions this one includes.
+    #[serde(default)]
+    pub inherits: Vec<String>,
+}
+
+/// The whole registry.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Registry {
+    /// Role hierarchy.
+    #[serde(default)]
+    pub roles: Vec<RoleSpec>,
+    /// Registered tools.
+    #[serde(default)]
+    pub tools: Vec<ToolSpec>,
+    /// Registered agents.
+    #[serde(default)]
+    pub agents: Vec<AgentSpec>,
+}

@@ -1,0 +1,361 @@
+//! Compiling a bundle: registry checks, the generated Cedar schema, parsing
+//! and strict validation of every policy. All problems are reported at once.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::str::FromStr;
+
+use cedar_policy::{PolicyId, PolicySet, Schema, ValidationMode, Validator};
+use marked_yaml::Node;
+use miette::Diagnostic as _;
+
+use super::yaml::{self, Seg};
+use super::{Diagnostic, PolicyBundle, Severity, BASE_POLICIES, BASE_SCHEMA, REGISTRY_FILE};
+use crate::model::{Category, Registry, ReasonCode};
+
+/// The name built-in policies are reported under.
+pub(crate) const BASE_FILE: &str = "<built-in>/base.cedar";
+
+/// A bundle that passed every check, ready to become a [`super::PolicyEngine`].
+#[derive(Debug, Clone)]
+pub struct CompiledPolicies {
+    /// The registry.
+    pub registry: Registry,
+    /// The full Cedar schema text (fixed part and generated tool actions).
+    pub schema_text: String,
+    /// Base and team policies, validated.
+    pub policies: PolicySet,
+    /// Policy id → (file, policy text), for explanations.
+    pub sources: BTreeMap<String, (String, String)>,
+    /// Problems that do not stop the bundle.
+    pub warnings: Vec<Diagnostic>,
+    /// The bundle's content hash.
+    pub content_hash: String,
+    /// The bundle itself.
+    pub bundle: PolicyBundle,
+    /// The schema, which also defines the action hierarchy (tool → category).
+    pub schema: Schema,
+}
+
+/// Compiles a bundle, or returns every error found (warnings included).
+pub fn compile(bundle: &PolicyBundle) -> Result<CompiledPolicies, Vec<Diagnostic>> {
+    let mut diags = Vec::new();
+    let Some(text) = bundle.registry() else {
+        return Err(vec![Diagnostic::error(REGISTRY_FILE, 0, 0, "file is missing")]);
+    };
+    let (registry, node) = match yaml::parse::<Registry>(REGISTRY_FILE, text) {
+        Ok(parsed) => parsed,
+        Err(d) => return Err(vec![d]),
+    };
+    check_registry(&registry, &node, &mut diags);
+    if has_errors(&diags) {
+        return Err(diags);
+    }
+    let schema_text = schema_text(&registry);
+    let schema = match Schema::from_cedarschema_str(&schema_text) {
+        Ok((schema, _warnings)) => schema,
+        Err(e) => {
+            diags.push(Diagnostic::error(
+                REGISTRY_FILE,
+                0,
+                0,
+                format!("the registry does not produce a valid Cedar schema: {e}"),
+            ));
+            return Err(diags);
+        }
+    };
+
+    let mut policies = PolicySet::new();
+    let mut sources = BTreeMap::new();
+    let mut files_by_policy: HashMap<String, (String, String)> = HashMap::new();
+    let files = std::iter::once((BASE_FILE, BASE_POLICIES)).chain(bundle.cedar_files());
+    for (file, text) in files {
+        add_file(file, text, &mut policies, &mut sources, &mut files_by_policy, &mut diags);
+    }
+    if has_errors(&diags) {
+        return Err(diags);
+    }
+
+    let result = Validator::new(schema.clone()).validate(&policies, ValidationMode::Strict);
+    for e in result.validation_errors() {
+        diags.push(validation_diag(Severity::Error, e.policy_id(), e, &files_by_policy));
+    }
+    for w in result.validation_warnings() {
+        diags.push(validation_diag(Severity::Warning, w.policy_id(), w, &files_by_policy));
+    }
+    if has_errors(&diags) {
+        return Err(diags);
+    }
+    Ok(CompiledPolicies {
+        registry,
+        schema_text,
+        policies,
+        sources,
+        warnings: diags,
+        content_hash: bundle.content_hash(),
+        bundle: bundle.clone(),
+        schema,
+    })
+}
+
+fn has_errors(diags: &[Diagnostic]) -> bool {
+    diags.iter().any(|d| d.severity == Severity::Error)
+}
+
+fn validation_diag(
+    severity: Severity,
+    policy: &PolicyId,
+    err: &dyn miette::Diagnostic,
+    files: &HashMap<String, (String, String)>,
+) -> Diagnostic {
+    let message = format!("{err}");
+    let Some((file, text)) = files.get(AsRef::<str>::as_ref(policy)) else {
+        return Diagnostic {
+            severity,
+            ..Diagnostic::error("<unknown>", 0, 0, message)
+        };
+    };
+    let offset = err
+        .labels()
+        .and_then(|mut l| l.next())
+        .map_or(0, |l| l.offset());
+    let message = match err.help() {
+        Some(help) => format!("{message} (policy `{policy}`; {help})"),
+        None => format!("{message} (policy `{policy}`)"),
+    };
+    Diagnostic::at_offset(severity, file, text, offset, message)
+}
+
+fn add_file(
+    file: &str,
+    text: &str,
+    policies: &mut PolicySet,
+    sources: &mut BTreeMap<String, (String, String)>,
+    files_by_policy: &mut HashMap<String, (String, String)>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let parsed = match PolicySet::from_str(text) {
+        Ok(p) => p,
+        Err(errs) => {
+            for e in errs.iter() {
+                let offset = e.labels().and_then(|mut l| l.next()).map_or(0, |l| l.offset());
+                let message = match e.help() {
+                    Some(help) => format!("{e} ({help})"),
+                    None => e.to_string(),
+                };
+                diags.push(Diagnostic::at_offset(Severity::Error, file, text, offset, message));
+            }
+            return;
+        }
+    };
+    if let Some(t) = parsed.templates().next() {
+        let offset = text.find(&t.to_cedar()).unwrap_or(0);
+        diags.push(Diagnostic::at_offset(
+            Severity::Error,
+            file,
+            text,
+            offset,
+            "templates (`?principal`, `?resource`) are not supported; write static policies",
+        ));
+    }
+    let is_base = file == BASE_FILE;
+    // Policies come back in source order; each one's original text is found
+    // after the previous one's, which gives its position in the file.
+    let mut cursor = 0;
+    for (n, policy) in parsed.policies().enumerate() {
+        let policy_text = policy.to_cedar().unwrap_or_else(|| policy.to_string());
+        let offset = text
+            .get(cursor..)
+            .and_then(|rest| rest.find(&policy_text))
+            .map_or(cursor, |i| cursor + i);
+        cursor = offset + policy_text.len();
+        let id = match policy.annotation("id") {
+            Some(id) => id.to_owned(),
+            None => format!("{file}#{}", n + 1),
+        };
+        let here = |msg: String| Diagnostic::at_offset(Severity::Error, file, text, offset, msg);
+        if !is_base && id.starts_with("base:") {
+            diags.push(here(format!("policy id `{id}` is reserved: `base:` names built-in policies")));
+            continue;
+        }
+        if let Some(reason) = policy.annotation("reason") {
+            if ReasonCode::parse(reason).is_none() {
+                diags.push(here(format!(
+                    "`@reason(\"{reason}\")` is not a reason code; use `forbidden_by_policy` or another code from the documentation"
+                )));
+            }
+        }
+        if let Err(e) = policies.add(policy.new_id(PolicyId::new(&id))) {
+            diags.push(here(format!("policy `{id}` cannot be added: {e}")));
+            continue;
+        }
+        files_by_policy.insert(id.clone(), (file.to_owned(), text.to_owned()));
+        sources.insert(id, (file.to_owned(), policy_text));
+    }
+}
+
+/// Identifiers that become Cedar entity ids and action names stay plain.
+fn valid_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '/' | '@'))
+}
+
+fn valid_argument_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !CEDAR_RESERVED.contains(&s)
+}
+
+const CEDAR_RESERVED: [&str; 12] = [
+    "true", "false", "if", "then", "else", "in", "is", "like", "has", "principal", "action",
+    "resource",
+];
+
+fn check_registry(reg: &Registry, node: &Node, diags: &mut Vec<Diagnostic>) {
+    let err = |diags: &mut Vec<Diagnostic>, path: &[Seg<'_>], msg: String| {
+        let (line, column) = yaml::position(node, path);
+        diags.push(Diagnostic::error(REGISTRY_FILE, line, column, msg));
+    };
+    let warn = |diags: &mut Vec<Diagnostic>, path: &[Seg<'_>], msg: String| {
+        let (line, column) = yaml::position(node, path);
+        diags.push(Diagnostic::warning(REGISTRY_FILE, line, column, msg));
+    };
+
+    let mut roles = HashSet::new();
+    for (i, role) in reg.roles.iter().enumerate() {
+        let at = [Seg::Key("roles"), Seg::Index(i), Seg::Key("id")];
+        if role.id.is_empty() {
+            err(diags, &at, "a role id cannot be empty".into());
+        }
+        if !roles.insert(role.id.as_str()) {
+            err(diags, &at, format!("role `{}` is defined twice", role.id));
+        }
+    }
+    for (i, role) in reg.roles.iter().enumerate() {
+        for (j, parent) in role.inherits.iter().enumerate() {
+            if !roles.contains(parent.as_str()) {
+                let at = [Seg::Key("roles"), Seg::Index(i), Seg::Key("inherits"), Seg::Index(j)];
+                err(diags, &at, format!("role `{}` inherits undefined role `{parent}`", role.id));
+            }
+        }
+    }
+    if let Some(cycle) = role_cycle(reg) {
+        err(diags, &[Seg::Key("roles")], format!("roles inherit in a cycle through `{cycle}`"));
+    }
+
+    let mut tools = HashSet::new();
+    for (i, tool) in reg.tools.iter().enumerate() {
+        let at = |k: &'static str| [Seg::Key("tools"), Seg::Index(i), Seg::Key(k)];
+        if !valid_id(&tool.id) {
+            err(diags, &at("id"), format!("tool id `{}` must be 1-128 characters of letters, digits and - _ . : / @", tool.id));
+        }
+        if tool.id.starts_with("category:") {
+            err(diags, &at("id"), format!("tool id `{}` is reserved: `category:` names action groups", tool.id));
+        }
+        if !tools.insert(tool.id.as_str()) {
+            err(diags, &at("id"), format!("tool `{}` is defined twice", tool.id));
+        }
+        if tool.allowed_roles.is_empty() {
+            warn(diags, &at("id"), format!("tool `{}` has no allowed_roles: no agent may call it for anyone", tool.id));
+        }
+        for (j, role) in tool.allowed_roles.iter().enumerate() {
+            if !reg.roles.is_empty() && !roles.contains(role.as_str()) {
+                let at = [Seg::Key("tools"), Seg::Index(i), Seg::Key("allowed_roles"), Seg::Index(j)];
+                warn(diags, &at, format!("tool `{}` allows role `{role}`, which `roles` does not define", tool.id));
+            }
+        }
+        for name in tool.arguments.keys() {
+            if !valid_argument_name(name) {
+                let at = [Seg::Key("tools"), Seg::Index(i), Seg::Key("arguments"), Seg::Key(name)];
+                err(diags, &at, format!("argument `{name}` of tool `{}` must be a Cedar identifier (letters, digits, _; not a keyword)", tool.id));
+            }
+        }
+        if let Some(limit) = &tool.rate_limit {
+            if limit.limit == 0 || limit.window_seconds == 0 {
+                err(diags, &at("rate_limit"), format!("rate_limit of tool `{}` needs a limit and window_seconds above zero", tool.id));
+            }
+        }
+        if let Some(approval) = &tool.approval {
+            if approval.timeout_seconds == Some(0) {
+                err(diags, &at("approval"), format!("approval timeout of tool `{}` must be above zero", tool.id));
+            }
+            if tool.requires_approval() && approval.approver_group.is_none() {
+                warn(diags, &at("approval"), format!("tool `{}` needs approval but names no approver_group", tool.id));
+            }
+        }
+    }
+
+    let mut agents = HashSet::new();
+    for (i, agent) in reg.agents.iter().enumerate() {
+        let at = |k: &'static str| [Seg::Key("agents"), Seg::Index(i), Seg::Key(k)];
+        if !valid_id(&agent.id) {
+            err(diags, &at("id"), format!("agent id `{}` must be 1-128 characters of letters, digits and - _ . : / @", agent.id));
+        }
+        if !valid_id(&agent.team) {
+            err(diags, &at("team"), format!("team `{}` of agent `{}` must be 1-128 characters of letters, digits and - _ . : / @", agent.team, agent.id));
+        }
+        if !agents.insert(agent.id.as_str()) {
+            err(diags, &at("id"), format!("agent `{}` is defined twice", agent.id));
+        }
+        let mut granted = HashSet::new();
+        for (j, grant) in agent.grants.iter().enumerate() {
+            let at = [Seg::Key("agents"), Seg::Index(i), Seg::Key("grants"), Seg::Index(j), Seg::Key("tool")];
+            if !tools.contains(grant.tool.as_str()) {
+                err(diags, &at, format!("agent `{}` is granted unknown tool `{}`", agent.id, grant.tool));
+            }
+            if !granted.insert(grant.tool.as_str()) {
+                err(diags, &at, format!("agent `{}` is granted `{}` twice", agent.id, grant.tool));
+            }
+            if grant.risk_ceiling.is_some_and(|g| g > agent.risk_ceiling) {
+                warn(diags, &at, format!("grant of `{}` to `{}` has a ceiling above the agent's; the agent's ({}) applies", grant.tool, agent.id, agent.risk_ceiling));
+            }
+        }
+    }
+}
+
+fn role_cycle(reg: &Registry) -> Option<String> {
+    let parents: HashMap<&str, &[String]> =
+        reg.roles.iter().map(|r| (r.id.as_str(), r.inherits.as_slice())).collect();
+    for start in parents.keys() {
+        let mut stack: Vec<&str> = vec![start];
+        let mut seen = HashSet::new();
+        while let Some(r) = stack.pop() {
+            for p in parents.get(r).copied().unwrap_or_default() {
+                if p == start {
+                    return Some((*start).to_owned());
+                }
+                if seen.insert(p.as_str()) {
+                    stack.push(p);
+                }
+            }
+        }
+    }
+    None
+}
+
+/// The full Cedar schema: the fixed part and one action per tool.
+pub(crate) fn schema_text(reg: &Registry) -> String {
+    let mut s = String::from(BASE_SCHEMA);
+    s.push_str("\n// Generated from registry.yaml: one action group per category, one action per tool.\n");
+    for c in Category::ALL {
+        s.push_str(&format!("action \"category:{}\";\n", c.as_str()));
+    }
+    for tool in &reg.tools {
+        let args = tool
+            .arguments
+            .iter()
+            .map(|(name, spec)| {
+                let opt = if spec.required { "" } else { "?" };
+                format!("      {name}{opt}: {},\n", spec.ty.cedar_type())
+            })
+            .collect::<String>();
+        s.push_str(&format!(
+            "action \"{id}\" in [\"category:{cat}\"] appliesTo {{\n  principal: [Agent],\n  resource: [Tool],\n  context: {{\n    user: UserContext,\n    environment: String,\n    risk: Long,\n    requested_risk?: Long,\n    session_id?: String,\n    now: Now,\n    arguments: {{\n{args}    }},\n  }},\n}};\n",
+            id = tool.id,
+            cat = tool.category.as_str(),
+        ));
+    }
+    s
+}

@@ -8,5 +8,11 @@
 //! authorization service ([`service`]) and the HTTP surface ([`http`]) that
 //! both `govctl serve` and the Lambda functions mount.
 
+pub mod adapters;
+pub mod auth;
+pub mod clock;
+
 pub mod model;
 pub mod policy;
+pub mod ports;
+

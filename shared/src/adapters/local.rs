@@ -1,0 +1,80 @@
+//! In-process adapters for the local control plane: metrics counted in
+//! memory and notifications written to the log.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use crate::model::{Decision, DecisionRecord};
+use crate::ports::{Metrics, Notification, Notifier, StoreError};
+
+/// Decision counters kept in memory.
+#[derive(Debug, Default)]
+pub struct MemoryMetrics {
+    allowed: AtomicU64,
+    denied: AtomicU64,
+    pending: AtomicU64,
+    risky: AtomicU64,
+    by_reason: Mutex<BTreeMap<String, u64>>,
+}
+
+/// A snapshot of [`MemoryMetrics`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MetricsSnapshot {
+    /// Allowed decisions.
+    pub allowed: u64,
+    /// Denied decisions.
+    pub denied: u64,
+    /// Decisions waiting for approval.
+    pub pending_approval: u64,
+    /// Denials because the requested risk exceeded a ceiling.
+    pub risky_attempts: u64,
+    /// Denials by reason code.
+    pub denials_by_reason: BTreeMap<String, u64>,
+}
+
+impl MemoryMetrics {
+    /// The counts so far.
+    pub fn snapshot(&self) -> MetricsSnapshot {
+        MetricsSnapshot {
+            allowed: self.allowed.load(Ordering::Relaxed),
+            denied: self.denied.load(Ordering::Relaxed),
+            pending_approval: self.pending.load(Ordering::Relaxed),
+            risky_attempts: self.risky.load(Ordering::Relaxed),
+            denials_by_reason: self.by_reason.lock().map(|m| m.clone()).unwrap_or_default(),
+        }
+    }
+}
+
+impl Metrics for MemoryMetrics {
+    fn record_decision(&self, record: &DecisionRecord) {
+        let counter = match record.decision {
+            Decision::Allow => &self.allowed,
+            Decision::Deny => &self.denied,
+            Decision::PendingApproval => &self.pending,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        if record.decision == Decision::Deny {
+            if record.reasons.iter().any(|r| r.code == crate::model::ReasonCode::RiskExceedsPolicy) {
+                self.risky.fetch_add(1, Ordering::Relaxed);
+            }
+            if let (Ok(mut m), Some(first)) = (self.by_reason.lock(), record.reasons.first()) {
+                *m.entry(first.code.as_str().to_owned()).or_default() += 1;
+            }
+        }
+    }
+}
+
+/// Writes notifications to the log (the terminal of `govctl serve`).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LogNotifier;
+
+#[async_trait]
+impl Notifier for LogNotifier {
+    async fn notify(&self, n: &Notification) -> Result<(), StoreError> {
+        tracing::info!(target: "notification", subject = %n.subject, "{}", n.body);
+        Ok(())
+    }
+}

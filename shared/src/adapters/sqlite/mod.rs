@@ -1,0 +1,408 @@
+//! The embedded store: one SQLite database under the data directory.
+//!
+//! Decisions are written by one writer thread that commits them in groups:
+//! every record waiting when a commit starts goes into the same transaction,
+//! and each caller is answered only after the commit (WAL, `synchronous =
+//! FULL`) has reached the disk. Under load, one fsync covers many decisions;
+//! idle, a decision waits for its own fsync only.
+//!
+//! Policy versions, activations and decisions are append-only: triggers
+//! refuse UPDATE and DELETE, so history cannot be rewritten through SQL
+//! either.
+
+mod schema;
+
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OptionalExtension};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+use tokio::sync::oneshot;
+
+use crate::clock::rfc3339;
+use crate::model::DecisionRecord;
+use crate::policy::PolicyBundle;
+use crate::ports::{
+    ActivePolicy, ApprovalRequest, ApprovalWorkflow, Appended, Counters, DecisionLog, PolicyStore,
+    PolicyVersion, PublishRequest, StoreError,
+};
+
+/// The database file's name inside the data directory.
+pub const DB_FILE: &str = "governance.db";
+
+/// How long a write waits for a lock held by another process before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_millis(1000);
+
+/// The most records one group commit takes.
+const MAX_BATCH: usize = 1024;
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+struct Job {
+    record: PreparedRecord,
+    reply: oneshot::Sender<Result<Appended, StoreError>>,
+}
+
+/// A record serialized by the caller, so the writer thread only writes.
+struct PreparedRecord {
+    decision_id: String,
+    agent_id: String,
+    timestamp: String,
+    decision: &'static str,
+    idempotency_key: Option<String>,
+    json: String,
+}
+
+/// The SQLite adapter of every store port.
+#[derive(Clone)]
+pub struct SqliteStore {
+    path: PathBuf,
+    control: Arc<Mutex<Connection>>,
+    writer: mpsc::SyncSender<Job>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+fn open(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path).map_err(unavailable)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(unavailable)?;
+    conn.pragma_update(None, "journal_mode", "WAL").map_err(unavailable)?;
+    conn.pragma_update(None, "synchronous", "FULL").map_err(unavailable)?;
+    conn.pragma_update(None, "foreign_keys", "ON").map_err(unavailable)?;
+    Ok(conn)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store in `data_dir`.
+    pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| unavailable(format!("cannot create `{}`: {e}", data_dir.display())))?;
+        let path = data_dir.join(DB_FILE);
+        let control = open(&path)?;
+        control.execute_batch(schema::SCHEMA).map_err(unavailable)?;
+        let writer_conn = open(&path)?;
+        let (tx, rx) = mpsc::sync_channel::<Job>(16 * MAX_BATCH);
+        std::thread::Builder::new()
+            .name("decision-writer".into())
+            .spawn(move || write_loop(writer_conn, &rx))
+            .map_err(unavailable)?;
+        Ok(Self { path, control: Arc::new(Mutex::new(control)), writer: tx })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    async fn with_control<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let conn = Arc::clone(&self.control);
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn.lock().map_err(|_| unavailable("store lock poisoned"))?;
+            f(&mut guard)
+        })
+        .await
+        .map_err(unavailable)?
+    }
+
+    /// Runs `f` on the control connection synchronously (for the CLI).
+    pub fn blocking<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let mut guard = self.control.lock().map_err(|_| unavailable("store lock poisoned"))?;
+        f(&mut guard)
+    }
+}
+
+fn write_loop(mut conn: Connection, rx: &mpsc::Receiver<Job>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while let Ok(first) = rx.recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        match commit(&mut conn, &batch) {
+            Ok(outcomes) => {
+                for (job, outcome) in batch.drain(..).zip(outcomes) {
+                    let _ = job.reply.send(Ok(outcome));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, records = batch.len(), "decision log commit failed");
+                for job in batch.drain(..) {
+                    let _ = job.reply.send(Err(unavailable(&e)));
+                }
+            }
+        }
+    }
+}
+
+fn commit(conn: &mut Connection, batch: &[Job]) -> Result<Vec<Appended>, rusqlite::Error> {
+    let tx = conn.transaction()?;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    {
+        let mut stmt = tx.prepare_cached(
+            "INSERT INTO decisions (decision_id, agent_id, timestamp, decision, idempotency_key, record)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+        )?;
+        for job in batch {
+            let r = &job.record;
+            let n = stmt.execute(params![
+                r.decision_id,
+                r.agent_id,
+                r.timestamp,
+                r.decision,
+                r.idempotency_key,
+                r.json
+            ])?;
+            outcomes.push(if n == 1 { Appended::Stored } else { Appended::DuplicateKey });
+        }
+    }
+    tx.commit()?;
+    Ok(outcomes)
+}
+
+fn version_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<PolicyVersion> {
+    Ok(PolicyVersion {
+        id: row.get(0)?,
+        content_hash: row.get(1)?,
+        parent: row.get(2)?,
+        author: row.get(3)?,
+        message: row.get(4)?,
+        created_at: row.get(5)?,
+    })
+}
+
+/// The id of a version: it commits to the content and to the history.
+pub fn version_id(content_hash: &str, parent: Option<&str>, author: &str, message: &str, created_at: &str) -> String {
+    let mut h = Sha256::new();
+    for part in [content_hash, parent.unwrap_or(""), author, message, created_at] {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part.as_bytes());
+    }
+    hex::encode(h.finalize())
+}
+
+fn resolve(conn: &Connection, id: &str) -> Result<String, StoreError> {
+    if id.len() < 6 || !id.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(StoreError::NotFound(id.to_owned()));
+    }
+    let mut stmt = conn
+        .prepare("SELECT id FROM policy_versions WHERE id LIKE ?1 || '%' LIMIT 2")
+        .map_err(unavailable)?;
+    let ids: Vec<String> = stmt
+        .query_map([id.to_ascii_lowercase()], |r| r.get(0))
+        .map_err(unavailable)?
+        .collect::<Result<_, _>>()
+        .map_err(unavailable)?;
+    match ids.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => Err(StoreError::NotFound(id.to_owned())),
+        _ => Err(StoreError::Ambiguous(id.to_owned())),
+    }
+}
+
+fn active(conn: &Connection) -> Result<Option<ActivePolicy>, StoreError> {
+    conn.query_row(
+        "SELECT version_id, activated_by, activated_at FROM policy_activations ORDER BY seq DESC LIMIT 1",
+        [],
+        |r| Ok(ActivePolicy { version_id: r.get(0)?, activated_by: r.get(1)?, activated_at: r.get(2)? }),
+    )
+    .optional()
+    .map_err(unavailable)
+}
+
+#[async_trait]
+impl PolicyStore for SqliteStore {
+    async fn publish(&self, req: PublishRequest) -> Result<PolicyVersion, StoreError> {
+        self.with_control(move |conn| {
+            let tx = conn.transaction().map_err(unavailable)?;
+            let parent = active(&tx)?.map(|a| a.version_id);
+            let content_hash = req.bundle.content_hash();
+            let created_at = rfc3339(req.at);
+            let id = version_id(&content_hash, parent.as_deref(), &req.author, &req.message, &created_at);
+            let bundle = serde_json::to_string(&req.bundle).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            tx.execute(
+                "INSERT INTO policy_versions (id, content_hash, parent, author, message, created_at, bundle)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![id, content_hash, parent, req.author, req.message, created_at, bundle],
+            )
+            .map_err(unavailable)?;
+            tx.commit().map_err(unavailable)?;
+            Ok(PolicyVersion { id, content_hash, parent, author: req.author, message: req.message, created_at })
+        })
+        .await
+    }
+
+    async fn version(&self, id: &str) -> Result<(PolicyVersion, PolicyBundle), StoreError> {
+        let id = id.to_owned();
+        self.with_control(move |conn| {
+            let full = resolve(conn, &id)?;
+            let (version, bundle): (PolicyVersion, String) = conn
+                .query_row(
+                    "SELECT id, content_hash, parent, author, message, created_at, bundle FROM policy_versions WHERE id = ?1",
+                    [&full],
+                    |r| Ok((version_from_row(r)?, r.get(6)?)),
+                )
+                .map_err(unavailable)?;
+            let bundle: PolicyBundle =
+                serde_json::from_str(&bundle).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            if bundle.content_hash() != version.content_hash {
+                return Err(StoreError::Corrupt(format!("version `{full}` does not match its content hash")));
+            }
+            Ok((version, bundle))
+        })
+        .await
+    }
+
+    async fn versions(&self) -> Result<Vec<PolicyVersion>, StoreError> {
+        self.with_control(|conn| {
+            let mut stmt = conn
+                .prepare("SELECT id, content_hash, parent, author, message, created_at FROM policy_versions ORDER BY created_at DESC, rowid DESC")
+                .map_err(unavailable)?;
+            let rows = stmt.query_map([], version_from_row).map_err(unavailable)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn active(&self) -> Result<Option<ActivePolicy>, StoreError> {
+        self.with_control(|conn| active(conn)).await
+    }
+
+    async fn activate(&self, id: &str, by: &str, at: OffsetDateTime) -> Result<ActivePolicy, StoreError> {
+        let (id, by) = (id.to_owned(), by.to_owned());
+        self.with_control(move |conn| {
+            let full = resolve(conn, &id)?;
+            let activated_at = rfc3339(at);
+            conn.execute(
+                "INSERT INTO policy_activations (version_id, activated_by, activated_at) VALUES (?1, ?2, ?3)",
+                params![full, by, activated_at],
+            )
+            .map_err(unavailable)?;
+            Ok(ActivePolicy { version_id: full, activated_by: by, activated_at })
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl DecisionLog for SqliteStore {
+    async fn append(&self, record: &DecisionRecord) -> Result<Appended, StoreError> {
+        let json = serde_json::to_string(record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let (reply, done) = oneshot::channel();
+        let job = Job {
+            record: PreparedRecord {
+                decision_id: record.decision_id.clone(),
+                agent_id: record.agent_id.clone(),
+                timestamp: record.timestamp.clone(),
+                decision: record.decision.as_str(),
+                idempotency_key: record.idempotency_key.clone(),
+                json,
+            },
+            reply,
+        };
+        match self.writer.try_send(job) {
+            Ok(()) => {}
+            // A full queue means the disk cannot keep up; waiting is the back-pressure.
+            Err(mpsc::TrySendError::Full(job)) => {
+                let writer = self.writer.clone();
+                tokio::task::spawn_blocking(move || writer.send(job))
+                    .await
+                    .map_err(unavailable)?
+                    .map_err(|_| unavailable("the decision writer has stopped"))?;
+            }
+            Err(mpsc::TrySendError::Disconnected(_)) => {
+                return Err(unavailable("the decision writer has stopped"))
+            }
+        }
+        done.await.map_err(|_| unavailable("the decision writer has stopped"))?
+    }
+
+    async fn get(&self, decision_id: &str) -> Result<Option<DecisionRecord>, StoreError> {
+        let id = decision_id.to_owned();
+        self.with_control(move |conn| {
+            let json: Option<String> = conn
+                .query_row("SELECT record FROM decisions WHERE decision_id = ?1", [&id], |r| r.get(0))
+                .optional()
+                .map_err(unavailable)?;
+            json.map(|j| serde_json::from_str(&j).map_err(|e| StoreError::Corrupt(e.to_string())))
+                .transpose()
+        })
+        .await
+    }
+
+    async fn by_idempotency_key(&self, agent_id: &str, key: &str) -> Result<Option<DecisionRecord>, StoreError> {
+        let (agent, key) = (agent_id.to_owned(), key.to_owned());
+        self.with_control(move |conn| {
+            let json: Option<String> = conn
+                .query_row(
+                    "SELECT record FROM decisions WHERE agent_id = ?1 AND idempotency_key = ?2",
+                    [&agent, &key],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(unavailable)?;
+            json.map(|j| serde_json::from_str(&j).map_err(|e| StoreError::Corrupt(e.to_string())))
+                .transpose()
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Counters for SqliteStore {
+    async fn increment(&self, key: &str, window_start: i64, by: u64) -> Result<u64, StoreError> {
+        let key = key.to_owned();
+        let by = i64::try_from(by).map_err(unavailable)?;
+        self.with_control(move |conn| {
+            conn.query_row(
+                "INSERT INTO counters (key, window_start, count) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (key, window_start) DO UPDATE SET count = count + excluded.count
+                 RETURNING count",
+                params![key, window_start, by],
+                |r| r.get::<_, i64>(0),
+            )
+            .map_err(unavailable)
+            .map(|n| u64::try_from(n).unwrap_or(0))
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl ApprovalWorkflow for SqliteStore {
+    async fn start(&self, request: &ApprovalRequest) -> Result<String, StoreError> {
+        let approval_id = uuid::Uuid::new_v4().simple().to_string();
+        let json = serde_json::to_string(request).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let (id, decision_id, expires) =
+            (approval_id.clone(), request.decision.decision_id.clone(), request.expires_at.clone());
+        let created = request.decision.timestamp.clone();
+        self.with_control(move |conn| {
+            conn.execute(
+                "INSERT INTO approvals (approval_id, decision_id, status, created_at, expires_at, request)
+                 VALUES (?1, ?2, 'pending', ?3, ?4, ?5)",
+                params![id, decision_id, created, expires, json],
+            )
+            .map_err(unavailable)?;
+            Ok(())
+        })
+        .await?;
+        Ok(approval_id)
+    }
+}
+
+#[cfg(test)]
+mod tests;

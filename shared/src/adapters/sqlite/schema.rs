@@ -1,0 +1,62 @@
+//! The embedded store's tables. Statements are idempotent, so opening an
+//! existing database applies nothing twice.
+
+/// Creates every table, index and trigger that does not exist yet.
+pub(crate) const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS policy_versions (
+    id           TEXT PRIMARY KEY,
+    content_hash TEXT NOT NULL,
+    parent       TEXT REFERENCES policy_versions(id),
+    author       TEXT NOT NULL,
+    message      TEXT NOT NULL,
+    created_at   TEXT NOT NULL,
+    bundle       TEXT NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS policy_versions_no_update BEFORE UPDATE ON policy_versions
+BEGIN SELECT RAISE(ABORT, 'policy versions are immutable'); END;
+CREATE TRIGGER IF NOT EXISTS policy_versions_no_delete BEFORE DELETE ON policy_versions
+BEGIN SELECT RAISE(ABORT, 'policy versions are immutable'); END;
+
+CREATE TABLE IF NOT EXISTS policy_activations (
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+    version_id   TEXT NOT NULL REFERENCES policy_versions(id),
+    activated_by TEXT NOT NULL,
+    activated_at TEXT NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS policy_activations_no_update BEFORE UPDATE ON policy_activations
+BEGIN SELECT RAISE(ABORT, 'the activation history is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS policy_activations_no_delete BEFORE DELETE ON policy_activations
+BEGIN SELECT RAISE(ABORT, 'the activation history is append-only'); END;
+
+CREATE TABLE IF NOT EXISTS decisions (
+    decision_id     TEXT PRIMARY KEY,
+    agent_id        TEXT NOT NULL,
+    timestamp       TEXT NOT NULL,
+    decision        TEXT NOT NULL,
+    idempotency_key TEXT,
+    record          TEXT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS decisions_idempotency
+    ON decisions (agent_id, idempotency_key) WHERE idempotency_key IS NOT NULL;
+CREATE INDEX IF NOT EXISTS decisions_timestamp ON decisions (timestamp);
+CREATE TRIGGER IF NOT EXISTS decisions_no_update BEFORE UPDATE ON decisions
+BEGIN SELECT RAISE(ABORT, 'the decision log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS decisions_no_delete BEFORE DELETE ON decisions
+BEGIN SELECT RAISE(ABORT, 'the decision log is append-only'); END;
+
+CREATE TABLE IF NOT EXISTS counters (
+    key          TEXT NOT NULL,
+    window_start INTEGER NOT NULL,
+    count        INTEGER NOT NULL,
+    PRIMARY KEY (key, window_start)
+);
+
+CREATE TABLE IF NOT EXISTS approvals (
+    approval_id TEXT PRIMARY KEY,
+    decision_id TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    created_at  TEXT NOT NULL,
+    expires_at  TEXT NOT NULL,
+    request     TEXT NOT NULL
+);
+"#;

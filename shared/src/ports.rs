@@ -1,0 +1,158 @@
+//! The ports the domain talks through. Adapters implement them: SQLite for
+//! `govctl serve` (see [`crate::adapters::sqlite`]), AWS services for the
+//! Lambda functions. The handlers never see a concrete client.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::model::DecisionRecord;
+use crate::policy::PolicyBundle;
+
+/// A store could not do what was asked. Callers deny on any of these.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backing store refused or failed the operation.
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+    /// Stored data could not be decoded.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    /// The named item does not exist.
+    #[error("`{0}` does not exist")]
+    NotFound(String),
+    /// A version prefix matches more than one version.
+    #[error("`{0}` matches more than one version; give more characters")]
+    Ambiguous(String),
+}
+
+/// Metadata of one immutable policy version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyVersion {
+    /// Content-addressed id: SHA-256 of the content hash, parent and metadata.
+    pub id: String,
+    /// SHA-256 of the bundle's files.
+    pub content_hash: String,
+    /// The version this one was published on top of.
+    pub parent: Option<String>,
+    /// Who published it.
+    pub author: String,
+    /// Why.
+    pub message: String,
+    /// When (RFC 3339).
+    pub created_at: String,
+}
+
+/// The active pointer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActivePolicy {
+    /// The active version.
+    pub version_id: String,
+    /// Who activated it.
+    pub activated_by: String,
+    /// When (RFC 3339).
+    pub activated_at: String,
+}
+
+/// What a publisher says about a new version.
+#[derive(Debug, Clone)]
+pub struct PublishRequest {
+    /// The files.
+    pub bundle: PolicyBundle,
+    /// Who publishes.
+    pub author: String,
+    /// Why.
+    pub message: String,
+    /// When.
+    pub at: OffsetDateTime,
+}
+
+/// Immutable, content-addressed policy versions and the active pointer.
+#[async_trait]
+pub trait PolicyStore: Send + Sync {
+    /// Stores a new version on top of the active one. Versions never change afterwards.
+    async fn publish(&self, request: PublishRequest) -> Result<PolicyVersion, StoreError>;
+    /// A version and its files, by full id or unique prefix.
+    async fn version(&self, id: &str) -> Result<(PolicyVersion, PolicyBundle), StoreError>;
+    /// Every version, newest first.
+    async fn versions(&self) -> Result<Vec<PolicyVersion>, StoreError>;
+    /// The active pointer, if any version was ever activated.
+    async fn active(&self) -> Result<Option<ActivePolicy>, StoreError>;
+    /// Points the active pointer at a stored version (publish or rollback).
+    async fn activate(&self, id: &str, by: &str, at: OffsetDateTime) -> Result<ActivePolicy, StoreError>;
+}
+
+/// Whether an append stored the record or found an earlier one with the same
+/// idempotency key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Appended {
+    /// The record is durable.
+    Stored,
+    /// An earlier record of this agent holds the idempotency key.
+    DuplicateKey,
+}
+
+/// The durable decision log. `append` returns only once the record is durable.
+#[async_trait]
+pub trait DecisionLog: Send + Sync {
+    /// Durably appends one record.
+    async fn append(&self, record: &DecisionRecord) -> Result<Appended, StoreError>;
+    /// One record by id.
+    async fn get(&self, decision_id: &str) -> Result<Option<DecisionRecord>, StoreError>;
+    /// The record an agent made with an idempotency key.
+    async fn by_idempotency_key(&self, agent_id: &str, key: &str) -> Result<Option<DecisionRecord>, StoreError>;
+}
+
+/// Windowed counters for rate limits and budgets.
+#[async_trait]
+pub trait Counters: Send + Sync {
+    /// Adds `by` to the counter of `key` in the window starting at `window_start`
+    /// (Unix seconds) and returns the new count.
+    async fn increment(&self, key: &str, window_start: i64, by: u64) -> Result<u64, StoreError>;
+}
+
+/// A call waiting for a human.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApprovalRequest {
+    /// The pending decision.
+    pub decision: DecisionRecord,
+    /// Who may approve.
+    pub approver_group: Option<String>,
+    /// When the request expires (RFC 3339).
+    pub expires_at: String,
+}
+
+/// Starts human approval of a pending call.
+#[async_trait]
+pub trait ApprovalWorkflow: Send + Sync {
+    /// Starts the workflow; returns the approval id.
+    async fn start(&self, request: &ApprovalRequest) -> Result<String, StoreError>;
+}
+
+/// A message to people (approvers, on-call).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notification {
+    /// Short subject line.
+    pub subject: String,
+    /// Body text. Never holds secrets or task tokens.
+    pub body: String,
+}
+
+/// Sends notifications.
+#[async_trait]
+pub trait Notifier: Send + Sync {
+    /// Sends one notification.
+    async fn notify(&self, notification: &Notification) -> Result<(), StoreError>;
+}
+
+/// Decision metrics: denials, risky attempts, latency.
+pub trait Metrics: Send + Sync {
+    /// Counts one recorded decision. Must not block.
+    fn record_decision(&self, record: &DecisionRecord);
+}
+
+/// The time.
+pub trait Clock: Send + Sync {
+    /// Now, UTC.
+    fn now(&self) -> OffsetDateTime;
+}

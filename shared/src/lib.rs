@@ -11,8 +11,8 @@
 pub mod adapters;
 pub mod auth;
 pub mod clock;
-
+pub mod http;
 pub mod model;
 pub mod policy;
 pub mod ports;
-
+pub mod service;

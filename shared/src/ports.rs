@@ -79,7 +79,12 @@ pub trait PolicyStore: Send + Sync {
     /// The active pointer, if any version was ever activated.
     async fn active(&self) -> Result<Option<ActivePolicy>, StoreError>;
     /// Points the active pointer at a stored version (publish or rollback).
-    async fn activate(&self, id: &str, by: &str, at: OffsetDateTime) -> Result<ActivePolicy, StoreError>;
+    async fn activate(
+        &self,
+        id: &str,
+        by: &str,
+        at: OffsetDateTime,
+    ) -> Result<ActivePolicy, StoreError>;
 }
 
 /// Whether an append stored the record or found an earlier one with the same
@@ -100,7 +105,11 @@ pub trait DecisionLog: Send + Sync {
     /// One record by id.
     async fn get(&self, decision_id: &str) -> Result<Option<DecisionRecord>, StoreError>;
     /// The record an agent made with an idempotency key.
-    async fn by_idempotency_key(&self, agent_id: &str, key: &str) -> Result<Option<DecisionRecord>, StoreError>;
+    async fn by_idempotency_key(
+        &self,
+        agent_id: &str,
+        key: &str,
+    ) -> Result<Option<DecisionRecord>, StoreError>;
 }
 
 /// Windowed counters for rate limits and budgets.

@@ -57,7 +57,11 @@ impl Metrics for MemoryMetrics {
         };
         counter.fetch_add(1, Ordering::Relaxed);
         if record.decision == Decision::Deny {
-            if record.reasons.iter().any(|r| r.code == crate::model::ReasonCode::RiskExceedsPolicy) {
+            if record
+                .reasons
+                .iter()
+                .any(|r| r.code == crate::model::ReasonCode::RiskExceedsPolicy)
+            {
                 self.risky.fetch_add(1, Ordering::Relaxed);
             }
             if let (Ok(mut m), Some(first)) = (self.by_reason.lock(), record.reasons.first()) {

@@ -79,18 +79,26 @@ pub struct JwtVerifier {
 
 impl std::fmt::Debug for JwtVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JwtVerifier").field("kids", &self.keys.keys().collect::<Vec<_>>()).finish_non_exhaustive()
+        f.debug_struct("JwtVerifier")
+            .field("kids", &self.keys.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
     }
 }
 
 impl JwtVerifier {
     /// A verifier for `issuer` and `audience` with the keys of `jwks`.
     /// `roles_claim` names the claim that holds the user's roles.
-    pub fn new(jwks: &JwkSet, issuer: &str, audience: &str, roles_claim: &str) -> Result<Self, TokenError> {
+    pub fn new(
+        jwks: &JwkSet,
+        issuer: &str,
+        audience: &str,
+        roles_claim: &str,
+    ) -> Result<Self, TokenError> {
         let mut keys = HashMap::new();
         let mut unnamed = Vec::new();
         for jwk in &jwks.keys {
-            let key = DecodingKey::from_jwk(jwk).map_err(|e| TokenError::Malformed(e.to_string()))?;
+            let key =
+                DecodingKey::from_jwk(jwk).map_err(|e| TokenError::Malformed(e.to_string()))?;
             match &jwk.common.key_id {
                 Some(kid) => {
                     keys.insert(kid.clone(), key);
@@ -105,16 +113,26 @@ impl JwtVerifier {
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.validate_nbf = true;
         validation.leeway = 30;
-        Ok(Self { keys, unnamed, validation, roles_claim: roles_claim.to_owned() })
+        Ok(Self {
+            keys,
+            unnamed,
+            validation,
+            roles_claim: roles_claim.to_owned(),
+        })
     }
 
-    fn decode(&self, token: &str) -> Result<serde_json::Map<String, serde_json::Value>, TokenError> {
-        let header = jsonwebtoken::decode_header(token).map_err(|e| TokenError::Malformed(e.to_string()))?;
-        let candidates: Vec<&DecodingKey> = match header.kid.as_deref().and_then(|k| self.keys.get(k)) {
-            Some(k) => vec![k],
-            None if header.kid.is_some() => return Err(TokenError::BadSignature),
-            None => self.unnamed.iter().collect(),
-        };
+    fn decode(
+        &self,
+        token: &str,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, TokenError> {
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|e| TokenError::Malformed(e.to_string()))?;
+        let candidates: Vec<&DecodingKey> =
+            match header.kid.as_deref().and_then(|k| self.keys.get(k)) {
+                Some(k) => vec![k],
+                None if header.kid.is_some() => return Err(TokenError::BadSignature),
+                None => self.unnamed.iter().collect(),
+            };
         let mut validation = self.validation.clone();
         validation.algorithms = vec![header.alg];
         if !self.validation.algorithms.contains(&header.alg) {
@@ -122,15 +140,25 @@ impl JwtVerifier {
         }
         let mut last = TokenError::BadSignature;
         for key in candidates {
-            match jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(token, key, &validation) {
+            match jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(
+                token,
+                key,
+                &validation,
+            ) {
                 Ok(data) => return Ok(data.claims),
                 Err(e) => {
                     last = match e.kind() {
                         ErrorKind::ExpiredSignature => TokenError::Expired,
                         ErrorKind::ImmatureSignature => TokenError::NotYetValid,
-                        ErrorKind::InvalidSignature | ErrorKind::InvalidAlgorithm => TokenError::BadSignature,
-                        ErrorKind::InvalidIssuer | ErrorKind::InvalidAudience => TokenError::WrongIssuerOrAudience,
-                        ErrorKind::MissingRequiredClaim(c) => TokenError::Malformed(format!("missing claim `{c}`")),
+                        ErrorKind::InvalidSignature | ErrorKind::InvalidAlgorithm => {
+                            TokenError::BadSignature
+                        }
+                        ErrorKind::InvalidIssuer | ErrorKind::InvalidAudience => {
+                            TokenError::WrongIssuerOrAudience
+                        }
+                        ErrorKind::MissingRequiredClaim(c) => {
+                            TokenError::Malformed(format!("missing claim `{c}`"))
+                        }
                         _ => TokenError::Malformed(e.to_string()),
                     };
                     if last != TokenError::BadSignature {
@@ -142,9 +170,15 @@ impl JwtVerifier {
         Err(last)
     }
 
-    fn check_use(claims: &serde_json::Map<String, serde_json::Value>, want: TokenUse) -> Result<(), TokenError> {
+    fn check_use(
+        claims: &serde_json::Map<String, serde_json::Value>,
+        want: TokenUse,
+    ) -> Result<(), TokenError> {
         // Tokens of other issuers carry no `token_use`; the audience separates them.
-        match claims.get("token_use").map(|v| serde_json::from_value::<TokenUse>(v.clone())) {
+        match claims
+            .get("token_use")
+            .map(|v| serde_json::from_value::<TokenUse>(v.clone()))
+        {
             None => Ok(()),
             Some(Ok(u)) if u == want => Ok(()),
             Some(_) => Err(TokenError::WrongUse),
@@ -168,19 +202,35 @@ impl JwtVerifier {
                 .iter()
                 .map(|v| v.as_str().map(str::to_owned))
                 .collect::<Option<Vec<_>>>()
-                .ok_or_else(|| TokenError::Malformed(format!("claim `{}` must list strings", self.roles_claim)))?,
+                .ok_or_else(|| {
+                    TokenError::Malformed(format!("claim `{}` must list strings", self.roles_claim))
+                })?,
             Some(serde_json::Value::String(s)) => s.split_whitespace().map(str::to_owned).collect(),
-            Some(_) => return Err(TokenError::Malformed(format!("claim `{}` must list strings", self.roles_claim))),
+            Some(_) => {
+                return Err(TokenError::Malformed(format!(
+                    "claim `{}` must list strings",
+                    self.roles_claim
+                )))
+            }
         };
-        let organization = claims.get("org").and_then(|v| v.as_str()).map(str::to_owned);
-        Ok(UserContext { id: subject(&claims)?, roles, organization })
+        let organization = claims
+            .get("org")
+            .and_then(|v| v.as_str())
+            .map(str::to_owned);
+        Ok(UserContext {
+            id: subject(&claims)?,
+            roles,
+            organization,
+        })
     }
 }
 
 fn subject(claims: &serde_json::Map<String, serde_json::Value>) -> Result<String, TokenError> {
     match claims.get("sub").and_then(|v| v.as_str()) {
         Some(s) if !s.is_empty() && s.len() <= 256 => Ok(s.to_owned()),
-        _ => Err(TokenError::Malformed("claim `sub` must be a non-empty string".into())),
+        _ => Err(TokenError::Malformed(
+            "claim `sub` must be a non-empty string".into(),
+        )),
     }
 }
 
@@ -214,29 +264,57 @@ mod tests {
         let agents = JwtVerifier::new(&keys.jwks(), LOCAL_ISSUER, AGENT_AUDIENCE, "roles").unwrap();
         let users = JwtVerifier::new(&keys.jwks(), LOCAL_ISSUER, USER_AUDIENCE, "roles").unwrap();
 
-        let agent = keys.mint(&claims("agent-a", AGENT_AUDIENCE, TokenUse::Agent, 60)).unwrap();
+        let agent = keys
+            .mint(&claims("agent-a", AGENT_AUDIENCE, TokenUse::Agent, 60))
+            .unwrap();
         assert_eq!(agents.verify_agent(&agent).unwrap(), "agent-a");
-        assert_eq!(users.verify_user(&agent).unwrap_err(), TokenError::WrongIssuerOrAudience);
+        assert_eq!(
+            users.verify_user(&agent).unwrap_err(),
+            TokenError::WrongIssuerOrAudience
+        );
 
-        let user = keys.mint(&claims("uma", USER_AUDIENCE, TokenUse::User, 60)).unwrap();
+        let user = keys
+            .mint(&claims("uma", USER_AUDIENCE, TokenUse::User, 60))
+            .unwrap();
         let u = users.verify_user(&user).unwrap();
-        assert_eq!((u.id.as_str(), u.roles.as_slice()), ("uma", &["underwriter".to_owned()][..]));
+        assert_eq!(
+            (u.id.as_str(), u.roles.as_slice()),
+            ("uma", &["underwriter".to_owned()][..])
+        );
         assert_eq!(u.organization.as_deref(), Some("meridian-capital"));
 
-        let expired = keys.mint(&claims("agent-a", AGENT_AUDIENCE, TokenUse::Agent, -120)).unwrap();
-        assert_eq!(agents.verify_agent(&expired).unwrap_err(), TokenError::Expired);
+        let expired = keys
+            .mint(&claims("agent-a", AGENT_AUDIENCE, TokenUse::Agent, -120))
+            .unwrap();
+        assert_eq!(
+            agents.verify_agent(&expired).unwrap_err(),
+            TokenError::Expired
+        );
 
-        let mislabeled = keys.mint(&claims("uma", AGENT_AUDIENCE, TokenUse::User, 60)).unwrap();
-        assert_eq!(agents.verify_agent(&mislabeled).unwrap_err(), TokenError::WrongUse);
+        let mislabeled = keys
+            .mint(&claims("uma", AGENT_AUDIENCE, TokenUse::User, 60))
+            .unwrap();
+        assert_eq!(
+            agents.verify_agent(&mislabeled).unwrap_err(),
+            TokenError::WrongUse
+        );
 
         let other_dir = tempfile::tempdir().unwrap();
         let forger = LocalKeys::load_or_create(other_dir.path()).unwrap();
-        let forged = forger.mint(&claims("agent-a", AGENT_AUDIENCE, TokenUse::Agent, 60)).unwrap();
-        assert_eq!(agents.verify_agent(&forged).unwrap_err(), TokenError::BadSignature);
+        let forged = forger
+            .mint(&claims("agent-a", AGENT_AUDIENCE, TokenUse::Agent, 60))
+            .unwrap();
+        assert_eq!(
+            agents.verify_agent(&forged).unwrap_err(),
+            TokenError::BadSignature
+        );
 
         let mut tampered = agent.clone();
         tampered.insert(tampered.len() / 2, 'x');
         assert!(agents.verify_agent(&tampered).is_err());
-        assert!(matches!(agents.verify_agent("not-a-jwt"), Err(TokenError::Malformed(_))));
+        assert!(matches!(
+            agents.verify_agent("not-a-jwt"),
+            Err(TokenError::Malformed(_))
+        ));
     }
 }

@@ -53,7 +53,9 @@ pub struct LocalKeys {
 impl std::fmt::Debug for LocalKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never print the private key.
-        f.debug_struct("LocalKeys").field("kid", &self.kid).finish_non_exhaustive()
+        f.debug_struct("LocalKeys")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
     }
 }
 
@@ -62,7 +64,10 @@ impl LocalKeys {
     pub fn load_or_create(data_dir: &Path) -> Result<Self, KeyError> {
         let dir = data_dir.join("keys");
         let path = dir.join(KEY_FILE);
-        let io = |source| KeyError::Io { path: path.clone(), source };
+        let io = |source| KeyError::Io {
+            path: path.clone(),
+            source,
+        };
         let pem = match std::fs::read_to_string(&path) {
             Ok(pem) => pem,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -81,7 +86,10 @@ impl LocalKeys {
         };
         let key = SigningKey::from_pkcs8_pem(&pem).map_err(|_| KeyError::Invalid(path.clone()))?;
         let public = key.verifying_key().to_bytes();
-        let kid = hex::encode(Sha256::digest(public)).chars().take(16).collect();
+        let kid = hex::encode(Sha256::digest(public))
+            .chars()
+            .take(16)
+            .collect();
         Ok(Self { pem, kid, public })
     }
 

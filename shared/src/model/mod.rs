@@ -8,5 +8,6 @@ pub use decision::{Decision, DecisionRecord, Reason, ReasonCode};
 pub use registry::{
     AgentSpec, AgentStatus, ApprovalSpec, ArgumentSpec, ArgumentType, Category, Environment,
     GrantSpec, RateLimitScope, RateLimitSpec, Registry, Risk, RoleSpec, ToolSpec,
+    UnknownEnvironmentError, UnknownRiskError,
 };
 pub use request::{AuthorizeRequest, UserContext};

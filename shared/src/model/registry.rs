@@ -183,7 +183,10 @@ impl Category {
 
     /// Whether calls of this category wait for a human unless the tool says otherwise.
     pub fn requires_approval_by_default(self) -> bool {
-        matches!(self, Category::Delete | Category::Transfer | Category::Publish)
+        matches!(
+            self,
+            Category::Delete | Category::Transfer | Category::Publish
+        )
     }
 }
 

@@ -10,7 +10,7 @@ use miette::Diagnostic as _;
 
 use super::yaml::{self, Seg};
 use super::{Diagnostic, PolicyBundle, Severity, BASE_POLICIES, BASE_SCHEMA, REGISTRY_FILE};
-use crate::model::{Category, Registry, ReasonCode};
+use crate::model::{Category, ReasonCode, Registry};
 
 /// The name built-in policies are reported under.
 pub(crate) const BASE_FILE: &str = "<built-in>/base.cedar";
@@ -40,7 +40,12 @@ pub struct CompiledPolicies {
 pub fn compile(bundle: &PolicyBundle) -> Result<CompiledPolicies, Vec<Diagnostic>> {
     let mut diags = Vec::new();
     let Some(text) = bundle.registry() else {
-        return Err(vec![Diagnostic::error(REGISTRY_FILE, 0, 0, "file is missing")]);
+        return Err(vec![Diagnostic::error(
+            REGISTRY_FILE,
+            0,
+            0,
+            "file is missing",
+        )]);
     };
     let (registry, node) = match yaml::parse::<Registry>(REGISTRY_FILE, text) {
         Ok(parsed) => parsed,
@@ -69,7 +74,14 @@ pub fn compile(bundle: &PolicyBundle) -> Result<CompiledPolicies, Vec<Diagnostic
     let mut files_by_policy: HashMap<String, (String, String)> = HashMap::new();
     let files = std::iter::once((BASE_FILE, BASE_POLICIES)).chain(bundle.cedar_files());
     for (file, text) in files {
-        add_file(file, text, &mut policies, &mut sources, &mut files_by_policy, &mut diags);
+        add_file(
+            file,
+            text,
+            &mut policies,
+            &mut sources,
+            &mut files_by_policy,
+            &mut diags,
+        );
     }
     if has_errors(&diags) {
         return Err(diags);
@@ -77,10 +89,20 @@ pub fn compile(bundle: &PolicyBundle) -> Result<CompiledPolicies, Vec<Diagnostic
 
     let result = Validator::new(schema.clone()).validate(&policies, ValidationMode::Strict);
     for e in result.validation_errors() {
-        diags.push(validation_diag(Severity::Error, e.policy_id(), e, &files_by_policy));
+        diags.push(validation_diag(
+            Severity::Error,
+            e.policy_id(),
+            e,
+            &files_by_policy,
+        ));
     }
     for w in result.validation_warnings() {
-        diags.push(validation_diag(Severity::Warning, w.policy_id(), w, &files_by_policy));
+        diags.push(validation_diag(
+            Severity::Warning,
+            w.policy_id(),
+            w,
+            &files_by_policy,
+        ));
     }
     if has_errors(&diags) {
         return Err(diags);
@@ -137,12 +159,21 @@ fn add_file(
         Ok(p) => p,
         Err(errs) => {
             for e in errs.iter() {
-                let offset = e.labels().and_then(|mut l| l.next()).map_or(0, |l| l.offset());
+                let offset = e
+                    .labels()
+                    .and_then(|mut l| l.next())
+                    .map_or(0, |l| l.offset());
                 let message = match e.help() {
                     Some(help) => format!("{e} ({help})"),
                     None => e.to_string(),
                 };
-                diags.push(Diagnostic::at_offset(Severity::Error, file, text, offset, message));
+                diags.push(Diagnostic::at_offset(
+                    Severity::Error,
+                    file,
+                    text,
+                    offset,
+                    message,
+                ));
             }
             return;
         }
@@ -174,7 +205,9 @@ fn add_file(
         };
         let here = |msg: String| Diagnostic::at_offset(Severity::Error, file, text, offset, msg);
         if !is_base && id.starts_with("base:") {
-            diags.push(here(format!("policy id `{id}` is reserved: `base:` names built-in policies")));
+            diags.push(here(format!(
+                "policy id `{id}` is reserved: `base:` names built-in policies"
+            )));
             continue;
         }
         if let Some(reason) = policy.annotation("reason") {
@@ -203,13 +236,25 @@ fn valid_id(s: &str) -> bool {
 
 fn valid_argument_name(s: &str) -> bool {
     let mut chars = s.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
         && !CEDAR_RESERVED.contains(&s)
 }
 
 const CEDAR_RESERVED: [&str; 12] = [
-    "true", "false", "if", "then", "else", "in", "is", "like", "has", "principal", "action",
+    "true",
+    "false",
+    "if",
+    "then",
+    "else",
+    "in",
+    "is",
+    "like",
+    "has",
+    "principal",
+    "action",
     "resource",
 ];
 
@@ -236,53 +281,126 @@ fn check_registry(reg: &Registry, node: &Node, diags: &mut Vec<Diagnostic>) {
     for (i, role) in reg.roles.iter().enumerate() {
         for (j, parent) in role.inherits.iter().enumerate() {
             if !roles.contains(parent.as_str()) {
-                let at = [Seg::Key("roles"), Seg::Index(i), Seg::Key("inherits"), Seg::Index(j)];
-                err(diags, &at, format!("role `{}` inherits undefined role `{parent}`", role.id));
+                let at = [
+                    Seg::Key("roles"),
+                    Seg::Index(i),
+                    Seg::Key("inherits"),
+                    Seg::Index(j),
+                ];
+                err(
+                    diags,
+                    &at,
+                    format!("role `{}` inherits undefined role `{parent}`", role.id),
+                );
             }
         }
     }
     if let Some(cycle) = role_cycle(reg) {
-        err(diags, &[Seg::Key("roles")], format!("roles inherit in a cycle through `{cycle}`"));
+        err(
+            diags,
+            &[Seg::Key("roles")],
+            format!("roles inherit in a cycle through `{cycle}`"),
+        );
     }
 
     let mut tools = HashSet::new();
     for (i, tool) in reg.tools.iter().enumerate() {
         let at = |k: &'static str| [Seg::Key("tools"), Seg::Index(i), Seg::Key(k)];
         if !valid_id(&tool.id) {
-            err(diags, &at("id"), format!("tool id `{}` must be 1-128 characters of letters, digits and - _ . : / @", tool.id));
+            err(
+                diags,
+                &at("id"),
+                format!(
+                    "tool id `{}` must be 1-128 characters of letters, digits and - _ . : / @",
+                    tool.id
+                ),
+            );
         }
         if tool.id.starts_with("category:") {
-            err(diags, &at("id"), format!("tool id `{}` is reserved: `category:` names action groups", tool.id));
+            err(
+                diags,
+                &at("id"),
+                format!(
+                    "tool id `{}` is reserved: `category:` names action groups",
+                    tool.id
+                ),
+            );
         }
         if !tools.insert(tool.id.as_str()) {
-            err(diags, &at("id"), format!("tool `{}` is defined twice", tool.id));
+            err(
+                diags,
+                &at("id"),
+                format!("tool `{}` is defined twice", tool.id),
+            );
         }
         if tool.allowed_roles.is_empty() {
-            warn(diags, &at("id"), format!("tool `{}` has no allowed_roles: no agent may call it for anyone", tool.id));
+            warn(
+                diags,
+                &at("id"),
+                format!(
+                    "tool `{}` has no allowed_roles: no agent may call it for anyone",
+                    tool.id
+                ),
+            );
         }
         for (j, role) in tool.allowed_roles.iter().enumerate() {
             if !reg.roles.is_empty() && !roles.contains(role.as_str()) {
-                let at = [Seg::Key("tools"), Seg::Index(i), Seg::Key("allowed_roles"), Seg::Index(j)];
-                warn(diags, &at, format!("tool `{}` allows role `{role}`, which `roles` does not define", tool.id));
+                let at = [
+                    Seg::Key("tools"),
+                    Seg::Index(i),
+                    Seg::Key("allowed_roles"),
+                    Seg::Index(j),
+                ];
+                warn(
+                    diags,
+                    &at,
+                    format!(
+                        "tool `{}` allows role `{role}`, which `roles` does not define",
+                        tool.id
+                    ),
+                );
             }
         }
         for name in tool.arguments.keys() {
             if !valid_argument_name(name) {
-                let at = [Seg::Key("tools"), Seg::Index(i), Seg::Key("arguments"), Seg::Key(name)];
+                let at = [
+                    Seg::Key("tools"),
+                    Seg::Index(i),
+                    Seg::Key("arguments"),
+                    Seg::Key(name),
+                ];
                 err(diags, &at, format!("argument `{name}` of tool `{}` must be a Cedar identifier (letters, digits, _; not a keyword)", tool.id));
             }
         }
         if let Some(limit) = &tool.rate_limit {
             if limit.limit == 0 || limit.window_seconds == 0 {
-                err(diags, &at("rate_limit"), format!("rate_limit of tool `{}` needs a limit and window_seconds above zero", tool.id));
+                err(
+                    diags,
+                    &at("rate_limit"),
+                    format!(
+                        "rate_limit of tool `{}` needs a limit and window_seconds above zero",
+                        tool.id
+                    ),
+                );
             }
         }
         if let Some(approval) = &tool.approval {
             if approval.timeout_seconds == Some(0) {
-                err(diags, &at("approval"), format!("approval timeout of tool `{}` must be above zero", tool.id));
+                err(
+                    diags,
+                    &at("approval"),
+                    format!("approval timeout of tool `{}` must be above zero", tool.id),
+                );
             }
             if tool.requires_approval() && approval.approver_group.is_none() {
-                warn(diags, &at("approval"), format!("tool `{}` needs approval but names no approver_group", tool.id));
+                warn(
+                    diags,
+                    &at("approval"),
+                    format!(
+                        "tool `{}` needs approval but names no approver_group",
+                        tool.id
+                    ),
+                );
             }
         }
     }
@@ -291,22 +409,50 @@ fn check_registry(reg: &Registry, node: &Node, diags: &mut Vec<Diagnostic>) {
     for (i, agent) in reg.agents.iter().enumerate() {
         let at = |k: &'static str| [Seg::Key("agents"), Seg::Index(i), Seg::Key(k)];
         if !valid_id(&agent.id) {
-            err(diags, &at("id"), format!("agent id `{}` must be 1-128 characters of letters, digits and - _ . : / @", agent.id));
+            err(
+                diags,
+                &at("id"),
+                format!(
+                    "agent id `{}` must be 1-128 characters of letters, digits and - _ . : / @",
+                    agent.id
+                ),
+            );
         }
         if !valid_id(&agent.team) {
             err(diags, &at("team"), format!("team `{}` of agent `{}` must be 1-128 characters of letters, digits and - _ . : / @", agent.team, agent.id));
         }
         if !agents.insert(agent.id.as_str()) {
-            err(diags, &at("id"), format!("agent `{}` is defined twice", agent.id));
+            err(
+                diags,
+                &at("id"),
+                format!("agent `{}` is defined twice", agent.id),
+            );
         }
         let mut granted = HashSet::new();
         for (j, grant) in agent.grants.iter().enumerate() {
-            let at = [Seg::Key("agents"), Seg::Index(i), Seg::Key("grants"), Seg::Index(j), Seg::Key("tool")];
+            let at = [
+                Seg::Key("agents"),
+                Seg::Index(i),
+                Seg::Key("grants"),
+                Seg::Index(j),
+                Seg::Key("tool"),
+            ];
             if !tools.contains(grant.tool.as_str()) {
-                err(diags, &at, format!("agent `{}` is granted unknown tool `{}`", agent.id, grant.tool));
+                err(
+                    diags,
+                    &at,
+                    format!(
+                        "agent `{}` is granted unknown tool `{}`",
+                        agent.id, grant.tool
+                    ),
+                );
             }
             if !granted.insert(grant.tool.as_str()) {
-                err(diags, &at, format!("agent `{}` is granted `{}` twice", agent.id, grant.tool));
+                err(
+                    diags,
+                    &at,
+                    format!("agent `{}` is granted `{}` twice", agent.id, grant.tool),
+                );
             }
             if grant.risk_ceiling.is_some_and(|g| g > agent.risk_ceiling) {
                 warn(diags, &at, format!("grant of `{}` to `{}` has a ceiling above the agent's; the agent's ({}) applies", grant.tool, agent.id, agent.risk_ceiling));
@@ -316,8 +462,11 @@ fn check_registry(reg: &Registry, node: &Node, diags: &mut Vec<Diagnostic>) {
 }
 
 fn role_cycle(reg: &Registry) -> Option<String> {
-    let parents: HashMap<&str, &[String]> =
-        reg.roles.iter().map(|r| (r.id.as_str(), r.inherits.as_slice())).collect();
+    let parents: HashMap<&str, &[String]> = reg
+        .roles
+        .iter()
+        .map(|r| (r.id.as_str(), r.inherits.as_slice()))
+        .collect();
     for start in parents.keys() {
         let mut stack: Vec<&str> = vec![start];
         let mut seen = HashSet::new();
@@ -338,7 +487,9 @@ fn role_cycle(reg: &Registry) -> Option<String> {
 /// The full Cedar schema: the fixed part and one action per tool.
 pub(crate) fn schema_text(reg: &Registry) -> String {
     let mut s = String::from(BASE_SCHEMA);
-    s.push_str("\n// Generated from registry.yaml: one action group per category, one action per tool.\n");
+    s.push_str(
+        "\n// Generated from registry.yaml: one action group per category, one action per tool.\n",
+    );
     for c in Category::ALL {
         s.push_str(&format!("action \"category:{}\";\n", c.as_str()));
     }

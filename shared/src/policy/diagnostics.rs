@@ -73,12 +73,9 @@ pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
     let before = text.get(..offset).unwrap_or(text);
     let line = before.matches('\n').count() + 1;
-    let column = before
-        .rfind('\n')
-        .map_or(before.chars().count(), |i| {
-            before.get(i + 1..).map_or(0, |s| s.chars().count())
-        })
-        + 1;
+    let column = before.rfind('\n').map_or(before.chars().count(), |i| {
+        before.get(i + 1..).map_or(0, |s| s.chars().count())
+    }) + 1;
     (line, column)
 }
 

@@ -79,7 +79,11 @@ impl Evaluation {
     fn deny(code: ReasonCode, message: String, agent_version: Option<String>) -> Self {
         Evaluation {
             decision: Decision::Deny,
-            reasons: vec![Reason { code, message, policy_id: None }],
+            reasons: vec![Reason {
+                code,
+                message,
+                policy_id: None,
+            }],
             determining_policies: Vec::new(),
             errors: Vec::new(),
             agent_version,
@@ -150,10 +154,22 @@ impl PolicyEngine {
             teams.insert(a.team.clone());
             let attrs = [
                 ("team", RestrictedExpression::new_string(a.team.clone())),
-                ("environment", RestrictedExpression::new_string(a.environment.to_string())),
-                ("status", RestrictedExpression::new_string(a.status.as_str().to_owned())),
-                ("version", RestrictedExpression::new_string(a.version.clone())),
-                ("risk_ceiling", RestrictedExpression::new_long(a.risk_ceiling.level())),
+                (
+                    "environment",
+                    RestrictedExpression::new_string(a.environment.to_string()),
+                ),
+                (
+                    "status",
+                    RestrictedExpression::new_string(a.status.as_str().to_owned()),
+                ),
+                (
+                    "version",
+                    RestrictedExpression::new_string(a.version.clone()),
+                ),
+                (
+                    "risk_ceiling",
+                    RestrictedExpression::new_long(a.risk_ceiling.level()),
+                ),
             ]
             .map(|(k, v)| (k.to_owned(), v));
             // A grant is a tag: tool id → the lower of the agent's and the grant's ceiling.
@@ -161,12 +177,23 @@ impl PolicyEngine {
                 .grants
                 .iter()
                 .filter(|g| tool_specs.contains_key(g.tool.as_str()))
-                .map(|g| (g.tool.clone(), RestrictedExpression::new_long(a.ceiling_for(g).level())));
+                .map(|g| {
+                    (
+                        g.tool.clone(),
+                        RestrictedExpression::new_long(a.ceiling_for(g).level()),
+                    )
+                });
             entities.push(
                 Entity::new_with_tags(agent_uid.clone(), attrs, [team_uid], tags)
                     .map_err(entity_err)?,
             );
-            agents.insert(a.id.clone(), AgentEntry { spec: a.clone(), uid: agent_uid });
+            agents.insert(
+                a.id.clone(),
+                AgentEntry {
+                    spec: a.clone(),
+                    uid: agent_uid,
+                },
+            );
         }
         for t in teams {
             entities.push(Entity::with_uid(uid("Team", &t)?));
@@ -180,19 +207,33 @@ impl PolicyEngine {
                 .map(|r| RestrictedExpression::new_string(r.clone()));
             let attrs = [
                 ("tool_id", RestrictedExpression::new_string(t.id.clone())),
-                ("category", RestrictedExpression::new_string(t.category.as_str().to_owned())),
+                (
+                    "category",
+                    RestrictedExpression::new_string(t.category.as_str().to_owned()),
+                ),
                 ("risk", RestrictedExpression::new_long(t.risk.level())),
-                ("classification", RestrictedExpression::new_string(t.classification.clone())),
+                (
+                    "classification",
+                    RestrictedExpression::new_string(t.classification.clone()),
+                ),
                 ("allowed_roles", RestrictedExpression::new_set(roles)),
-                ("requires_approval", RestrictedExpression::new_bool(t.requires_approval())),
+                (
+                    "requires_approval",
+                    RestrictedExpression::new_bool(t.requires_approval()),
+                ),
             ]
             .map(|(k, v)| (k.to_owned(), v))
             .into_iter()
             .collect();
-            entities.push(Entity::new(tool_uid.clone(), attrs, HashSet::new()).map_err(entity_err)?);
+            entities
+                .push(Entity::new(tool_uid.clone(), attrs, HashSet::new()).map_err(entity_err)?);
             tools.insert(
                 t.id.clone(),
-                ToolEntry { spec: t.clone(), uid: tool_uid, action: uid("Action", &t.id)? },
+                ToolEntry {
+                    spec: t.clone(),
+                    uid: tool_uid,
+                    action: uid("Action", &t.id)?,
+                },
             );
         }
         // With the schema, the store also holds the action entities, so that
@@ -208,9 +249,10 @@ impl PolicyEngine {
                     .annotation("reason")
                     .and_then(ReasonCode::parse)
                     .unwrap_or(ReasonCode::ForbiddenByPolicy);
-                let message = p
-                    .annotation("message")
-                    .map_or_else(|| format!("forbidden by policy `{}`", p.id()), str::to_owned);
+                let message = p.annotation("message").map_or_else(
+                    || format!("forbidden by policy `{}`", p.id()),
+                    str::to_owned,
+                );
                 (p.id().clone(), (code, message))
             })
             .collect();
@@ -297,7 +339,10 @@ impl PolicyEngine {
         } else if let Some(set) = self.index.prepared(input.agent_id, input.tool_id) {
             set
         } else {
-            match self.index.assemble(&agent.spec.id, &agent.spec.team, input.tool_id) {
+            match self
+                .index
+                .assemble(&agent.spec.id, &agent.spec.team, input.tool_id)
+            {
                 Ok(s) => {
                     assembled = s;
                     &assembled
@@ -332,20 +377,36 @@ impl PolicyEngine {
             }
         }
         let mut user = vec![
-            ("id".to_owned(), RestrictedExpression::new_string(input.user.id.clone())),
+            (
+                "id".to_owned(),
+                RestrictedExpression::new_string(input.user.id.clone()),
+            ),
             (
                 "roles".to_owned(),
-                RestrictedExpression::new_set(roles.into_iter().map(RestrictedExpression::new_string)),
+                RestrictedExpression::new_set(
+                    roles.into_iter().map(RestrictedExpression::new_string),
+                ),
             ),
         ];
         if let Some(org) = &input.user.organization {
-            user.push(("organization".to_owned(), RestrictedExpression::new_string(org.clone())));
+            user.push((
+                "organization".to_owned(),
+                RestrictedExpression::new_string(org.clone()),
+            ));
         }
         let user = RestrictedExpression::new_record(user).map_err(|e| e.to_string())?;
-        let risk = input.requested_risk.map_or(tool.spec.risk, |r| r.max(tool.spec.risk));
+        let risk = input
+            .requested_risk
+            .map_or(tool.spec.risk, |r| r.max(tool.spec.risk));
         let now = RestrictedExpression::new_record([
-            ("timestamp".to_owned(), RestrictedExpression::new_long(input.now.unix_timestamp())),
-            ("hour_utc".to_owned(), RestrictedExpression::new_long(i64::from(input.now.hour()))),
+            (
+                "timestamp".to_owned(),
+                RestrictedExpression::new_long(input.now.unix_timestamp()),
+            ),
+            (
+                "hour_utc".to_owned(),
+                RestrictedExpression::new_long(i64::from(input.now.hour())),
+            ),
             (
                 "weekday".to_owned(),
                 RestrictedExpression::new_long(i64::from(input.now.weekday().number_from_monday())),
@@ -358,19 +419,34 @@ impl PolicyEngine {
                 "environment".to_owned(),
                 RestrictedExpression::new_string(input.environment.to_string()),
             ),
-            ("risk".to_owned(), RestrictedExpression::new_long(risk.level())),
+            (
+                "risk".to_owned(),
+                RestrictedExpression::new_long(risk.level()),
+            ),
             ("now".to_owned(), now),
             ("arguments".to_owned(), arguments),
         ];
         if let Some(r) = input.requested_risk {
-            pairs.push(("requested_risk".to_owned(), RestrictedExpression::new_long(r.level())));
+            pairs.push((
+                "requested_risk".to_owned(),
+                RestrictedExpression::new_long(r.level()),
+            ));
         }
         if let Some(s) = input.session_id {
-            pairs.push(("session_id".to_owned(), RestrictedExpression::new_string(s.to_owned())));
+            pairs.push((
+                "session_id".to_owned(),
+                RestrictedExpression::new_string(s.to_owned()),
+            ));
         }
         let context = Context::from_pairs(pairs).map_err(|e| e.to_string())?;
-        Request::new(agent.uid.clone(), tool.action.clone(), tool.uid.clone(), context, None)
-            .map_err(|e| e.to_string())
+        Request::new(
+            agent.uid.clone(),
+            tool.action.clone(),
+            tool.uid.clone(),
+            context,
+            None,
+        )
+        .map_err(|e| e.to_string())
     }
 
     fn interpret(
@@ -402,7 +478,11 @@ impl PolicyEngine {
                     ReasonCode::ForbiddenByPolicy,
                     format!("forbidden by policy `{id}`"),
                 ));
-                reasons.push(Reason { code, message, policy_id: Some(id.to_string()) });
+                reasons.push(Reason {
+                    code,
+                    message,
+                    policy_id: Some(id.to_string()),
+                });
             }
             if reasons.is_empty() {
                 reasons.push(Reason {
@@ -435,13 +515,22 @@ impl PolicyEngine {
             });
             Decision::Allow
         };
-        Evaluation { decision, reasons, determining_policies: determining, errors, agent_version }
+        Evaluation {
+            decision,
+            reasons,
+            determining_policies: determining,
+            errors,
+            agent_version,
+        }
     }
 }
 
 fn role_closure(reg: &Registry) -> HashMap<String, BTreeSet<String>> {
-    let parents: HashMap<&str, &Vec<String>> =
-        reg.roles.iter().map(|r| (r.id.as_str(), &r.inherits)).collect();
+    let parents: HashMap<&str, &Vec<String>> = reg
+        .roles
+        .iter()
+        .map(|r| (r.id.as_str(), &r.inherits))
+        .collect();
     reg.roles
         .iter()
         .map(|r| {
@@ -462,7 +551,10 @@ fn role_closure(reg: &Registry) -> HashMap<String, BTreeSet<String>> {
 /// Converts the call's arguments to a Cedar record typed by the tool's
 /// declaration. Undeclared, mistyped or missing arguments are refused, so
 /// that no argument reaches a tool unchecked by its policies.
-fn arguments_expr(tool: &ToolSpec, args: &serde_json::Value) -> Result<RestrictedExpression, String> {
+fn arguments_expr(
+    tool: &ToolSpec,
+    args: &serde_json::Value,
+) -> Result<RestrictedExpression, String> {
     use serde_json::Value;
     let empty = serde_json::Map::new();
     let map = match args {
@@ -473,7 +565,10 @@ fn arguments_expr(tool: &ToolSpec, args: &serde_json::Value) -> Result<Restricte
     let mut fields = Vec::with_capacity(map.len());
     for (name, value) in map {
         let Some(spec) = tool.arguments.get(name) else {
-            return Err(format!("argument `{name}` is not declared by tool `{}`", tool.id));
+            return Err(format!(
+                "argument `{name}` is not declared by tool `{}`",
+                tool.id
+            ));
         };
         let expr = match (spec.ty, value) {
             (ArgumentType::String, Value::String(s)) => RestrictedExpression::new_string(s.clone()),

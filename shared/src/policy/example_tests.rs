@@ -8,9 +8,18 @@ fn example() -> (PolicyBundle, PolicyEngine) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/policies");
     let bundle = PolicyBundle::from_dir(&dir).unwrap();
     let compiled = compile(&bundle).unwrap_or_else(|d| {
-        panic!("{}", d.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))
+        panic!(
+            "{}",
+            d.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
     });
-    let version = PolicyVersionRef { id: "test".into(), content_hash: compiled.content_hash.clone() };
+    let version = PolicyVersionRef {
+        id: "test".into(),
+        content_hash: compiled.content_hash.clone(),
+    };
     (bundle, PolicyEngine::new(compiled, version).unwrap())
 }
 
@@ -19,6 +28,10 @@ fn example_policy_set_passes_its_cases() {
     let (bundle, engine) = example();
     let outcomes = run_tests(&engine, &bundle).unwrap();
     assert!(outcomes.len() >= 20);
-    let failed: Vec<_> = outcomes.iter().filter(|o| !o.passed).map(TestOutcome::summary).collect();
+    let failed: Vec<_> = outcomes
+        .iter()
+        .filter(|o| !o.passed)
+        .map(TestOutcome::summary)
+        .collect();
     assert!(failed.is_empty(), "{}", failed.join("\n"));
 }

@@ -112,7 +112,10 @@ impl PolicyIndex {
         for agent in &registry.agents {
             let mut sets = HashMap::new();
             for grant in &agent.grants {
-                sets.insert(grant.tool.clone(), index.assemble(&agent.id, &agent.team, &grant.tool)?);
+                sets.insert(
+                    grant.tool.clone(),
+                    index.assemble(&agent.id, &agent.team, &grant.tool)?,
+                );
             }
             index.prepared.insert(agent.id.clone(), sets);
         }
@@ -125,7 +128,12 @@ impl PolicyIndex {
     }
 
     /// Assembles the set relevant to one (agent, tool) pair.
-    pub(crate) fn assemble(&self, agent: &str, team: &str, tool: &str) -> Result<PolicySet, PolicySetError> {
+    pub(crate) fn assemble(
+        &self,
+        agent: &str,
+        team: &str,
+        tool: &str,
+    ) -> Result<PolicySet, PolicySetError> {
         let none = Vec::new();
         let parts = [
             &self.global,

@@ -16,8 +16,28 @@ mod yaml;
 pub use bundle::{BundleError, PolicyBundle, REGISTRY_FILE};
 pub use compile::{compile, CompiledPolicies};
 pub use diagnostics::{Diagnostic, Severity};
-pub use engine::{DecisionInput, Evaluation, PolicyEngine, PolicyVersionRef};
+pub use engine::{DecisionInput, EngineError, Evaluation, PolicyEngine, PolicyVersionRef};
 pub use testcases::{run_tests, TestCase, TestOutcome};
+
+/// A stored or read bundle could not become an engine.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The bundle does not compile; each diagnostic says where and why.
+    #[error("the policy bundle is invalid:\n{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<Diagnostic>),
+    /// The compiled bundle could not be turned into an engine.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+/// Compiles a bundle and builds the engine that serves it as `version`.
+pub fn load_engine(
+    bundle: &PolicyBundle,
+    version: PolicyVersionRef,
+) -> Result<PolicyEngine, LoadError> {
+    let compiled = compile(bundle).map_err(LoadError::Invalid)?;
+    Ok(PolicyEngine::new(compiled, version)?)
+}
 
 /// The built-in base policies: the intersection of capability, permission and context.
 pub const BASE_POLICIES: &str = include_str!("base.cedar");

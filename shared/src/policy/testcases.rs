@@ -96,9 +96,20 @@ pub struct TestOutcome {
 impl TestOutcome {
     /// A one-line account, `PASS name` or `FAIL name: …`.
     pub fn summary(&self) -> String {
-        let codes = self.got.codes().iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ");
+        let codes = self
+            .got
+            .codes()
+            .iter()
+            .map(|c| c.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
         if self.passed {
-            format!("PASS {} ({}: {})", self.case.name, self.got.decision.as_str(), codes)
+            format!(
+                "PASS {} ({}: {})",
+                self.case.name,
+                self.got.decision.as_str(),
+                codes
+            )
         } else {
             let want = match self.case.reason {
                 Some(r) => format!("{} ({r})", self.case.expect.as_str()),
@@ -137,7 +148,13 @@ pub fn load_tests(bundle: &PolicyBundle) -> Result<Vec<TestCase>, Vec<Diagnostic
     }
 }
 
-fn convert(file: &str, parsed: TestFile, node: &Node, cases: &mut Vec<TestCase>, diags: &mut Vec<Diagnostic>) {
+fn convert(
+    file: &str,
+    parsed: TestFile,
+    node: &Node,
+    cases: &mut Vec<TestCase>,
+    diags: &mut Vec<Diagnostic>,
+) {
     let rfc = time::format_description::well_known::Rfc3339;
     for (i, raw) in parsed.cases.into_iter().enumerate() {
         let at = |k: &'static str| [Seg::Key("cases"), Seg::Index(i), Seg::Key(k)];
@@ -147,7 +164,12 @@ fn convert(file: &str, parsed: TestFile, node: &Node, cases: &mut Vec<TestCase>,
             Some((_, Some(code))) => Some(code),
             Some((r, None)) => {
                 let (l, c) = yaml::position(node, &at("reason"));
-                diags.push(Diagnostic::error(file, l, c, format!("`{r}` is not a reason code")));
+                diags.push(Diagnostic::error(
+                    file,
+                    l,
+                    c,
+                    format!("`{r}` is not a reason code"),
+                ));
                 continue;
             }
         };
@@ -156,7 +178,12 @@ fn convert(file: &str, parsed: TestFile, node: &Node, cases: &mut Vec<TestCase>,
                 Ok(now) => now,
                 Err(e) => {
                     let (l, c) = yaml::position(node, &at("time"));
-                    diags.push(Diagnostic::error(file, l, c, format!("`{t}` is not an RFC 3339 time: {e}")));
+                    diags.push(Diagnostic::error(
+                        file,
+                        l,
+                        c,
+                        format!("`{t}` is not an RFC 3339 time: {e}"),
+                    ));
                     continue;
                 }
             },
@@ -170,11 +197,18 @@ fn convert(file: &str, parsed: TestFile, node: &Node, cases: &mut Vec<TestCase>,
             file: file.to_owned(),
             line,
             agent: raw.agent,
-            user: UserContext { id: raw.user, roles: raw.roles, organization: raw.organization },
+            user: UserContext {
+                id: raw.user,
+                roles: raw.roles,
+                organization: raw.organization,
+            },
             tool: raw.tool,
             requested_risk: raw.requested_risk,
             arguments,
-            environment: raw.environment.or(parsed.environment).unwrap_or(Environment::Dev),
+            environment: raw
+                .environment
+                .or(parsed.environment)
+                .unwrap_or(Environment::Dev),
             session_id: raw.session_id,
             now,
             expect: raw.expect,
@@ -184,7 +218,10 @@ fn convert(file: &str, parsed: TestFile, node: &Node, cases: &mut Vec<TestCase>,
 }
 
 /// Runs every case of `bundle` against `engine`.
-pub fn run_tests(engine: &PolicyEngine, bundle: &PolicyBundle) -> Result<Vec<TestOutcome>, Vec<Diagnostic>> {
+pub fn run_tests(
+    engine: &PolicyEngine,
+    bundle: &PolicyBundle,
+) -> Result<Vec<TestOutcome>, Vec<Diagnostic>> {
     let cases = load_tests(bundle)?;
     Ok(cases
         .into_iter()
@@ -200,7 +237,9 @@ pub fn run_tests(engine: &PolicyEngine, bundle: &PolicyBundle) -> Result<Vec<Tes
                 now: case.now,
             });
             let passed = got.decision == case.expect
-                && case.reason.is_none_or(|r| got.reasons.iter().any(|x| x.code == r));
+                && case
+                    .reason
+                    .is_none_or(|r| got.reasons.iter().any(|x| x.code == r));
             TestOutcome { case, got, passed }
         })
         .collect())

@@ -20,8 +20,8 @@ pub(crate) fn parse<T: DeserializeOwned>(file: &str, text: &str) -> Result<(T, N
     let options = LoaderOptions::default()
         .error_on_duplicate_keys(true)
         .prevent_coercion(true);
-    let node = marked_yaml::parse_yaml_with_options(0, text, options)
-        .map_err(|e| load_error(file, &e))?;
+    let node =
+        marked_yaml::parse_yaml_with_options(0, text, options).map_err(|e| load_error(file, &e))?;
     let value = marked_yaml::from_node::<T>(&node).map_err(|e| {
         let (line, column) = match (e.start_mark(), &*e) {
             (Some(m), _) => (m.line(), m.column()),

@@ -26,7 +26,7 @@ use crate::clock::rfc3339;
 use crate::model::DecisionRecord;
 use crate::policy::PolicyBundle;
 use crate::ports::{
-    ActivePolicy, ApprovalRequest, ApprovalWorkflow, Appended, Counters, DecisionLog, PolicyStore,
+    ActivePolicy, Appended, ApprovalRequest, ApprovalWorkflow, Counters, DecisionLog, PolicyStore,
     PolicyVersion, PublishRequest, StoreError,
 };
 
@@ -68,16 +68,21 @@ pub struct SqliteStore {
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore").field("path", &self.path).finish_non_exhaustive()
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
     }
 }
 
 fn open(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open(path).map_err(unavailable)?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(unavailable)?;
-    conn.pragma_update(None, "journal_mode", "WAL").map_err(unavailable)?;
-    conn.pragma_update(None, "synchronous", "FULL").map_err(unavailable)?;
-    conn.pragma_update(None, "foreign_keys", "ON").map_err(unavailable)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(unavailable)?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(unavailable)?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(unavailable)?;
     Ok(conn)
 }
 
@@ -95,7 +100,11 @@ impl SqliteStore {
             .name("decision-writer".into())
             .spawn(move || write_loop(writer_conn, &rx))
             .map_err(unavailable)?;
-        Ok(Self { path, control: Arc::new(Mutex::new(control)), writer: tx })
+        Ok(Self {
+            path,
+            control: Arc::new(Mutex::new(control)),
+            writer: tx,
+        })
     }
 
     /// The database file.
@@ -109,7 +118,9 @@ impl SqliteStore {
     ) -> Result<T, StoreError> {
         let conn = Arc::clone(&self.control);
         tokio::task::spawn_blocking(move || {
-            let mut guard = conn.lock().map_err(|_| unavailable("store lock poisoned"))?;
+            let mut guard = conn
+                .lock()
+                .map_err(|_| unavailable("store lock poisoned"))?;
             f(&mut guard)
         })
         .await
@@ -117,8 +128,14 @@ impl SqliteStore {
     }
 
     /// Runs `f` on the control connection synchronously (for the CLI).
-    pub fn blocking<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
-        let mut guard = self.control.lock().map_err(|_| unavailable("store lock poisoned"))?;
+    pub fn blocking<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut guard = self
+            .control
+            .lock()
+            .map_err(|_| unavailable("store lock poisoned"))?;
         f(&mut guard)
     }
 }
@@ -167,7 +184,11 @@ fn commit(conn: &mut Connection, batch: &[Job]) -> Result<Vec<Appended>, rusqlit
                 r.idempotency_key,
                 r.json
             ])?;
-            outcomes.push(if n == 1 { Appended::Stored } else { Appended::DuplicateKey });
+            outcomes.push(if n == 1 {
+                Appended::Stored
+            } else {
+                Appended::DuplicateKey
+            });
         }
     }
     tx.commit()?;
@@ -186,9 +207,21 @@ fn version_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<PolicyVersion> 
 }
 
 /// The id of a version: it commits to the content and to the history.
-pub fn version_id(content_hash: &str, parent: Option<&str>, author: &str, message: &str, created_at: &str) -> String {
+pub fn version_id(
+    content_hash: &str,
+    parent: Option<&str>,
+    author: &str,
+    message: &str,
+    created_at: &str,
+) -> String {
     let mut h = Sha256::new();
-    for part in [content_hash, parent.unwrap_or(""), author, message, created_at] {
+    for part in [
+        content_hash,
+        parent.unwrap_or(""),
+        author,
+        message,
+        created_at,
+    ] {
         h.update((part.len() as u64).to_be_bytes());
         h.update(part.as_bytes());
     }
@@ -282,7 +315,12 @@ impl PolicyStore for SqliteStore {
         self.with_control(|conn| active(conn)).await
     }
 
-    async fn activate(&self, id: &str, by: &str, at: OffsetDateTime) -> Result<ActivePolicy, StoreError> {
+    async fn activate(
+        &self,
+        id: &str,
+        by: &str,
+        at: OffsetDateTime,
+    ) -> Result<ActivePolicy, StoreError> {
         let (id, by) = (id.to_owned(), by.to_owned());
         self.with_control(move |conn| {
             let full = resolve(conn, &id)?;
@@ -328,14 +366,19 @@ impl DecisionLog for SqliteStore {
                 return Err(unavailable("the decision writer has stopped"))
             }
         }
-        done.await.map_err(|_| unavailable("the decision writer has stopped"))?
+        done.await
+            .map_err(|_| unavailable("the decision writer has stopped"))?
     }
 
     async fn get(&self, decision_id: &str) -> Result<Option<DecisionRecord>, StoreError> {
         let id = decision_id.to_owned();
         self.with_control(move |conn| {
             let json: Option<String> = conn
-                .query_row("SELECT record FROM decisions WHERE decision_id = ?1", [&id], |r| r.get(0))
+                .query_row(
+                    "SELECT record FROM decisions WHERE decision_id = ?1",
+                    [&id],
+                    |r| r.get(0),
+                )
                 .optional()
                 .map_err(unavailable)?;
             json.map(|j| serde_json::from_str(&j).map_err(|e| StoreError::Corrupt(e.to_string())))
@@ -344,7 +387,11 @@ impl DecisionLog for SqliteStore {
         .await
     }
 
-    async fn by_idempotency_key(&self, agent_id: &str, key: &str) -> Result<Option<DecisionRecord>, StoreError> {
+    async fn by_idempotency_key(
+        &self,
+        agent_id: &str,
+        key: &str,
+    ) -> Result<Option<DecisionRecord>, StoreError> {
         let (agent, key) = (agent_id.to_owned(), key.to_owned());
         self.with_control(move |conn| {
             let json: Option<String> = conn
@@ -386,9 +433,13 @@ impl Counters for SqliteStore {
 impl ApprovalWorkflow for SqliteStore {
     async fn start(&self, request: &ApprovalRequest) -> Result<String, StoreError> {
         let approval_id = uuid::Uuid::new_v4().simple().to_string();
-        let json = serde_json::to_string(request).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let (id, decision_id, expires) =
-            (approval_id.clone(), request.decision.decision_id.clone(), request.expires_at.clone());
+        let json =
+            serde_json::to_string(request).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let (id, decision_id, expires) = (
+            approval_id.clone(),
+            request.decision.decision_id.clone(),
+            request.expires_at.clone(),
+        );
         let created = request.decision.timestamp.clone();
         self.with_control(move |conn| {
             conn.execute(

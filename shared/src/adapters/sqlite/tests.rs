@@ -40,10 +40,18 @@ async fn versions_are_immutable_and_rollback_moves_the_pointer() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path()).unwrap();
     let at = OffsetDateTime::now_utc();
-    let req = |t: &str, m: &str| PublishRequest { bundle: bundle(t), author: "ana".into(), message: m.into(), at };
+    let req = |t: &str, m: &str| PublishRequest {
+        bundle: bundle(t),
+        author: "ana".into(),
+        message: m.into(),
+        at,
+    };
     let v1 = store.publish(req("agents: []", "first")).await.unwrap();
     store.activate(&v1.id, "ana", at).await.unwrap();
-    let v2 = store.publish(req("agents: [] # two", "second")).await.unwrap();
+    let v2 = store
+        .publish(req("agents: [] # two", "second"))
+        .await
+        .unwrap();
     assert_eq!(v2.parent.as_deref(), Some(v1.id.as_str()));
     store.activate(&v2.id[..10], "ana", at).await.unwrap();
     assert_eq!(store.active().await.unwrap().unwrap().version_id, v2.id);
@@ -55,12 +63,18 @@ async fn versions_are_immutable_and_rollback_moves_the_pointer() {
 
     let conn = rusqlite::Connection::open(store.path()).unwrap();
     let err = conn
-        .execute("UPDATE policy_versions SET message = 'rewritten' WHERE id = ?1", [&v1.id])
+        .execute(
+            "UPDATE policy_versions SET message = 'rewritten' WHERE id = ?1",
+            [&v1.id],
+        )
         .unwrap_err();
     assert!(err.to_string().contains("immutable"), "{err}");
     assert!(conn.execute("DELETE FROM policy_versions", []).is_err());
     assert!(conn.execute("DELETE FROM policy_activations", []).is_err());
-    assert!(matches!(store.version("ffffffff").await, Err(StoreError::NotFound(_))));
+    assert!(matches!(
+        store.version("ffffffff").await,
+        Err(StoreError::NotFound(_))
+    ));
 }
 
 #[tokio::test]
@@ -70,22 +84,45 @@ async fn concurrent_appends_are_all_durable_and_keys_are_unique() {
     let mut tasks = Vec::new();
     for i in 0..500 {
         let s = Arc::clone(&store);
-        tasks.push(tokio::spawn(async move { s.append(&record(&format!("d{i}"), None)).await }));
+        tasks.push(tokio::spawn(async move {
+            s.append(&record(&format!("d{i}"), None)).await
+        }));
     }
     for t in tasks {
         assert_eq!(t.await.unwrap().unwrap(), Appended::Stored);
     }
-    assert_eq!(store.append(&record("k1", Some("key"))).await.unwrap(), Appended::Stored);
-    assert_eq!(store.append(&record("k2", Some("key"))).await.unwrap(), Appended::DuplicateKey);
-    assert_eq!(store.by_idempotency_key("agent-a", "key").await.unwrap().unwrap().decision_id, "k1");
-    assert_eq!(store.get("d42").await.unwrap().unwrap(), record("d42", None));
+    assert_eq!(
+        store.append(&record("k1", Some("key"))).await.unwrap(),
+        Appended::Stored
+    );
+    assert_eq!(
+        store.append(&record("k2", Some("key"))).await.unwrap(),
+        Appended::DuplicateKey
+    );
+    assert_eq!(
+        store
+            .by_idempotency_key("agent-a", "key")
+            .await
+            .unwrap()
+            .unwrap()
+            .decision_id,
+        "k1"
+    );
+    assert_eq!(
+        store.get("d42").await.unwrap().unwrap(),
+        record("d42", None)
+    );
     assert!(store.get("nope").await.unwrap().is_none());
 
     // A second connection sees every record: they were committed, not buffered.
     let conn = rusqlite::Connection::open(store.path()).unwrap();
-    let n: i64 = conn.query_row("SELECT count(*) FROM decisions", [], |r| r.get(0)).unwrap();
+    let n: i64 = conn
+        .query_row("SELECT count(*) FROM decisions", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(n, 501);
-    assert!(conn.execute("UPDATE decisions SET decision = 'allow'", []).is_err());
+    assert!(conn
+        .execute("UPDATE decisions SET decision = 'allow'", [])
+        .is_err());
 }
 
 #[tokio::test]
@@ -97,7 +134,10 @@ async fn a_locked_database_fails_the_append_instead_of_losing_it() {
     let err = store.append(&record("x", None)).await.unwrap_err();
     assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
     other.execute_batch("ROLLBACK").unwrap();
-    assert_eq!(store.append(&record("x", None)).await.unwrap(), Appended::Stored);
+    assert_eq!(
+        store.append(&record("x", None)).await.unwrap(),
+        Appended::Stored
+    );
 }
 
 #[tokio::test]

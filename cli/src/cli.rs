@@ -1,0 +1,269 @@
+//! The command line: every command, flag and default in one place.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use governance::model::{Environment, Risk};
+
+/// The default data directory, relative to the working directory.
+pub const DEFAULT_DATA_DIR: &str = ".govctl";
+
+/// Governance control plane for AI agents that call MCP tools.
+#[derive(Debug, Parser)]
+#[command(name = "govctl", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Log filter (e.g. `info`, `warn,decision=info`); also RUST_LOG.
+    #[arg(long, global = true, env = "GOVCTL_LOG", default_value = "info")]
+    pub log: String,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Where the local store and signing key live.
+#[derive(Debug, Clone, Args)]
+pub struct DataDir {
+    /// Data directory (SQLite store, signing key).
+    #[arg(long, env = "GOVCTL_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+}
+
+/// The top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the local control plane: the authorize API over HTTP on an embedded store.
+    Serve(ServeArgs),
+    /// Validate, test, publish and roll back policy versions.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Dry-run one decision against a policy directory and explain it.
+    Authorize(AuthorizeArgs),
+    /// Agent credentials.
+    #[command(subcommand)]
+    Agent(AgentCommand),
+    /// On-behalf-of user tokens.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Recorded decisions.
+    #[command(subcommand)]
+    Decision(DecisionCommand),
+}
+
+/// `govctl serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub data: DataDir,
+    /// Policy directory to publish and activate at start-up; without it the
+    /// active version is served, or the built-in example set on first start.
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
+    /// The environment this control plane runs in.
+    #[arg(long, default_value = "dev", value_parser = parse_env)]
+    pub environment: Environment,
+    /// Seconds between checks for a newly activated policy version.
+    #[arg(long, default_value_t = 1)]
+    pub reload_interval: u64,
+}
+
+/// `govctl policy …`.
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Check a policy directory; print every problem with file, line and column.
+    Validate {
+        /// The policy directory.
+        dir: PathBuf,
+    },
+    /// Run a policy directory's test cases (tests/*.yaml).
+    Test {
+        /// The policy directory.
+        dir: PathBuf,
+        /// Print passing cases too.
+        #[arg(long, short)]
+        verbose: bool,
+    },
+    /// Print the Cedar schema a policy directory's policies are validated against.
+    Schema {
+        /// The policy directory.
+        dir: PathBuf,
+    },
+    /// Validate, test and publish a directory as a new immutable version, and activate it.
+    Publish {
+        /// The policy directory.
+        dir: PathBuf,
+        /// Why this version exists.
+        #[arg(long, short)]
+        message: String,
+        /// Who publishes (default: $USER).
+        #[arg(long)]
+        author: Option<String>,
+        /// Store the version without activating it.
+        #[arg(long)]
+        no_activate: bool,
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// List versions, newest first; `*` marks the active one.
+    Versions {
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Activate a stored version (id or unique prefix): a rollback or roll-forward.
+    Activate {
+        /// Version id or prefix.
+        version: String,
+        /// Who activates (default: $USER).
+        #[arg(long)]
+        author: Option<String>,
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Same as `activate`.
+    Rollback {
+        /// Version id or prefix.
+        version: String,
+        /// Who activates (default: $USER).
+        #[arg(long)]
+        author: Option<String>,
+        #[command(flatten)]
+        data: DataDir,
+    },
+}
+
+/// `govctl authorize`.
+#[derive(Debug, Args)]
+pub struct AuthorizeArgs {
+    /// Policy directory.
+    #[arg(long)]
+    pub policy: PathBuf,
+    /// Agent id.
+    #[arg(long)]
+    pub agent: String,
+    /// User id.
+    #[arg(long)]
+    pub user: String,
+    /// User role (repeat for several).
+    #[arg(long = "role")]
+    pub roles: Vec<String>,
+    /// User organization.
+    #[arg(long)]
+    pub org: Option<String>,
+    /// Tool id.
+    #[arg(long)]
+    pub tool: String,
+    /// Arguments, as a JSON object.
+    #[arg(long, default_value = "{}")]
+    pub args: String,
+    /// Risk the agent declares.
+    #[arg(long, value_parser = parse_risk)]
+    pub risk: Option<Risk>,
+    /// Environment.
+    #[arg(long, default_value = "dev", value_parser = parse_env)]
+    pub environment: Environment,
+    /// Print the evaluation as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `govctl agent …`.
+#[derive(Debug, Subcommand)]
+pub enum AgentCommand {
+    /// Mint a bearer credential for an agent, signed with the data directory's key.
+    Token {
+        /// Agent id.
+        agent_id: String,
+        /// Lifetime (e.g. 15m, 1h, 1d).
+        #[arg(long, default_value = "1h", value_parser = parse_ttl)]
+        ttl: u64,
+        #[command(flatten)]
+        data: DataDir,
+    },
+}
+
+/// `govctl user …`.
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Mint an X-On-Behalf-Of token for a user.
+    Token {
+        /// User id.
+        user_id: String,
+        /// Role (repeat for several).
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
+        /// Organization.
+        #[arg(long)]
+        org: Option<String>,
+        /// Lifetime (e.g. 15m, 1h, 1d).
+        #[arg(long, default_value = "1h", value_parser = parse_ttl)]
+        ttl: u64,
+        #[command(flatten)]
+        data: DataDir,
+    },
+}
+
+/// `govctl decision …`.
+#[derive(Debug, Subcommand)]
+pub enum DecisionCommand {
+    /// Print one recorded decision as JSON.
+    Show {
+        /// Decision id.
+        id: String,
+        #[command(flatten)]
+        data: DataDir,
+    },
+}
+
+fn parse_env(s: &str) -> Result<Environment, String> {
+    s.parse()
+        .map_err(|e: governance::model::UnknownEnvironmentError| e.to_string())
+}
+
+fn parse_risk(s: &str) -> Result<Risk, String> {
+    s.parse()
+        .map_err(|e: governance::model::UnknownRiskError| e.to_string())
+}
+
+/// Parses `90`, `90s`, `15m`, `1h`, `1d` into seconds.
+pub fn parse_ttl(s: &str) -> Result<u64, String> {
+    let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration like 15m, 1h or 1d"))?;
+    let scale = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("`{s}` is not a duration like 15m, 1h or 1d")),
+    };
+    match n.checked_mul(scale) {
+        Some(0) | None => Err(format!("`{s}` must be between 1 second and many years")),
+        Some(v) if v > 366 * 86_400 => Err(format!("`{s}` is longer than a year")),
+        Some(v) => Ok(v),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttls_parse() {
+        assert_eq!(parse_ttl("90").unwrap(), 90);
+        assert_eq!(parse_ttl("15m").unwrap(), 900);
+        assert_eq!(parse_ttl("1d").unwrap(), 86_400);
+        assert!(parse_ttl("0s").is_err());
+        assert!(parse_ttl("1w").is_err());
+        assert!(parse_ttl("h").is_err());
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,73 @@
+//! One module per command; [`run`] dispatches.
+
+mod authorize;
+mod policy;
+mod serve;
+mod token;
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use governance::adapters::sqlite::SqliteStore;
+
+use crate::cli::{AgentCommand, Cli, Command, DecisionCommand, UserCommand};
+
+/// Logs go to stderr, so that tokens and JSON on stdout stay pipeable.
+pub fn init_tracing(cli: &Cli) {
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| cli.log.clone());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Runs a command; the exit code says whether it succeeded.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve(args) => runtime()?
+            .block_on(serve::run(args))
+            .map(|()| ExitCode::SUCCESS),
+        Command::Policy(cmd) => policy::run(cmd),
+        Command::Authorize(args) => authorize::run(&args),
+        Command::Agent(AgentCommand::Token {
+            agent_id,
+            ttl,
+            data,
+        }) => token::agent(&data.data_dir, &agent_id, ttl).map(|()| ExitCode::SUCCESS),
+        Command::User(UserCommand::Token {
+            user_id,
+            roles,
+            org,
+            ttl,
+            data,
+        }) => token::user(&data.data_dir, &user_id, roles, org, ttl).map(|()| ExitCode::SUCCESS),
+        Command::Decision(DecisionCommand::Show { id, data }) => {
+            let store = open_store(&data.data_dir)?;
+            let record = runtime()?
+                .block_on(governance::ports::DecisionLog::get(&store, &id))?
+                .with_context(|| format!("no decision `{id}` in `{}`", data.data_dir.display()))?;
+            println!("{}", serde_json::to_string_pretty(&record)?);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn open_store(dir: &Path) -> anyhow::Result<SqliteStore> {
+    SqliteStore::open(dir).with_context(|| format!("cannot open the store in `{}`", dir.display()))
+}
+
+/// The operator's name for history records.
+fn operator(explicit: Option<String>) -> String {
+    explicit
+        .or_else(|| std::env::var("USER").ok())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".to_owned())
+}

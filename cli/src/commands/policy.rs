@@ -1,0 +1,188 @@
+//! `govctl policy …`: validate, test, schema, publish, versions, activate.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use governance::policy::{
+    compile, load_engine, run_tests, PolicyBundle, PolicyVersionRef, Severity,
+};
+use governance::ports::{PolicyStore, PublishRequest};
+
+use super::{open_store, operator, runtime};
+use crate::cli::PolicyCommand;
+
+/// Runs a policy command.
+pub fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        PolicyCommand::Validate { dir } => validate(&dir),
+        PolicyCommand::Test { dir, verbose } => test(&dir, verbose),
+        PolicyCommand::Schema { dir } => {
+            let bundle = PolicyBundle::from_dir(&dir)?;
+            match compile(&bundle) {
+                Ok(c) => {
+                    print!("{}", c.schema_text);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(diags) => report(&diags),
+            }
+        }
+        PolicyCommand::Publish {
+            dir,
+            message,
+            author,
+            no_activate,
+            data,
+        } => {
+            if test(&dir, false)? != ExitCode::SUCCESS {
+                anyhow::bail!("not published: fix the problems above first");
+            }
+            let bundle = PolicyBundle::from_dir(&dir)?;
+            let store = open_store(&data.data_dir)?;
+            let author = operator(author);
+            let rt = runtime()?;
+            let now = time::OffsetDateTime::now_utc();
+            let version = rt.block_on(store.publish(PublishRequest {
+                bundle,
+                author: author.clone(),
+                message,
+                at: now,
+            }))?;
+            println!("published {} ({})", version.id, version.content_hash);
+            if !no_activate {
+                rt.block_on(store.activate(&version.id, &author, now))?;
+                println!("activated {}", version.id);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        PolicyCommand::Versions { data } => {
+            let store = open_store(&data.data_dir)?;
+            let rt = runtime()?;
+            let active = rt.block_on(store.active())?.map(|a| a.version_id);
+            let versions = rt.block_on(store.versions())?;
+            if versions.is_empty() {
+                println!("no versions in `{}`", data.data_dir.display());
+            }
+            for v in versions {
+                let mark = if active.as_deref() == Some(v.id.as_str()) {
+                    "*"
+                } else {
+                    " "
+                };
+                println!(
+                    "{mark} {}  {}  {:<12} {}",
+                    &v.id[..v.id.len().min(16)],
+                    v.created_at,
+                    v.author,
+                    v.message
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        PolicyCommand::Activate {
+            version,
+            author,
+            data,
+        }
+        | PolicyCommand::Rollback {
+            version,
+            author,
+            data,
+        } => {
+            let store = open_store(&data.data_dir)?;
+            let rt = runtime()?;
+            // Refuse to activate what this build cannot serve.
+            let (v, bundle) = rt.block_on(store.version(&version))?;
+            load_engine(
+                &bundle,
+                PolicyVersionRef {
+                    id: v.id.clone(),
+                    content_hash: v.content_hash.clone(),
+                },
+            )
+            .with_context(|| format!("version {} cannot be served", v.id))?;
+            let active = rt.block_on(store.activate(
+                &v.id,
+                &operator(author),
+                time::OffsetDateTime::now_utc(),
+            ))?;
+            println!(
+                "activated {} ({}: {})",
+                active.version_id, v.author, v.message
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn report(diags: &[governance::policy::Diagnostic]) -> anyhow::Result<ExitCode> {
+    for d in diags {
+        eprintln!("{d}");
+    }
+    let errors = diags
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .count();
+    if errors > 0 {
+        eprintln!("{errors} error(s)");
+        Ok(ExitCode::from(1))
+    } else {
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+fn validate(dir: &Path) -> anyhow::Result<ExitCode> {
+    let bundle = PolicyBundle::from_dir(dir)?;
+    match compile(&bundle) {
+        Ok(c) => {
+            report(&c.warnings)?;
+            let custom = c.sources.keys().filter(|k| !k.starts_with("base:")).count();
+            println!(
+                "ok: {} agents, {} tools, {} team policies ({})",
+                c.registry.agents.len(),
+                c.registry.tools.len(),
+                custom,
+                c.content_hash
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(diags) => report(&diags),
+    }
+}
+
+fn test(dir: &Path, verbose: bool) -> anyhow::Result<ExitCode> {
+    let bundle = PolicyBundle::from_dir(dir)?;
+    let engine = match load_engine(
+        &bundle,
+        PolicyVersionRef {
+            id: "test".into(),
+            content_hash: bundle.content_hash(),
+        },
+    ) {
+        Ok(e) => e,
+        Err(governance::policy::LoadError::Invalid(diags)) => return report(&diags),
+        Err(e) => return Err(e.into()),
+    };
+    let outcomes = match run_tests(&engine, &bundle) {
+        Ok(o) => o,
+        Err(diags) => return report(&diags),
+    };
+    let failed = outcomes.iter().filter(|o| !o.passed).count();
+    for o in &outcomes {
+        if verbose || !o.passed {
+            println!("{}", o.summary());
+        }
+    }
+    println!("{} passed, {failed} failed", outcomes.len() - failed);
+    if outcomes.is_empty() {
+        eprintln!(
+            "warning: `{}` has no test cases under tests/",
+            dir.display()
+        );
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

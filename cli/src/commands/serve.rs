@@ -1,0 +1,170 @@
+//! `govctl serve`: the local control plane.
+//!
+//! The same router the Lambda functions mount, over HTTP, on the embedded
+//! SQLite store. A background task watches the active-version pointer, so a
+//! `govctl policy publish` or `rollback` in another terminal takes effect
+//! within the reload interval without a restart.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use governance::adapters::local::MemoryMetrics;
+use governance::adapters::sqlite::SqliteStore;
+use governance::auth::{JwtVerifier, LocalKeys, AGENT_AUDIENCE, LOCAL_ISSUER, USER_AUDIENCE};
+use governance::clock::SystemClock;
+use governance::http::{router, AppState, BearerAgentAuth};
+use governance::policy::{compile, load_engine, PolicyBundle, PolicyEngine, PolicyVersionRef};
+use governance::ports::{PolicyStore, PublishRequest};
+use governance::service::{AuthorizeService, EngineHandle};
+
+use super::open_store;
+use crate::cli::ServeArgs;
+
+/// Starts the control plane and serves until Ctrl-C.
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let store = Arc::new(open_store(&args.data.data_dir)?);
+    let keys = LocalKeys::load_or_create(&args.data.data_dir)?;
+    let engine = bootstrap(&store, &args).await?;
+    tracing::info!(
+        version = %engine.version().id,
+        hash = %engine.version().content_hash,
+        agents = engine.registry().agents.len(),
+        tools = engine.registry().tools.len(),
+        "serving policy version"
+    );
+    let handle = Arc::new(EngineHandle::new(engine));
+    tokio::spawn(reload_loop(
+        Arc::clone(&store),
+        Arc::clone(&handle),
+        Duration::from_secs(args.reload_interval.max(1)),
+    ));
+
+    let service = AuthorizeService {
+        engine: handle,
+        log: store.clone(),
+        approvals: store.clone(),
+        metrics: Arc::new(MemoryMetrics::default()),
+        clock: Arc::new(SystemClock),
+        environment: args.environment,
+    };
+    let jwks = keys.jwks();
+    let state = AppState {
+        service: Arc::new(service),
+        agents: Arc::new(BearerAgentAuth(JwtVerifier::new(
+            &jwks,
+            LOCAL_ISSUER,
+            AGENT_AUDIENCE,
+            "roles",
+        )?)),
+        users: Arc::new(JwtVerifier::new(
+            &jwks,
+            LOCAL_ISSUER,
+            USER_AUDIENCE,
+            "roles",
+        )?),
+        log: store.clone(),
+    };
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(
+        %addr,
+        data_dir = %args.data.data_dir.display(),
+        environment = %args.environment,
+        "agent-governance control plane listening"
+    );
+    eprintln!(
+        "listening on http://{addr}  (try: govctl agent token agent-support-1 --data-dir {})",
+        args.data.data_dir.display()
+    );
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .context("the HTTP server failed")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Decides what to serve at start-up: `--policy DIR` (published and activated
+/// if its content is new), else the active version, else the built-in example.
+async fn bootstrap(store: &SqliteStore, args: &ServeArgs) -> anyhow::Result<PolicyEngine> {
+    let active = store.active().await?;
+    let (bundle, message) = match (&args.policy, &active) {
+        (Some(dir), _) => (
+            PolicyBundle::from_dir(dir)?,
+            format!("govctl serve --policy {}", dir.display()),
+        ),
+        (None, Some(a)) => return load(store, &a.version_id).await,
+        (None, None) => (
+            crate::example::bundle(),
+            "built-in example policy set".to_owned(),
+        ),
+    };
+    if let Err(diags) = compile(&bundle) {
+        for d in &diags {
+            eprintln!("{d}");
+        }
+        anyhow::bail!("the policy directory is invalid; nothing was published");
+    }
+    if let Some(a) = &active {
+        let (current, _) = store.version(&a.version_id).await?;
+        if current.content_hash == bundle.content_hash() {
+            return load(store, &a.version_id).await;
+        }
+    }
+    let now = time::OffsetDateTime::now_utc();
+    let version = store
+        .publish(PublishRequest {
+            bundle,
+            author: super::operator(None),
+            message,
+            at: now,
+        })
+        .await?;
+    store.activate(&version.id, "govctl serve", now).await?;
+    load(store, &version.id).await
+}
+
+async fn load(store: &SqliteStore, version_id: &str) -> anyhow::Result<PolicyEngine> {
+    let (version, bundle) = store.version(version_id).await?;
+    let id = version.id.clone();
+    load_engine(
+        &bundle,
+        PolicyVersionRef {
+            id: version.id,
+            content_hash: version.content_hash,
+        },
+    )
+    .with_context(|| format!("stored version {id} cannot be served"))
+}
+
+async fn reload_loop(store: Arc<SqliteStore>, handle: Arc<EngineHandle>, every: Duration) {
+    let mut ticker = tokio::time::interval(every);
+    loop {
+        ticker.tick().await;
+        let active = match store.active().await {
+            Ok(Some(a)) => a,
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the active policy version");
+                continue;
+            }
+        };
+        if active.version_id == handle.current().version().id {
+            continue;
+        }
+        match load(&store, &active.version_id).await {
+            Ok(engine) => {
+                tracing::info!(version = %active.version_id, by = %active.activated_by, "activated policy version loaded");
+                handle.replace(engine);
+            }
+            Err(e) => {
+                tracing::error!(version = %active.version_id, error = %e, "cannot load the activated version; still serving the previous one")
+            }
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! `govctl agent token` and `govctl user token`: credentials signed with the
+//! data directory's key, printed on stdout.
+
+use std::path::Path;
+
+use anyhow::Context as _;
+use governance::auth::{Claims, LocalKeys, TokenUse, AGENT_AUDIENCE, LOCAL_ISSUER, USER_AUDIENCE};
+
+fn mint(data_dir: &Path, claims: Claims) -> anyhow::Result<()> {
+    let keys = LocalKeys::load_or_create(data_dir)
+        .with_context(|| format!("cannot load the signing key of `{}`", data_dir.display()))?;
+    println!("{}", keys.mint(&claims)?);
+    Ok(())
+}
+
+fn claims(sub: &str, aud: &str, token_use: TokenUse, ttl: u64) -> anyhow::Result<Claims> {
+    anyhow::ensure!(
+        !sub.is_empty() && sub.len() <= 256,
+        "the id must be 1 to 256 characters"
+    );
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    Ok(Claims {
+        iss: LOCAL_ISSUER.to_owned(),
+        sub: sub.to_owned(),
+        aud: aud.to_owned(),
+        exp: now + i64::try_from(ttl)?,
+        iat: now,
+        nbf: now,
+        jti: uuid::Uuid::new_v4().to_string(),
+        token_use,
+        roles: Vec::new(),
+        org: None,
+    })
+}
+
+/// Mints an agent credential.
+pub fn agent(data_dir: &Path, agent_id: &str, ttl: u64) -> anyhow::Result<()> {
+    mint(
+        data_dir,
+        claims(agent_id, AGENT_AUDIENCE, TokenUse::Agent, ttl)?,
+    )
+}
+
+/// Mints an on-behalf-of user token.
+pub fn user(
+    data_dir: &Path,
+    user_id: &str,
+    roles: Vec<String>,
+    org: Option<String>,
+    ttl: u64,
+) -> anyhow::Result<()> {
+    let mut c = claims(user_id, USER_AUDIENCE, TokenUse::User, ttl)?;
+    c.roles = roles;
+    c.org = org;
+    mint(data_dir, c)
+}

@@ -1,0 +1,292 @@
+//! The HTTP API, shared by `govctl serve` and the Lambda functions.
+//!
+//! Routes: `POST /v1/authorize`, `GET /v1/decisions/{id}`, `GET /healthz`.
+//! The agent is whoever [`AgentAuthenticator`] says the transport
+//! authenticated; the user is the verified `X-On-Behalf-Of` token. The body
+//! never names the agent.
+
+mod error;
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Serialize;
+
+pub use error::{ApiError, ErrorBody, ErrorDetail};
+
+use crate::auth::{JwtVerifier, TokenError};
+use crate::model::{AuthorizeRequest, Decision, DecisionRecord, Reason};
+use crate::ports::DecisionLog;
+use crate::service::{limits, new_trace_id, AuthorizeService, ServiceError};
+
+/// The header that carries the verified token of the user an agent acts for.
+pub const ON_BEHALF_OF: &str = "x-on-behalf-of";
+
+/// Establishes which agent is calling, from what the transport verified.
+pub trait AgentAuthenticator: Send + Sync {
+    /// The agent id, or why there is none.
+    fn authenticate(&self, headers: &HeaderMap) -> Result<String, ApiError>;
+}
+
+/// Agents present a bearer JWT (the local control plane's credential).
+pub struct BearerAgentAuth(pub JwtVerifier);
+
+impl AgentAuthenticator for BearerAgentAuth {
+    fn authenticate(&self, headers: &HeaderMap) -> Result<String, ApiError> {
+        let value = headers
+            .get(header::AUTHORIZATION)
+            .ok_or(ApiError::MissingCredentials)?;
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or(ApiError::InvalidCredentials(TokenError::Malformed(
+                "expected `Bearer <token>`".into(),
+            )))?;
+        self.0
+            .verify_agent(token)
+            .map_err(ApiError::InvalidCredentials)
+    }
+}
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    /// Decides and records.
+    pub service: Arc<AuthorizeService>,
+    /// Identifies the calling agent.
+    pub agents: Arc<dyn AgentAuthenticator>,
+    /// Verifies on-behalf-of tokens.
+    pub users: Arc<JwtVerifier>,
+    /// Reads recorded decisions.
+    pub log: Arc<dyn DecisionLog>,
+}
+
+/// The API's routes.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/authorize", post(authorize))
+        .route("/v1/decisions/{id}", get(get_decision))
+        .route("/healthz", get(healthz))
+        // The extractor's own limit is the one enforced; this only has to be as large.
+        .layer(DefaultBodyLimit::max(limits::MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// The answer to `POST /v1/authorize` and `GET /v1/decisions/{id}`.
+#[derive(Debug, Serialize)]
+pub struct DecisionResponse<'a> {
+    /// `allow`, `deny` or `pending_approval`.
+    pub decision: Decision,
+    /// The record's id.
+    pub decision_id: &'a str,
+    /// Why.
+    pub reasons: &'a [Reason],
+    /// The policy version that decided.
+    pub policy_version: &'a str,
+    /// Its content hash.
+    pub policy_hash: &'a str,
+    /// The trace.
+    pub trace_id: &'a str,
+    /// The policies that determined the outcome.
+    pub determining_policies: &'a [String],
+    /// The agent.
+    pub agent_id: &'a str,
+    /// The user.
+    pub user_id: &'a str,
+    /// The tool.
+    pub tool_id: &'a str,
+    /// When.
+    pub timestamp: &'a str,
+    /// A stable error code, when the decision is a deny because of a failure.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorDetail>,
+}
+
+impl<'a> DecisionResponse<'a> {
+    fn from_record(r: &'a DecisionRecord) -> Self {
+        DecisionResponse {
+            decision: r.decision,
+            decision_id: &r.decision_id,
+            reasons: &r.reasons,
+            policy_version: &r.policy_version,
+            policy_hash: &r.policy_hash,
+            trace_id: &r.trace_id,
+            determining_policies: &r.determining_policies,
+            agent_id: &r.agent_id,
+            user_id: &r.user_id,
+            tool_id: &r.tool_id,
+            timestamp: &r.timestamp,
+            error: None,
+        }
+    }
+}
+
+/// The status each decision is answered with.
+pub fn decision_status(d: Decision) -> StatusCode {
+    match d {
+        Decision::Allow => StatusCode::OK,
+        Decision::Deny => StatusCode::FORBIDDEN,
+        Decision::PendingApproval => StatusCode::ACCEPTED,
+    }
+}
+
+/// The trace id of a W3C `traceparent` header, or a new one.
+fn trace_id(headers: &HeaderMap) -> String {
+    headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let mut parts = v.split('-');
+            let (_, id) = (parts.next()?, parts.next()?);
+            (id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) && id != "0".repeat(32))
+                .then(|| id.to_ascii_lowercase())
+        })
+        .unwrap_or_else(new_trace_id)
+}
+
+fn parse_body(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<AuthorizeRequest, ApiError> {
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge(limits::MAX_BODY_BYTES)
+        } else {
+            ApiError::InvalidRequest(e.body_text())
+        }
+    })?;
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| {
+            let v = v.trim();
+            v.eq_ignore_ascii_case("application/json") || v.to_ascii_lowercase().ends_with("+json")
+        });
+    if !json {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    serde_json::from_slice::<AuthorizeRequest>(&body).map_err(|e| match e.classify() {
+        serde_json::error::Category::Syntax
+        | serde_json::error::Category::Eof
+        | serde_json::error::Category::Io => ApiError::MalformedJson(e.to_string()),
+        serde_json::error::Category::Data if e.to_string().starts_with("unknown field") => {
+            let message = e.to_string();
+            let message = message
+                .split(" at line")
+                .next()
+                .unwrap_or(&message)
+                .to_owned();
+            ApiError::UnknownField(format!(
+                "{message}; the agent is identified by its credential, never by the body"
+            ))
+        }
+        serde_json::error::Category::Data => ApiError::InvalidRequest(e.to_string()),
+    })
+}
+
+async fn authorize(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let agent_id = state.agents.authenticate(&headers)?;
+    let user_token = headers
+        .get(ON_BEHALF_OF)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .ok_or(ApiError::MissingUserToken)?;
+    let user = state
+        .users
+        .verify_user(user_token)
+        .map_err(ApiError::InvalidUserToken)?;
+    let request = parse_body(&headers, body)?;
+    let trace_id = trace_id(&headers);
+    match state
+        .service
+        .authorize(&agent_id, &user, request, trace_id)
+        .await
+    {
+        Ok(record) => Ok(decision_response(
+            decision_status(record.decision),
+            &record,
+            None,
+        )),
+        Err(ServiceError::InvalidRequest(m)) => Err(ApiError::InvalidRequest(m)),
+        Err(ServiceError::IdempotencyConflict(k)) => Err(ApiError::IdempotencyConflict(format!(
+            "idempotency key `{k}` was already used for a different request"
+        ))),
+        Err(ServiceError::NotRecorded { record, .. }) => Ok(decision_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &record,
+            Some(ErrorDetail {
+                code: "decision_not_recorded",
+                message: "the decision log is unavailable; the call is denied".into(),
+            }),
+        )),
+    }
+}
+
+fn decision_response(
+    status: StatusCode,
+    record: &DecisionRecord,
+    error: Option<ErrorDetail>,
+) -> Response {
+    let mut body = DecisionResponse::from_record(record);
+    body.error = error;
+    let mut response = (status, Json(body)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&record.trace_id) {
+        response.headers_mut().insert("x-trace-id", v);
+    }
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    response
+}
+
+async fn get_decision(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<DecisionRecord>, ApiError> {
+    let agent_id = state.agents.authenticate(&headers)?;
+    if id.len() > limits::MAX_ID_LEN {
+        return Err(ApiError::NotFound);
+    }
+    match state.log.get(&id).await.map_err(ApiError::Unavailable)? {
+        // Another agent's decision is answered exactly like a missing one.
+        Some(record) if record.agent_id == agent_id => Ok(Json(record)),
+        Some(_) | None => Err(ApiError::NotFound),
+    }
+}
+
+#[derive(Serialize)]
+struct Health<'a> {
+    status: &'a str,
+    policy_version: String,
+    policy_hash: String,
+}
+
+async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
+    let engine = state.service.engine.current();
+    Json(Health {
+        status: "ok",
+        policy_version: engine.version().id.clone(),
+        policy_hash: engine.version().content_hash.clone(),
+    })
+}

@@ -1,0 +1,331 @@
+//! The authorization service: decide, record durably, then answer.
+//!
+//! The order is the guarantee: a decision leaves only after its record is
+//! durable. If the record cannot be written, the answer is a deny
+//! ([`ServiceError::NotRecorded`]), whatever the policies said.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use sha2::{Digest, Sha256};
+
+use crate::clock::rfc3339;
+use crate::model::{
+    AuthorizeRequest, Decision, DecisionRecord, Environment, Reason, ReasonCode, UserContext,
+};
+use crate::policy::{DecisionInput, PolicyEngine};
+use crate::ports::{
+    Appended, ApprovalRequest, ApprovalWorkflow, Clock, DecisionLog, Metrics, StoreError,
+};
+
+/// Limits on what an agent may send.
+pub mod limits {
+    /// Largest request body, in bytes.
+    pub const MAX_BODY_BYTES: usize = 64 * 1024;
+    /// Largest `reasoning`, in bytes.
+    pub const MAX_REASONING_BYTES: usize = 16 * 1024;
+    /// Longest id-like field (`tool_id`, `session_id`, `idempotency_key`).
+    pub const MAX_ID_LEN: usize = 256;
+}
+
+/// Approval requests expire after this long when the tool names no timeout.
+const DEFAULT_APPROVAL_TIMEOUT_SECONDS: u64 = 3600;
+
+/// Why an authorization produced no normal answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The request is invalid; nothing was decided.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// The idempotency key was used before for a different request.
+    #[error("idempotency key `{0}` was used for a different request")]
+    IdempotencyConflict(String),
+    /// The decision could not be recorded: the answer is a deny.
+    #[error("the decision could not be recorded")]
+    NotRecorded {
+        /// The deny that was answered instead.
+        record: Box<DecisionRecord>,
+        /// The store's failure.
+        #[source]
+        source: StoreError,
+    },
+}
+
+/// The active policy engine, swapped atomically when a version is activated.
+#[derive(Debug)]
+pub struct EngineHandle(ArcSwap<PolicyEngine>);
+
+impl EngineHandle {
+    /// A handle serving `engine`.
+    pub fn new(engine: PolicyEngine) -> Self {
+        Self(ArcSwap::from_pointee(engine))
+    }
+    /// The engine now.
+    pub fn current(&self) -> Arc<PolicyEngine> {
+        self.0.load_full()
+    }
+    /// Serves `engine` from now on.
+    pub fn replace(&self, engine: PolicyEngine) {
+        self.0.store(Arc::new(engine));
+    }
+}
+
+/// Everything the service needs, through ports.
+pub struct AuthorizeService {
+    /// The active policy.
+    pub engine: Arc<EngineHandle>,
+    /// Where decisions are recorded.
+    pub log: Arc<dyn DecisionLog>,
+    /// Where pending approvals start.
+    pub approvals: Arc<dyn ApprovalWorkflow>,
+    /// Where decisions are counted.
+    pub metrics: Arc<dyn Metrics>,
+    /// The time.
+    pub clock: Arc<dyn Clock>,
+    /// The environment this control plane runs in.
+    pub environment: Environment,
+}
+
+/// SHA-256 of the canonical JSON (sorted keys, no spaces) of a value.
+pub fn canonical_hash(value: &serde_json::Value) -> String {
+    // serde_json's maps are sorted unless `preserve_order` is on; this crate never turns it on.
+    let text = serde_json::to_string(value).unwrap_or_default();
+    format!("sha256:{}", hex::encode(Sha256::digest(text.as_bytes())))
+}
+
+fn check_len(name: &str, value: Option<&str>, max: usize) -> Result<(), ServiceError> {
+    match value {
+        Some(v) if v.is_empty() || v.len() > max => Err(ServiceError::InvalidRequest(format!(
+            "`{name}` must be 1 to {max} bytes"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// A 128-bit random trace id, hex.
+pub fn new_trace_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+impl AuthorizeService {
+    /// Decides whether `agent_id`, acting for `user`, may make the call in
+    /// `request`, records the decision durably, and returns the record.
+    pub async fn authorize(
+        &self,
+        agent_id: &str,
+        user: &UserContext,
+        request: AuthorizeRequest,
+        trace_id: String,
+    ) -> Result<DecisionRecord, ServiceError> {
+        let started = Instant::now();
+        check_len("tool_id", Some(&request.tool_id), limits::MAX_ID_LEN)?;
+        check_len(
+            "session_id",
+            request.session_id.as_deref(),
+            limits::MAX_ID_LEN,
+        )?;
+        check_len(
+            "idempotency_key",
+            request.idempotency_key.as_deref(),
+            limits::MAX_ID_LEN,
+        )?;
+        if request
+            .reasoning
+            .as_ref()
+            .is_some_and(|r| r.len() > limits::MAX_REASONING_BYTES)
+        {
+            return Err(ServiceError::InvalidRequest(format!(
+                "`reasoning` is longer than {} bytes; store it elsewhere and send a reference",
+                limits::MAX_REASONING_BYTES
+            )));
+        }
+        let arguments_hash = canonical_hash(&request.arguments);
+        if let Some(key) = &request.idempotency_key {
+            if let Some(previous) = self
+                .replay(agent_id, key, &request, &arguments_hash)
+                .await?
+            {
+                return Ok(previous);
+            }
+        }
+
+        let now = self.clock.now();
+        let engine = self.engine.current();
+        let evaluation = engine.decide(&DecisionInput {
+            agent_id,
+            user,
+            tool_id: &request.tool_id,
+            requested_risk: request.requested_risk,
+            arguments: &request.arguments,
+            session_id: request.session_id.as_deref(),
+            environment: self.environment,
+            now,
+        });
+        let version = engine.version();
+        let record = DecisionRecord {
+            decision_id: uuid::Uuid::now_v7().to_string(),
+            trace_id,
+            timestamp: rfc3339(now),
+            decision: evaluation.decision,
+            reasons: evaluation.reasons,
+            determining_policies: evaluation.determining_policies,
+            errors: evaluation.errors,
+            agent_id: agent_id.to_owned(),
+            agent_version: evaluation.agent_version,
+            user_id: user.id.clone(),
+            user_roles: user.roles.clone(),
+            tool_id: request.tool_id,
+            requested_risk: request.requested_risk,
+            arguments_hash,
+            environment: self.environment.to_string(),
+            policy_version: version.id.clone(),
+            policy_hash: version.content_hash.clone(),
+            session_id: request.session_id,
+            idempotency_key: request.idempotency_key,
+            reasoning: request.reasoning,
+            latency_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        };
+
+        if record.decision == Decision::PendingApproval {
+            let tool = engine.tool(&record.tool_id);
+            let timeout = tool
+                .and_then(|t| t.approval.as_ref())
+                .and_then(|a| a.timeout_seconds)
+                .unwrap_or(DEFAULT_APPROVAL_TIMEOUT_SECONDS);
+            let expires =
+                now + time::Duration::seconds(i64::try_from(timeout).unwrap_or(i64::MAX / 2));
+            let approval = ApprovalRequest {
+                decision: record.clone(),
+                approver_group: tool
+                    .and_then(|t| t.approval.as_ref())
+                    .and_then(|a| a.approver_group.clone()),
+                expires_at: rfc3339(expires),
+            };
+            if let Err(source) = self.approvals.start(&approval).await {
+                return Err(self.not_recorded(record, source));
+            }
+        }
+
+        match self.log.append(&record).await {
+            Ok(Appended::Stored) => {}
+            Ok(Appended::DuplicateKey) => {
+                // A concurrent request with the same key won the race; answer as it was answered.
+                let key = record.idempotency_key.clone().unwrap_or_default();
+                let hash = record.arguments_hash.clone();
+                let original = AuthorizeRequest {
+                    tool_id: record.tool_id.clone(),
+                    requested_risk: record.requested_risk,
+                    arguments: serde_json::Value::Null,
+                    session_id: None,
+                    idempotency_key: None,
+                    reasoning: None,
+                };
+                return match self.replay(agent_id, &key, &original, &hash).await? {
+                    Some(previous) => Ok(previous),
+                    None => Err(self.not_recorded(
+                        record,
+                        StoreError::Unavailable("the idempotent record vanished".into()),
+                    )),
+                };
+            }
+            Err(source) => return Err(self.not_recorded(record, source)),
+        }
+        self.metrics.record_decision(&record);
+        let reason = record.reasons.first().map_or("", |r| r.code.as_str());
+        tracing::info!(
+            target: "decision",
+            agent_id = %record.agent_id,
+            tool_id = %record.tool_id,
+            policy_result = record.decision.as_str(),
+            reason,
+            trace_id = %record.trace_id,
+            decision_id = %record.decision_id,
+            "decision"
+        );
+        Ok(record)
+    }
+
+    async fn replay(
+        &self,
+        agent_id: &str,
+        key: &str,
+        request: &AuthorizeRequest,
+        arguments_hash: &str,
+    ) -> Result<Option<DecisionRecord>, ServiceError> {
+        let previous = self
+            .log
+            .by_idempotency_key(agent_id, key)
+            .await
+            .map_err(|source| ServiceError::NotRecorded {
+                record: Box::new(self.unrecorded_stub(agent_id, request)),
+                source,
+            })?;
+        match previous {
+            Some(p) if p.tool_id == request.tool_id && p.arguments_hash == arguments_hash => {
+                Ok(Some(p))
+            }
+            Some(_) => Err(ServiceError::IdempotencyConflict(key.to_owned())),
+            None => Ok(None),
+        }
+    }
+
+    fn unrecorded_stub(&self, agent_id: &str, request: &AuthorizeRequest) -> DecisionRecord {
+        let engine = self.engine.current();
+        DecisionRecord {
+            decision_id: uuid::Uuid::now_v7().to_string(),
+            trace_id: new_trace_id(),
+            timestamp: rfc3339(self.clock.now()),
+            decision: Decision::Deny,
+            reasons: Vec::new(),
+            determining_policies: Vec::new(),
+            errors: Vec::new(),
+            agent_id: agent_id.to_owned(),
+            agent_version: None,
+            user_id: String::new(),
+            user_roles: Vec::new(),
+            tool_id: request.tool_id.clone(),
+            requested_risk: request.requested_risk,
+            arguments_hash: canonical_hash(&request.arguments),
+            environment: self.environment.to_string(),
+            policy_version: engine.version().id.clone(),
+            policy_hash: engine.version().content_hash.clone(),
+            session_id: None,
+            idempotency_key: request.idempotency_key.clone(),
+            reasoning: None,
+            latency_us: 0,
+        }
+        .with_not_recorded()
+    }
+
+    fn not_recorded(&self, record: DecisionRecord, source: StoreError) -> ServiceError {
+        tracing::error!(
+            target: "decision",
+            agent_id = %record.agent_id,
+            tool_id = %record.tool_id,
+            would_have_been = record.decision.as_str(),
+            trace_id = %record.trace_id,
+            error = %source,
+            "decision could not be recorded; denying"
+        );
+        ServiceError::NotRecorded {
+            record: Box::new(record.with_not_recorded()),
+            source,
+        }
+    }
+}
+
+impl DecisionRecord {
+    /// This record turned into the deny answered when it cannot be recorded.
+    fn with_not_recorded(mut self) -> Self {
+        self.decision = Decision::Deny;
+        self.reasons = vec![Reason {
+            code: ReasonCode::DecisionNotRecorded,
+            message:
+                "the decision log is unavailable; without a durable record every call is denied"
+                    .to_owned(),
+            policy_id: None,
+        }];
+        self
+    }
+}

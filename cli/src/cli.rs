@@ -115,7 +115,8 @@ pub enum PolicyCommand {
     /// Activate a stored version (id or unique prefix): a rollback or roll-forward.
     Activate {
         /// Version id or prefix.
-        version: String,
+        #[arg(value_name = "VERSION")]
+        version_id: String,
         /// Who activates (default: $USER).
         #[arg(long)]
         author: Option<String>,
@@ -125,7 +126,8 @@ pub enum PolicyCommand {
     /// Same as `activate`.
     Rollback {
         /// Version id or prefix.
-        version: String,
+        #[arg(value_name = "VERSION")]
+        version_id: String,
         /// Who activates (default: $USER).
         #[arg(long)]
         author: Option<String>,

@@ -52,6 +52,14 @@ pub enum ServiceError {
     },
 }
 
+/// Why an idempotent replay gave no earlier decision.
+enum Replay {
+    /// The log could not be read.
+    Store(StoreError),
+    /// The key was used for another call.
+    Conflict,
+}
+
 /// The active policy engine, swapped atomically when a version is activated.
 #[derive(Debug)]
 pub struct EngineHandle(ArcSwap<PolicyEngine>);
@@ -87,11 +95,44 @@ pub struct AuthorizeService {
     pub environment: Environment,
 }
 
-/// SHA-256 of the canonical JSON (sorted keys, no spaces) of a value.
+/// SHA-256 of the canonical JSON (keys sorted at every level, no spaces) of a value.
 pub fn canonical_hash(value: &serde_json::Value) -> String {
-    // serde_json's maps are sorted unless `preserve_order` is on; this crate never turns it on.
-    let text = serde_json::to_string(value).unwrap_or_default();
+    let mut text = String::new();
+    canonical_json(value, &mut text);
     format!("sha256:{}", hex::encode(Sha256::digest(text.as_bytes())))
+}
+
+/// Writes `value` with object keys sorted. Sorting is explicit because a
+/// dependency (Cedar) turns on serde_json's `preserve_order` for the whole build.
+fn canonical_json(value: &serde_json::Value, out: &mut String) {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<_> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            out.push('{');
+            for (i, (k, v)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(k.clone()).to_string());
+                out.push(':');
+                canonical_json(v, out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                canonical_json(v, out);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
+    }
 }
 
 fn check_len(name: &str, value: Option<&str>, max: usize) -> Result<(), ServiceError> {
@@ -142,11 +183,18 @@ impl AuthorizeService {
         }
         let arguments_hash = canonical_hash(&request.arguments);
         if let Some(key) = &request.idempotency_key {
-            if let Some(previous) = self
-                .replay(agent_id, key, &request, &arguments_hash)
-                .await?
+            match self
+                .replay(agent_id, key, &request.tool_id, &arguments_hash)
+                .await
             {
-                return Ok(previous);
+                Ok(Some(previous)) => return Ok(previous),
+                Ok(None) => {}
+                Err(Replay::Store(source)) => {
+                    return Err(self.not_recorded(self.unrecorded_stub(agent_id, &request), source))
+                }
+                Err(Replay::Conflict) => {
+                    return Err(ServiceError::IdempotencyConflict(key.clone()))
+                }
             }
         }
 
@@ -212,21 +260,17 @@ impl AuthorizeService {
             Ok(Appended::DuplicateKey) => {
                 // A concurrent request with the same key won the race; answer as it was answered.
                 let key = record.idempotency_key.clone().unwrap_or_default();
-                let hash = record.arguments_hash.clone();
-                let original = AuthorizeRequest {
-                    tool_id: record.tool_id.clone(),
-                    requested_risk: record.requested_risk,
-                    arguments: serde_json::Value::Null,
-                    session_id: None,
-                    idempotency_key: None,
-                    reasoning: None,
-                };
-                return match self.replay(agent_id, &key, &original, &hash).await? {
-                    Some(previous) => Ok(previous),
-                    None => Err(self.not_recorded(
+                return match self
+                    .replay(agent_id, &key, &record.tool_id, &record.arguments_hash)
+                    .await
+                {
+                    Ok(Some(previous)) => Ok(previous),
+                    Ok(None) => Err(self.not_recorded(
                         record,
                         StoreError::Unavailable("the idempotent record vanished".into()),
                     )),
+                    Err(Replay::Store(source)) => Err(self.not_recorded(record, source)),
+                    Err(Replay::Conflict) => Err(ServiceError::IdempotencyConflict(key)),
                 };
             }
             Err(source) => return Err(self.not_recorded(record, source)),
@@ -246,26 +290,22 @@ impl AuthorizeService {
         Ok(record)
     }
 
+    /// The earlier decision made under an idempotency key, if the call is the same.
     async fn replay(
         &self,
         agent_id: &str,
         key: &str,
-        request: &AuthorizeRequest,
+        tool_id: &str,
         arguments_hash: &str,
-    ) -> Result<Option<DecisionRecord>, ServiceError> {
+    ) -> Result<Option<DecisionRecord>, Replay> {
         let previous = self
             .log
             .by_idempotency_key(agent_id, key)
             .await
-            .map_err(|source| ServiceError::NotRecorded {
-                record: Box::new(self.unrecorded_stub(agent_id, request)),
-                source,
-            })?;
+            .map_err(Replay::Store)?;
         match previous {
-            Some(p) if p.tool_id == request.tool_id && p.arguments_hash == arguments_hash => {
-                Ok(Some(p))
-            }
-            Some(_) => Err(ServiceError::IdempotencyConflict(key.to_owned())),
+            Some(p) if p.tool_id == tool_id && p.arguments_hash == arguments_hash => Ok(Some(p)),
+            Some(_) => Err(Replay::Conflict),
             None => Ok(None),
         }
     }
@@ -295,7 +335,6 @@ impl AuthorizeService {
             reasoning: None,
             latency_us: 0,
         }
-        .with_not_recorded()
     }
 
     fn not_recorded(&self, record: DecisionRecord, source: StoreError) -> ServiceError {
@@ -319,6 +358,8 @@ impl DecisionRecord {
     /// This record turned into the deny answered when it cannot be recorded.
     fn with_not_recorded(mut self) -> Self {
         self.decision = Decision::Deny;
+        // The policies did not decide this deny; the missing record did.
+        self.determining_policies.clear();
         self.reasons = vec![Reason {
             code: ReasonCode::DecisionNotRecorded,
             message:
@@ -327,5 +368,21 @@ impl DecisionRecord {
             policy_id: None,
         }];
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_arguments_hash_ignores_key_order_at_every_level() {
+        let a = serde_json::json!({"b": 1, "a": {"y": [1, {"q": 1, "p": 2}], "x": "s"}});
+        let b: serde_json::Value =
+            serde_json::from_str(r#"{"a": {"x": "s", "y": [1, {"p": 2, "q": 1}]}, "b": 1}"#)
+                .unwrap();
+        assert_eq!(super::canonical_hash(&a), super::canonical_hash(&b));
+        assert_ne!(
+            super::canonical_hash(&a),
+            super::canonical_hash(&serde_json::json!({"b": 2}))
+        );
     }
 }

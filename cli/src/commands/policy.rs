@@ -80,19 +80,19 @@ pub fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         PolicyCommand::Activate {
-            version,
+            version_id,
             author,
             data,
         }
         | PolicyCommand::Rollback {
-            version,
+            version_id,
             author,
             data,
         } => {
             let store = open_store(&data.data_dir)?;
             let rt = runtime()?;
             // Refuse to activate what this build cannot serve.
-            let (v, bundle) = rt.block_on(store.version(&version))?;
+            let (v, bundle) = rt.block_on(store.version(&version_id))?;
             load_engine(
                 &bundle,
                 PolicyVersionRef {

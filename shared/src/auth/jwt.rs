@@ -1,6 +1,7 @@
 //! Verifying JWTs against a key set, issuer and audience.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::jwk::JwkSet;
@@ -69,12 +70,24 @@ pub enum TokenError {
     WrongUse,
 }
 
+/// How many verified tokens are remembered. Agents reuse a token for many
+/// calls, and a signature check costs far more than the rest of a decision.
+const CACHE_CAPACITY: usize = 16_384;
+
+/// A token that verified, and until when that holds.
+#[derive(Clone)]
+struct Verified {
+    claims: serde_json::Map<String, serde_json::Value>,
+    exp: i64,
+}
+
 /// Verifies tokens of one issuer and audience against a key set.
 pub struct JwtVerifier {
     keys: HashMap<String, DecodingKey>,
     unnamed: Vec<DecodingKey>,
     validation: Validation,
     roles_claim: String,
+    verified: Mutex<HashMap<String, Verified>>,
 }
 
 impl std::fmt::Debug for JwtVerifier {
@@ -118,10 +131,48 @@ impl JwtVerifier {
             unnamed,
             validation,
             roles_claim: roles_claim.to_owned(),
+            verified: Mutex::new(HashMap::new()),
         })
     }
 
+    /// The claims of a valid token, from the cache while it has not expired.
     fn decode(
+        &self,
+        token: &str,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, TokenError> {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let leeway = i64::try_from(self.validation.leeway).unwrap_or(0);
+        if let Ok(cache) = self.verified.lock() {
+            if let Some(v) = cache.get(token) {
+                if now <= v.exp.saturating_add(leeway) {
+                    return Ok(v.claims.clone());
+                }
+            }
+        }
+        let claims = self.verify_signature(token)?;
+        let exp = claims
+            .get("exp")
+            .and_then(serde_json::Value::as_i64)
+            .unwrap_or(now);
+        if let Ok(mut cache) = self.verified.lock() {
+            if cache.len() >= CACHE_CAPACITY {
+                cache.retain(|_, v| now <= v.exp.saturating_add(leeway));
+                if cache.len() >= CACHE_CAPACITY {
+                    cache.clear();
+                }
+            }
+            cache.insert(
+                token.to_owned(),
+                Verified {
+                    claims: claims.clone(),
+                    exp,
+                },
+            );
+        }
+        Ok(claims)
+    }
+
+    fn verify_signature(
         &self,
         token: &str,
     ) -> Result<serde_json::Map<String, serde_json::Value>, TokenError> {

@@ -57,8 +57,6 @@ pub enum ReasonCode {
     NotPermitted,
     /// A policy could not be evaluated; errors deny.
     PolicyEvaluationError,
-    /// No policy version is active.
-    NoActivePolicy,
     /// The decision could not be durably recorded, so it cannot be an allow.
     DecisionNotRecorded,
 }
@@ -80,7 +78,6 @@ impl ReasonCode {
             ReasonCode::InvalidArguments => "invalid_arguments",
             ReasonCode::NotPermitted => "not_permitted",
             ReasonCode::PolicyEvaluationError => "policy_evaluation_error",
-            ReasonCode::NoActivePolicy => "no_active_policy",
             ReasonCode::DecisionNotRecorded => "decision_not_recorded",
         }
     }

@@ -35,7 +35,7 @@ pub enum EngineError {
     Entities(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The policy index could not be built.
     #[error("cannot index the policies")]
-    Index(#[from] cedar_policy::PolicySetError),
+    Index(#[from] Box<cedar_policy::PolicySetError>),
 }
 
 /// One question to the engine. The agent id comes from the authenticated

@@ -88,7 +88,10 @@ fn classify(policy: &Policy, registry: &Registry) -> Bucket {
 
 impl PolicyIndex {
     /// Buckets every policy and prepares the sets of all granted pairs.
-    pub(crate) fn build(policies: &PolicySet, registry: &Registry) -> Result<Self, PolicySetError> {
+    pub(crate) fn build(
+        policies: &PolicySet,
+        registry: &Registry,
+    ) -> Result<Self, Box<PolicySetError>> {
         let mut index = PolicyIndex {
             global: Vec::new(),
             by_agent: HashMap::new(),
@@ -133,7 +136,7 @@ impl PolicyIndex {
         agent: &str,
         team: &str,
         tool: &str,
-    ) -> Result<PolicySet, PolicySetError> {
+    ) -> Result<PolicySet, Box<PolicySetError>> {
         let none = Vec::new();
         let parts = [
             &self.global,
@@ -143,7 +146,7 @@ impl PolicyIndex {
         ];
         let mut set = PolicySet::new();
         for policy in parts.into_iter().flatten() {
-            set.add(policy.clone())?;
+            set.add(policy.clone()).map_err(Box::new)?;
         }
         Ok(set)
     }

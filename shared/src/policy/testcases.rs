@@ -173,20 +173,19 @@ fn convert(
                 continue;
             }
         };
-        let now = match raw.time.as_deref().unwrap_or(DEFAULT_TIME) {
-            t => match OffsetDateTime::parse(t, &rfc) {
-                Ok(now) => now,
-                Err(e) => {
-                    let (l, c) = yaml::position(node, &at("time"));
-                    diags.push(Diagnostic::error(
-                        file,
-                        l,
-                        c,
-                        format!("`{t}` is not an RFC 3339 time: {e}"),
-                    ));
-                    continue;
-                }
-            },
+        let t = raw.time.as_deref().unwrap_or(DEFAULT_TIME);
+        let now = match OffsetDateTime::parse(t, &rfc) {
+            Ok(now) => now,
+            Err(e) => {
+                let (l, c) = yaml::position(node, &at("time"));
+                diags.push(Diagnostic::error(
+                    file,
+                    l,
+                    c,
+                    format!("`{t}` is not an RFC 3339 time: {e}"),
+                ));
+                continue;
+            }
         };
         let arguments = yaml::node_at(node, &at("arguments")).map_or_else(
             || serde_json::Value::Object(serde_json::Map::new()),

@@ -357,7 +357,7 @@ impl DecisionLog for SqliteStore {
             // A full queue means the disk cannot keep up; waiting is the back-pressure.
             Err(mpsc::TrySendError::Full(job)) => {
                 let writer = self.writer.clone();
-                tokio::task::spawn_blocking(move || writer.send(job))
+                tokio::task::spawn_blocking(move || writer.send(job).map_err(|_| ()))
                     .await
                     .map_err(unavailable)?
                     .map_err(|_| unavailable("the decision writer has stopped"))?;

@@ -17,8 +17,5 @@ echo "== example policy set"
 cargo run -q --locked -p govctl -- policy validate infra/policies
 cargo run -q --locked -p govctl -- policy test infra/policies
 
-echo "== benchmarks compile"
-cargo bench --locked -p governance --bench decision --no-run
-
 echo "== unit, property, differential and black-box HTTP tests"
 cargo test --workspace --locked

@@ -1,7 +1,7 @@
 //! Verifying JWTs against a key set, issuer and audience.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::jwk::JwkSet;
@@ -77,7 +77,7 @@ const CACHE_CAPACITY: usize = 16_384;
 /// A token that verified, and until when that holds.
 #[derive(Clone)]
 struct Verified {
-    claims: serde_json::Map<String, serde_json::Value>,
+    claims: Arc<serde_json::Map<String, serde_json::Value>>,
     exp: i64,
 }
 
@@ -139,17 +139,17 @@ impl JwtVerifier {
     fn decode(
         &self,
         token: &str,
-    ) -> Result<serde_json::Map<String, serde_json::Value>, TokenError> {
+    ) -> Result<Arc<serde_json::Map<String, serde_json::Value>>, TokenError> {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let leeway = i64::try_from(self.validation.leeway).unwrap_or(0);
         if let Ok(cache) = self.verified.lock() {
             if let Some(v) = cache.get(token) {
                 if now <= v.exp.saturating_add(leeway) {
-                    return Ok(v.claims.clone());
+                    return Ok(Arc::clone(&v.claims));
                 }
             }
         }
-        let claims = self.verify_signature(token)?;
+        let claims = Arc::new(self.verify_signature(token)?);
         let exp = claims
             .get("exp")
             .and_then(serde_json::Value::as_i64)

@@ -113,18 +113,8 @@ pub enum PolicyCommand {
         data: DataDir,
     },
     /// Activate a stored version (id or unique prefix): a rollback or roll-forward.
+    #[command(visible_alias = "rollback")]
     Activate {
-        /// Version id or prefix.
-        #[arg(value_name = "VERSION")]
-        version_id: String,
-        /// Who activates (default: $USER).
-        #[arg(long)]
-        author: Option<String>,
-        #[command(flatten)]
-        data: DataDir,
-    },
-    /// Same as `activate`.
-    Rollback {
         /// Version id or prefix.
         #[arg(value_name = "VERSION")]
         version_id: String,

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use criterion::Criterion;
 use governance::model::{
-    AgentSpec, AgentStatus, ArgumentSpec, ArgumentType, Category, Decision, Environment, GrantSpec, Registry,
-    Risk, RoleSpec, ToolSpec, UserContext,
+    AgentSpec, AgentStatus, ArgumentSpec, ArgumentType, Category, Decision, Environment, GrantSpec,
+    Registry, Risk, RoleSpec, ToolSpec, UserContext,
 };
 use governance::policy::{compile, DecisionInput, PolicyBundle, PolicyEngine, PolicyVersionRef};
 use serde_json::{json, Value};
@@ -31,7 +31,10 @@ struct Lcg(u64);
 
 impl Lcg {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
         self.0 >> 33
     }
 
@@ -49,9 +52,24 @@ struct Size {
 }
 
 const SIZES: [Size; 3] = [
-    Size { name: "10 agents x 10 tools", agents: 10, tools: 10, policies: 5 },
-    Size { name: "100 agents x 50 tools", agents: 100, tools: 50, policies: 20 },
-    Size { name: "1000 agents x 200 tools", agents: 1_000, tools: 200, policies: 50 },
+    Size {
+        name: "10 agents x 10 tools",
+        agents: 10,
+        tools: 10,
+        policies: 5,
+    },
+    Size {
+        name: "100 agents x 50 tools",
+        agents: 100,
+        tools: 50,
+        policies: 20,
+    },
+    Size {
+        name: "1000 agents x 200 tools",
+        agents: 1_000,
+        tools: 200,
+        policies: 50,
+    },
 ];
 
 fn tool_id(i: usize) -> String {
@@ -80,22 +98,40 @@ fn registry(size: &Size, rng: &mut Lcg) -> Registry {
     let roles = (0..ROLES)
         .map(|i| RoleSpec {
             id: role_id(i),
-            inherits: if i % 2 == 1 { vec![role_id(i - 1)] } else { Vec::new() },
+            inherits: if i % 2 == 1 {
+                vec![role_id(i - 1)]
+            } else {
+                Vec::new()
+            },
         })
         .collect();
     let tools = (0..size.tools)
         .map(|i| {
             let mut arguments = BTreeMap::new();
             if declares_amount(i) {
-                arguments
-                    .insert("amount".to_owned(), ArgumentSpec { ty: ArgumentType::Long, required: true });
+                arguments.insert(
+                    "amount".to_owned(),
+                    ArgumentSpec {
+                        ty: ArgumentType::Long,
+                        required: true,
+                    },
+                );
             }
-            arguments.insert("note".to_owned(), ArgumentSpec { ty: ArgumentType::String, required: false });
+            arguments.insert(
+                "note".to_owned(),
+                ArgumentSpec {
+                    ty: ArgumentType::String,
+                    required: false,
+                },
+            );
             // Tool 0 is the allowed request's tool: a read, so no approval is involved.
             let category = if i == 0 {
                 Category::Read
             } else {
-                Category::ALL.get(rng.below(Category::ALL.len())).copied().unwrap_or(Category::Read)
+                Category::ALL
+                    .get(rng.below(Category::ALL.len()))
+                    .copied()
+                    .unwrap_or(Category::Read)
             };
             ToolSpec {
                 id: tool_id(i),
@@ -132,7 +168,8 @@ fn registry(size: &Size, rng: &mut Lcg) -> Registry {
                 .into_iter()
                 .map(|t| GrantSpec {
                     tool: tool_id(t),
-                    risk_ceiling: (rng.below(4) == 0 && !(i == 0 && t == 0)).then_some(Risk::Medium),
+                    risk_ceiling: (rng.below(4) == 0 && !(i == 0 && t == 0))
+                        .then_some(Risk::Medium),
                 })
                 .collect();
             AgentSpec {
@@ -140,14 +177,26 @@ fn registry(size: &Size, rng: &mut Lcg) -> Registry {
                 description: None,
                 team: team_of(i, size.agents),
                 environment: Environment::Dev,
-                status: if i % 50 == 49 { AgentStatus::Disabled } else { AgentStatus::Active },
+                status: if i % 50 == 49 {
+                    AgentStatus::Disabled
+                } else {
+                    AgentStatus::Active
+                },
                 version: "1.0.0".to_owned(),
-                risk_ceiling: if i % 3 == 0 { Risk::Critical } else { Risk::High },
+                risk_ceiling: if i % 3 == 0 {
+                    Risk::Critical
+                } else {
+                    Risk::High
+                },
                 grants,
             }
         })
         .collect();
-    Registry { roles, tools, agents }
+    Registry {
+        roles,
+        tools,
+        agents,
+    }
 }
 
 /// Team policies: agent-, tool- and team-scoped forbids, some with argument
@@ -159,8 +208,14 @@ fn policies(size: &Size, rng: &mut Lcg) -> String {
     let mut text = String::new();
     for k in 0..size.policies {
         let agent = if k < 4 { 0 } else { rng.below(size.agents) };
-        let tool =
-            if k < 4 { 0 } else { amount_tools.get(rng.below(amount_tools.len())).copied().unwrap_or(0) };
+        let tool = if k < 4 {
+            0
+        } else {
+            amount_tools
+                .get(rng.below(amount_tools.len()))
+                .copied()
+                .unwrap_or(0)
+        };
         let policy = if k % 12 == 11 {
             "forbid (principal, action, resource)\nwhen { context.user has organization && context.user.organization == \"blocked-org\" };".to_owned()
         } else {
@@ -233,18 +288,32 @@ fn scale(size: &Size) -> Result<Scale, String> {
     // JSON is YAML, and the registry has no YAML serializer.
     let yaml = serde_json::to_string_pretty(&registry).map_err(|e| e.to_string())?;
     bundle.files.insert("registry.yaml".to_owned(), yaml);
-    bundle.files.insert("custom.cedar".to_owned(), policies(size, &mut rng));
-    let compiled = compile(&bundle)
-        .map_err(|diags| diags.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))?;
+    bundle
+        .files
+        .insert("custom.cedar".to_owned(), policies(size, &mut rng));
+    let compiled = compile(&bundle).map_err(|diags| {
+        diags
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    })?;
     let summary = format!(
         "{} agents, {} tools, {} grants, {} policies ({} custom)",
         registry.agents.len(),
         registry.tools.len(),
-        registry.agents.iter().map(|a| a.grants.len()).sum::<usize>(),
+        registry
+            .agents
+            .iter()
+            .map(|a| a.grants.len())
+            .sum::<usize>(),
         compiled.policies.policies().count(),
         size.policies,
     );
-    let version = PolicyVersionRef { id: "bench".to_owned(), content_hash: compiled.content_hash.clone() };
+    let version = PolicyVersionRef {
+        id: "bench".to_owned(),
+        content_hash: compiled.content_hash.clone(),
+    };
     let engine = PolicyEngine::new(compiled, version).map_err(|e| format!("{e:?}"))?;
 
     let granted: Vec<&str> = registry
@@ -280,14 +349,20 @@ fn scale(size: &Size) -> Result<Scale, String> {
         summary,
         allow: call("allow", tool_id(0), 50, Decision::Allow),
         deny_not_granted: call("deny (not granted)", ungranted, 50, Decision::Deny),
-        deny_forbidden: call("deny (argument forbid)", tool_id(0), 10_000_000, Decision::Deny),
+        deny_forbidden: call(
+            "deny (argument forbid)",
+            tool_id(0),
+            10_000_000,
+            Decision::Deny,
+        ),
         engine,
     };
     // A benchmark of the wrong outcome measures the wrong path.
     for c in [&s.allow, &s.deny_not_granted, &s.deny_forbidden] {
-        for (path, got) in
-            [("decide", s.engine.decide(&c.input())), ("full set", s.engine.decide_with_full_set(&c.input()))]
-        {
+        for (path, got) in [
+            ("decide", s.engine.decide(&c.input())),
+            ("full set", s.engine.decide_with_full_set(&c.input())),
+        ] {
             if got.decision != c.expect {
                 return Err(format!(
                     "{}: `{}` via {path} got {:?} ({:?})",
@@ -303,7 +378,9 @@ fn scale(size: &Size) -> Result<Scale, String> {
 }
 
 fn tool_number(id: &str) -> usize {
-    id.strip_prefix("tool-").and_then(|n| n.parse().ok()).unwrap_or(usize::MAX)
+    id.strip_prefix("tool-")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(usize::MAX)
 }
 
 fn bench_decisions(c: &mut Criterion, scales: &[Scale]) {
@@ -312,7 +389,9 @@ fn bench_decisions(c: &mut Criterion, scales: &[Scale]) {
         let allow = s.allow.input();
         let not_granted = s.deny_not_granted.input();
         let forbidden = s.deny_forbidden.input();
-        group.bench_function("decide allow", |b| b.iter(|| s.engine.decide(black_box(&allow))));
+        group.bench_function("decide allow", |b| {
+            b.iter(|| s.engine.decide(black_box(&allow)))
+        });
         group.bench_function("decide deny (not granted)", |b| {
             b.iter(|| s.engine.decide(black_box(&not_granted)))
         });
@@ -342,12 +421,19 @@ fn percentiles(mut call: impl FnMut()) -> (f64, f64, f64) {
         let i = ((samples.len() as f64 * q) as usize).min(samples.len().saturating_sub(1));
         samples.get(i).map_or(0.0, |d| d.as_secs_f64() * 1e6)
     };
-    (at(0.50), at(0.99), samples.last().map_or(0.0, |d| d.as_secs_f64() * 1e6))
+    (
+        at(0.50),
+        at(0.99),
+        samples.last().map_or(0.0, |d| d.as_secs_f64() * 1e6),
+    )
 }
 
 fn percentile_report(scales: &[Scale]) {
     println!("\nPer-decision latency, {TIMED_CALLS} individually timed calls per row (µs):\n");
-    println!("{:<26} {:<32} {:>9} {:>9} {:>9}", "scale", "call", "p50", "p99", "max");
+    println!(
+        "{:<26} {:<32} {:>9} {:>9} {:>9}",
+        "scale", "call", "p50", "p99", "max"
+    );
     for s in scales {
         let rows: [(&str, &Call, bool); 4] = [
             ("decide allow", &s.allow, false),
@@ -365,7 +451,10 @@ fn percentile_report(scales: &[Scale]) {
                 };
                 black_box(e);
             });
-            println!("{:<26} {:<32} {p50:>9.1} {p99:>9.1} {max:>9.1}", s.name, label);
+            println!(
+                "{:<26} {:<32} {p50:>9.1} {p99:>9.1} {max:>9.1}",
+                s.name, label
+            );
         }
     }
     for s in scales {

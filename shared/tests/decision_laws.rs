@@ -11,10 +11,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use governance::model::{
-    AgentSpec, AgentStatus, ApprovalSpec, ArgumentSpec, ArgumentType, Category, Decision, Environment,
-    GrantSpec, ReasonCode, Registry, Risk, RoleSpec, ToolSpec, UserContext,
+    AgentSpec, AgentStatus, ApprovalSpec, ArgumentSpec, ArgumentType, Category, Decision,
+    Environment, GrantSpec, ReasonCode, Registry, Risk, RoleSpec, ToolSpec, UserContext,
 };
-use governance::policy::{compile, DecisionInput, Evaluation, PolicyBundle, PolicyEngine, PolicyVersionRef};
+use governance::policy::{
+    compile, DecisionInput, Evaluation, PolicyBundle, PolicyEngine, PolicyVersionRef,
+};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestError, TestRunner};
 use serde_json::{json, Value};
@@ -263,8 +265,18 @@ fn amount_value() -> impl Strategy<Value = i64> {
 }
 
 fn arg_rule_gen() -> impl Strategy<Value = ArgRuleGen> {
-    (0..8usize, prop::option::weighted(0.3, 0..TEAMS.len()), -10..1_500i64, prop::bool::weighted(0.3))
-        .prop_map(|(tool, team, threshold, doubled)| ArgRuleGen { tool, team, threshold, doubled })
+    (
+        0..8usize,
+        prop::option::weighted(0.3, 0..TEAMS.len()),
+        -10..1_500i64,
+        prop::bool::weighted(0.3),
+    )
+        .prop_map(|(tool, team, threshold, doubled)| ArgRuleGen {
+            tool,
+            team,
+            threshold,
+            doubled,
+        })
 }
 
 fn world_gen() -> impl Strategy<Value = WorldGen> {
@@ -312,7 +324,11 @@ enum ActionScope {
 #[derive(Debug, Clone)]
 enum Condition {
     Simple(Cond),
-    Amount { optional: bool, doubled: bool, threshold: i64 },
+    Amount {
+        optional: bool,
+        doubled: bool,
+        threshold: i64,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -347,7 +363,10 @@ fn cond_text(c: Cond) -> Option<String> {
         Cond::HourBefore(h) => format!("context.now.hour_utc < {h}"),
         Cond::Weekend => "context.now.weekday >= 6".to_owned(),
         Cond::Organization => {
-            format!("context.user has organization && context.user.organization == \"{}\"", ORGANIZATIONS[0])
+            format!(
+                "context.user has organization && context.user.organization == \"{}\"",
+                ORGANIZATIONS[0]
+            )
         }
     })
 }
@@ -383,7 +402,10 @@ impl Rule {
             ActionScope::Eq(t) => format!("action == Action::\"{t}\""),
             ActionScope::InGroup(c) => format!("action in Action::\"category:{}\"", c.as_str()),
             ActionScope::InList(list) => {
-                format!("action in [{}]", list.iter().map(action_ref).collect::<Vec<_>>().join(", "))
+                format!(
+                    "action in [{}]",
+                    list.iter().map(action_ref).collect::<Vec<_>>().join(", ")
+                )
             }
         });
         s.push_str(", ");
@@ -394,14 +416,29 @@ impl Rule {
         s.push(')');
         let body = match self.condition {
             Condition::Simple(c) => cond_text(c),
-            Condition::Amount { optional, doubled, threshold } => {
-                let value = if doubled { "context.arguments.amount * 2" } else { "context.arguments.amount" };
+            Condition::Amount {
+                optional,
+                doubled,
+                threshold,
+            } => {
+                let value = if doubled {
+                    "context.arguments.amount * 2"
+                } else {
+                    "context.arguments.amount"
+                };
                 let test = format!("{value} > {threshold}");
-                Some(if optional { format!("context.arguments has amount && {test}") } else { test })
+                Some(if optional {
+                    format!("context.arguments has amount && {test}")
+                } else {
+                    test
+                })
             }
         };
         if let Some(body) = body {
-            s.push_str(&format!("\n{} {{ {body} }}", if self.unless { "unless" } else { "when" }));
+            s.push_str(&format!(
+                "\n{} {{ {body} }}",
+                if self.unless { "unless" } else { "when" }
+            ));
         }
         s.push_str(";\n");
         s
@@ -441,7 +478,11 @@ impl Rule {
                 Cond::Weekend => c.now.weekday().number_from_monday() >= 6,
                 Cond::Organization => c.organization == ORGANIZATIONS.first().copied(),
             }),
-            Condition::Amount { optional, doubled, threshold } => match c.amount {
+            Condition::Amount {
+                optional,
+                doubled,
+                threshold,
+            } => match c.amount {
                 // Strict validation forbids reading an optional argument
                 // without `has`, so an absent amount means an optional one.
                 None => {
@@ -474,7 +515,10 @@ fn resolve(w: &WorldGen) -> (Registry, Vec<Rule>) {
         .map(|(i, parent)| RoleSpec {
             id: role_name(i).to_owned(),
             // Only earlier roles, so the hierarchy has no cycle.
-            inherits: parent.filter(|&p| p < i).map(|p| vec![role_name(p).to_owned()]).unwrap_or_default(),
+            inherits: parent
+                .filter(|&p| p < i)
+                .map(|p| vec![role_name(p).to_owned()])
+                .unwrap_or_default(),
         })
         .collect();
     let tools: Vec<ToolSpec> = w
@@ -484,13 +528,25 @@ fn resolve(w: &WorldGen) -> (Registry, Vec<Rule>) {
         .map(|(i, t)| {
             let mut arguments = BTreeMap::new();
             if let Some(required) = t.amount {
-                arguments.insert("amount".to_owned(), ArgumentSpec { ty: ArgumentType::Long, required });
+                arguments.insert(
+                    "amount".to_owned(),
+                    ArgumentSpec {
+                        ty: ArgumentType::Long,
+                        required,
+                    },
+                );
             }
             if t.note {
-                arguments
-                    .insert("note".to_owned(), ArgumentSpec { ty: ArgumentType::String, required: false });
+                arguments.insert(
+                    "note".to_owned(),
+                    ArgumentSpec {
+                        ty: ArgumentType::String,
+                        required: false,
+                    },
+                );
             }
-            let mut allowed: Vec<String> = t.roles.iter().map(|&r| role_name(r).to_owned()).collect();
+            let mut allowed: Vec<String> =
+                t.roles.iter().map(|&r| role_name(r).to_owned()).collect();
             allowed.dedup();
             ToolSpec {
                 id: tool_id(i),
@@ -521,7 +577,10 @@ fn resolve(w: &WorldGen) -> (Registry, Vec<Rule>) {
                 .grants
                 .iter()
                 .filter(|(t, _)| seen.insert(t % n_tools))
-                .map(|&(t, risk_ceiling)| GrantSpec { tool: tool_id(t % n_tools), risk_ceiling })
+                .map(|&(t, risk_ceiling)| GrantSpec {
+                    tool: tool_id(t % n_tools),
+                    risk_ceiling,
+                })
                 .collect();
             AgentSpec {
                 id: agent_id(i),
@@ -552,7 +611,11 @@ fn resolve(w: &WorldGen) -> (Registry, Vec<Rule>) {
             ScopeGen::Global => (PrincipalScope::Any, ActionScope::Any, None),
             ScopeGen::Agent(a) => (PrincipalScope::Agent(agent_ref(*a)), ActionScope::Any, None),
             ScopeGen::Team(t) => (PrincipalScope::InTeam(team_ref(*t)), ActionScope::Any, None),
-            ScopeGen::TeamIs(t) => (PrincipalScope::IsAgentInTeam(team_ref(*t)), ActionScope::Any, None),
+            ScopeGen::TeamIs(t) => (
+                PrincipalScope::IsAgentInTeam(team_ref(*t)),
+                ActionScope::Any,
+                None,
+            ),
             ScopeGen::Tool(t) => (PrincipalScope::Any, ActionScope::Eq(tool_ref(*t)), None),
             ScopeGen::Resource(t) => (PrincipalScope::Any, ActionScope::Any, Some(tool_ref(*t))),
             ScopeGen::Category(c) => (PrincipalScope::Any, ActionScope::InGroup(*c), None),
@@ -561,12 +624,16 @@ fn resolve(w: &WorldGen) -> (Registry, Vec<Rule>) {
                 ActionScope::InList(vec![ActionRef::Tool(tool_ref(*t)), ActionRef::Category(*c)]),
                 None,
             ),
-            ScopeGen::AgentTool(a, t) => {
-                (PrincipalScope::Agent(agent_ref(*a)), ActionScope::Eq(tool_ref(*t)), None)
-            }
-            ScopeGen::TeamCategory(t, c) => {
-                (PrincipalScope::InTeam(team_ref(*t)), ActionScope::InGroup(*c), None)
-            }
+            ScopeGen::AgentTool(a, t) => (
+                PrincipalScope::Agent(agent_ref(*a)),
+                ActionScope::Eq(tool_ref(*t)),
+                None,
+            ),
+            ScopeGen::TeamCategory(t, c) => (
+                PrincipalScope::InTeam(team_ref(*t)),
+                ActionScope::InGroup(*c),
+                None,
+            ),
         };
         rules.push(Rule {
             id: format!("custom:{n}"),
@@ -579,24 +646,42 @@ fn resolve(w: &WorldGen) -> (Registry, Vec<Rule>) {
             reason: if r.forbid { r.reason } else { None },
         });
     }
-    let amount_tools: Vec<&ToolSpec> = tools.iter().filter(|t| t.arguments.contains_key("amount")).collect();
+    let amount_tools: Vec<&ToolSpec> = tools
+        .iter()
+        .filter(|t| t.arguments.contains_key("amount"))
+        .collect();
     if !amount_tools.is_empty() {
         for (n, r) in w.arg_rules.iter().enumerate() {
-            let Some(tool) = amount_tools.get(r.tool % amount_tools.len()) else { continue };
+            let Some(tool) = amount_tools.get(r.tool % amount_tools.len()) else {
+                continue;
+            };
             let optional = tool.arguments.get("amount").is_some_and(|a| !a.required);
             rules.push(Rule {
                 id: format!("limit:{n}"),
                 forbid: true,
-                principal: r.team.map_or(PrincipalScope::Any, |t| PrincipalScope::InTeam(team_ref(t))),
+                principal: r
+                    .team
+                    .map_or(PrincipalScope::Any, |t| PrincipalScope::InTeam(team_ref(t))),
                 action: ActionScope::Eq(tool.id.clone()),
                 resource: None,
-                condition: Condition::Amount { optional, doubled: r.doubled, threshold: r.threshold },
+                condition: Condition::Amount {
+                    optional,
+                    doubled: r.doubled,
+                    threshold: r.threshold,
+                },
                 unless: false,
                 reason: None,
             });
         }
     }
-    (Registry { roles, tools, agents }, rules)
+    (
+        Registry {
+            roles,
+            tools,
+            agents,
+        },
+        rules,
+    )
 }
 
 fn build(w: &WorldGen) -> Result<World, TestCaseError> {
@@ -607,20 +692,44 @@ fn build(w: &WorldGen) -> Result<World, TestCaseError> {
     bundle.files.insert("registry.yaml".to_owned(), yaml);
     // Two files, so that policies from several files meet in one set.
     for (n, rule) in rules.iter().enumerate() {
-        let file = if n % 2 == 0 { "custom/a.cedar" } else { "custom/b.cedar" };
-        bundle.files.entry(file.to_owned()).or_default().push_str(&rule.cedar());
+        let file = if n % 2 == 0 {
+            "custom/a.cedar"
+        } else {
+            "custom/b.cedar"
+        };
+        bundle
+            .files
+            .entry(file.to_owned())
+            .or_default()
+            .push_str(&rule.cedar());
     }
     let compiled = compile(&bundle).map_err(|diags| {
         TestCaseError::fail(format!(
             "generator bug: the generated bundle does not compile:\n{}\n--- bundle ---\n{}",
-            diags.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"),
-            bundle.files.iter().map(|(p, t)| format!("# {p}\n{t}")).collect::<Vec<_>>().join("\n"),
+            diags
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n"),
+            bundle
+                .files
+                .iter()
+                .map(|(p, t)| format!("# {p}\n{t}"))
+                .collect::<Vec<_>>()
+                .join("\n"),
         ))
     })?;
-    let version = PolicyVersionRef { id: "prop".to_owned(), content_hash: compiled.content_hash.clone() };
+    let version = PolicyVersionRef {
+        id: "prop".to_owned(),
+        content_hash: compiled.content_hash.clone(),
+    };
     let engine = PolicyEngine::new(compiled, version)
         .map_err(|e| TestCaseError::fail(format!("engine cannot be built: {e:?}")))?;
-    Ok(World { registry, rules, engine })
+    Ok(World {
+        registry,
+        rules,
+        engine,
+    })
 }
 
 // ---------------------------------------------------------------------------
@@ -750,9 +859,10 @@ fn concretize(reg: &Registry, g: &RequestGen) -> Req {
     let tool = match &g.tool {
         ToolPick::Unknown => None,
         ToolPick::Granted(i) => match agent.filter(|a| !a.grants.is_empty()) {
-            Some(a) => {
-                a.grants.get(i % a.grants.len()).and_then(|gr| reg.tools.iter().find(|t| t.id == gr.tool))
-            }
+            Some(a) => a
+                .grants
+                .get(i % a.grants.len())
+                .and_then(|gr| reg.tools.iter().find(|t| t.id == gr.tool)),
             None => reg.tools.get(i % reg.tools.len()),
         },
         ToolPick::Any(i) => reg.tools.get(i % reg.tools.len()),
@@ -760,7 +870,13 @@ fn concretize(reg: &Registry, g: &RequestGen) -> Req {
     let mut roles: Vec<String> = g
         .roles
         .iter()
-        .map(|&r| if r == ROLES.len() { STRANGER.to_owned() } else { role_name(r).to_owned() })
+        .map(|&r| {
+            if r == ROLES.len() {
+                STRANGER.to_owned()
+            } else {
+                role_name(r).to_owned()
+            }
+        })
         .collect();
     if let (Some(i), Some(t)) = (g.allowed_role, tool) {
         if !t.allowed_roles.is_empty() {
@@ -802,7 +918,10 @@ fn concretize(reg: &Registry, g: &RequestGen) -> Req {
         user: UserContext {
             id: "user-1".to_owned(),
             roles,
-            organization: g.organization.and_then(|o| ORGANIZATIONS.get(o)).map(|o| (*o).to_owned()),
+            organization: g
+                .organization
+                .and_then(|o| ORGANIZATIONS.get(o))
+                .map(|o| (*o).to_owned()),
         },
         requested_risk: g.requested_risk,
         environment,
@@ -849,13 +968,19 @@ fn arguments_valid(tool: &ToolSpec, args: &Value) -> bool {
         Value::Null => &empty,
         _ => return false,
     };
-    let typed = map.iter().all(|(name, v)| match tool.arguments.get(name).map(|s| s.ty) {
-        Some(ArgumentType::Long) => v.as_i64().is_some(),
-        Some(ArgumentType::String) => v.is_string(),
-        Some(ArgumentType::Bool) => v.is_boolean(),
-        Some(ArgumentType::Decimal) | None => false,
-    });
-    typed && tool.arguments.iter().all(|(name, spec)| !spec.required || map.contains_key(name))
+    let typed = map
+        .iter()
+        .all(|(name, v)| match tool.arguments.get(name).map(|s| s.ty) {
+            Some(ArgumentType::Long) => v.as_i64().is_some(),
+            Some(ArgumentType::String) => v.is_string(),
+            Some(ArgumentType::Bool) => v.is_boolean(),
+            Some(ArgumentType::Decimal) | None => false,
+        });
+    typed
+        && tool
+            .arguments
+            .iter()
+            .all(|(name, spec)| !spec.required || map.contains_key(name))
 }
 
 /// The conditions a decision is made of, each computed from the registry.
@@ -894,9 +1019,13 @@ impl Facts {
 fn facts(world: &World, req: &Req) -> Facts {
     let reg = &world.registry;
     let mut f = Facts::default();
-    let Some(agent) = reg.agents.iter().find(|a| a.id == req.agent_id) else { return f };
+    let Some(agent) = reg.agents.iter().find(|a| a.id == req.agent_id) else {
+        return f;
+    };
     f.registered = true;
-    let Some(tool) = reg.tools.iter().find(|t| t.id == req.tool_id) else { return f };
+    let Some(tool) = reg.tools.iter().find(|t| t.id == req.tool_id) else {
+        return f;
+    };
     f.tool_known = true;
     f.requires_approval = tool.requires_approval();
     f.arguments_valid = arguments_valid(tool, &req.arguments);
@@ -906,8 +1035,8 @@ fn facts(world: &World, req: &Req) -> Facts {
     f.active = agent.status == AgentStatus::Active;
     f.granted = grant.is_some();
     f.role_permitted = tool.allowed_roles.iter().any(|r| roles.contains(r));
-    f.within_ceiling =
-        grant.is_some_and(|g| risk <= agent.risk_ceiling && g.risk_ceiling.is_none_or(|c| risk <= c));
+    f.within_ceiling = grant
+        .is_some_and(|g| risk <= agent.risk_ceiling && g.risk_ceiling.is_none_or(|c| risk <= c));
     f.same_environment = agent.environment == req.environment;
     if !f.arguments_valid {
         return f;
@@ -925,9 +1054,10 @@ fn facts(world: &World, req: &Req) -> Facts {
     };
     for rule in &world.rules {
         match rule.evaluate(&ctx) {
-            Outcome::Satisfied if rule.forbid => {
-                f.forbids.push((rule.id.clone(), rule.reason.unwrap_or(ReasonCode::ForbiddenByPolicy)))
-            }
+            Outcome::Satisfied if rule.forbid => f.forbids.push((
+                rule.id.clone(),
+                rule.reason.unwrap_or(ReasonCode::ForbiddenByPolicy),
+            )),
             Outcome::Satisfied => f.permits.push(rule.id.clone()),
             Outcome::Error => f.erring.push(rule.id.clone()),
             Outcome::NotSatisfied => {}
@@ -952,10 +1082,22 @@ fn predict(f: &Facts) -> (Decision, Vec<ReasonKey>, Vec<String>) {
     }
     let base_forbids = [
         (!f.active, "base:agent-active", ReasonCode::AgentDisabled),
-        (!f.same_environment, "base:environment", ReasonCode::EnvironmentMismatch),
+        (
+            !f.same_environment,
+            "base:environment",
+            ReasonCode::EnvironmentMismatch,
+        ),
         (!f.granted, "base:grant", ReasonCode::ToolNotGranted),
-        (f.granted && !f.within_ceiling, "base:risk-ceiling", ReasonCode::RiskExceedsPolicy),
-        (!f.role_permitted, "base:user-role", ReasonCode::UserRoleNotPermitted),
+        (
+            f.granted && !f.within_ceiling,
+            "base:risk-ceiling",
+            ReasonCode::RiskExceedsPolicy,
+        ),
+        (
+            !f.role_permitted,
+            "base:user-role",
+            ReasonCode::UserRoleNotPermitted,
+        ),
     ];
     let mut forbids: Vec<(String, ReasonCode)> = base_forbids
         .iter()
@@ -972,12 +1114,23 @@ fn predict(f: &Facts) -> (Decision, Vec<ReasonKey>, Vec<String>) {
     if !f.erring.is_empty() {
         reasons.push((ReasonCode::PolicyEvaluationError, None));
     }
-    let mut determining: Vec<String> =
-        if cedar_allows { permits } else { forbids.iter().map(|(id, _)| id.clone()).collect() };
+    let mut determining: Vec<String> = if cedar_allows {
+        permits
+    } else {
+        forbids.iter().map(|(id, _)| id.clone()).collect()
+    };
     determining.sort();
     if cedar_allows && f.erring.is_empty() {
-        let code = if f.requires_approval { ReasonCode::ApprovalRequired } else { ReasonCode::Allowed };
-        let decision = if f.requires_approval { Decision::PendingApproval } else { Decision::Allow };
+        let code = if f.requires_approval {
+            ReasonCode::ApprovalRequired
+        } else {
+            ReasonCode::Allowed
+        };
+        let decision = if f.requires_approval {
+            Decision::PendingApproval
+        } else {
+            Decision::Allow
+        };
         return (decision, vec![(code, None)], determining);
     }
     if !cedar_allows {
@@ -991,7 +1144,11 @@ fn predict(f: &Facts) -> (Decision, Vec<ReasonKey>, Vec<String>) {
 }
 
 fn reason_keys(e: &Evaluation) -> Vec<ReasonKey> {
-    let mut keys: Vec<ReasonKey> = e.reasons.iter().map(|r| (r.code, r.policy_id.clone())).collect();
+    let mut keys: Vec<ReasonKey> = e
+        .reasons
+        .iter()
+        .map(|r| (r.code, r.policy_id.clone()))
+        .collect();
     keys.sort();
     keys
 }
@@ -1026,9 +1183,9 @@ where
 {
     match runner(cases).run(&strategy, test) {
         Ok(()) => Ok(()),
-        Err(TestError::Fail(reason, value)) => {
-            Err(format!("property failed: {reason}\nminimal input: {value:#?}"))
-        }
+        Err(TestError::Fail(reason, value)) => Err(format!(
+            "property failed: {reason}\nminimal input: {value:#?}"
+        )),
         Err(e) => Err(e.to_string()),
     }
 }
@@ -1053,7 +1210,10 @@ struct Tally {
 #[test]
 fn decisions_obey_the_laws() {
     let tally = Tally::default();
-    let strategy = (world_gen(), prop::collection::vec(request_gen(), REQUESTS_PER_CASE));
+    let strategy = (
+        world_gen(),
+        prop::collection::vec(request_gen(), REQUESTS_PER_CASE),
+    );
     let result = run(256, strategy, |(wg, requests)| {
         let world = build(&wg)?;
         for rg in &requests {
@@ -1095,12 +1255,20 @@ fn decisions_obey_the_laws() {
             }
             // Liveness: default deny is not over-eager.
             if f.base_holds() && f.forbids.is_empty() && f.erring.is_empty() {
-                let want = if f.requires_approval { Decision::PendingApproval } else { Decision::Allow };
+                let want = if f.requires_approval {
+                    Decision::PendingApproval
+                } else {
+                    Decision::Allow
+                };
                 prop_assert_eq!(got.decision, want, "a call every check permits\n{}", why());
             }
             // Reasons name every failed check.
             if got.decision == Decision::Deny {
-                prop_assert!(!has(ReasonCode::Allowed) && !has(ReasonCode::ApprovalRequired), "{}", why());
+                prop_assert!(
+                    !has(ReasonCode::Allowed) && !has(ReasonCode::ApprovalRequired),
+                    "{}",
+                    why()
+                );
                 if !f.registered {
                     prop_assert_eq!(&codes, &vec![ReasonCode::UnknownAgent], "{}", why());
                     prop_assert_eq!(&got.agent_version, &None, "{}", why());
@@ -1112,7 +1280,10 @@ fn decisions_obey_the_laws() {
                     let expected = [
                         (!f.active, ReasonCode::AgentDisabled),
                         (!f.granted, ReasonCode::ToolNotGranted),
-                        (f.granted && !f.within_ceiling, ReasonCode::RiskExceedsPolicy),
+                        (
+                            f.granted && !f.within_ceiling,
+                            ReasonCode::RiskExceedsPolicy,
+                        ),
                         (!f.role_permitted, ReasonCode::UserRoleNotPermitted),
                         (!f.same_environment, ReasonCode::EnvironmentMismatch),
                         (!f.erring.is_empty(), ReasonCode::PolicyEvaluationError),
@@ -1122,7 +1293,9 @@ fn decisions_obey_the_laws() {
                     }
                     for (id, code) in &f.forbids {
                         prop_assert!(
-                            got.reasons.iter().any(|r| r.code == *code && r.policy_id.as_deref() == Some(id)),
+                            got.reasons
+                                .iter()
+                                .any(|r| r.code == *code && r.policy_id.as_deref() == Some(id)),
                             "forbid `{id}` applies but is not among the reasons\n{}",
                             why()
                         );
@@ -1131,27 +1304,48 @@ fn decisions_obey_the_laws() {
             } else {
                 prop_assert_eq!(got.reasons.len(), 1, "{}", why());
                 prop_assert!(
-                    got.determining_policies.iter().any(|p| p == "base:permit-granted"),
+                    got.determining_policies
+                        .iter()
+                        .any(|p| p == "base:permit-granted"),
                     "{}",
                     why()
                 );
             }
             if f.registered {
-                let version =
-                    world.registry.agents.iter().find(|a| a.id == req.agent_id).map(|a| a.version.clone());
+                let version = world
+                    .registry
+                    .agents
+                    .iter()
+                    .find(|a| a.id == req.agent_id)
+                    .map(|a| a.version.clone());
                 prop_assert_eq!(&got.agent_version, &version, "{}", why());
             }
             // And exactly: the model predicts the whole evaluation.
             let (decision, reasons, determining) = predict(&f);
-            prop_assert_eq!(got.decision, decision, "decision differs from the model\n{}", why());
-            prop_assert_eq!(reason_keys(&got), reasons, "reasons differ from the model\n{}", why());
+            prop_assert_eq!(
+                got.decision,
+                decision,
+                "decision differs from the model\n{}",
+                why()
+            );
+            prop_assert_eq!(
+                reason_keys(&got),
+                reasons,
+                "reasons differ from the model\n{}",
+                why()
+            );
             prop_assert_eq!(
                 &got.determining_policies,
                 &determining,
                 "determining policies differ from the model\n{}",
                 why()
             );
-            prop_assert_eq!(got.errors.len(), f.erring.len(), "errors differ from the model\n{}", why());
+            prop_assert_eq!(
+                got.errors.len(),
+                f.erring.len(),
+                "errors differ from the model\n{}",
+                why()
+            );
 
             match got.decision {
                 Decision::Allow => tally.allow.fetch_add(1, Ordering::Relaxed),
@@ -1164,7 +1358,10 @@ fn decisions_obey_the_laws() {
             if !got.errors.is_empty() {
                 tally.errors.fetch_add(1, Ordering::Relaxed);
             }
-            let mut seen = tally.codes.lock().map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let mut seen = tally
+                .codes
+                .lock()
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
             for c in codes {
                 *seen.entry(c).or_default() += 1;
             }
@@ -1184,10 +1381,22 @@ fn decisions_obey_the_laws() {
         tally.custom_forbid.load(Ordering::Relaxed),
         tally.errors.load(Ordering::Relaxed),
     );
-    assert!(tally.allow.load(Ordering::Relaxed) >= 50, "too few allows generated");
-    assert!(tally.pending.load(Ordering::Relaxed) >= 20, "too few pending approvals generated");
-    assert!(tally.custom_forbid.load(Ordering::Relaxed) >= 50, "too few custom forbids applied");
-    assert!(tally.errors.load(Ordering::Relaxed) >= 1, "no evaluation error generated");
+    assert!(
+        tally.allow.load(Ordering::Relaxed) >= 50,
+        "too few allows generated"
+    );
+    assert!(
+        tally.pending.load(Ordering::Relaxed) >= 20,
+        "too few pending approvals generated"
+    );
+    assert!(
+        tally.custom_forbid.load(Ordering::Relaxed) >= 50,
+        "too few custom forbids applied"
+    );
+    assert!(
+        tally.errors.load(Ordering::Relaxed) >= 1,
+        "no evaluation error generated"
+    );
     for code in [
         ReasonCode::UnknownAgent,
         ReasonCode::UnknownTool,
@@ -1200,14 +1409,20 @@ fn decisions_obey_the_laws() {
         ReasonCode::ForbiddenByPolicy,
         ReasonCode::PolicyEvaluationError,
     ] {
-        assert!(codes.get(&code).is_some_and(|&n| n >= 5), "reason {code} seen too rarely: {codes:?}");
+        assert!(
+            codes.get(&code).is_some_and(|&n| n >= 5),
+            "reason {code} seen too rarely: {codes:?}"
+        );
     }
 }
 
 #[test]
 fn selective_evaluation_agrees_with_the_full_set() {
     let compared = AtomicUsize::new(0);
-    let strategy = (world_gen(), prop::collection::vec(request_gen(), REQUESTS_PER_CASE));
+    let strategy = (
+        world_gen(),
+        prop::collection::vec(request_gen(), REQUESTS_PER_CASE),
+    );
     let result = run(256, strategy, |(wg, requests)| {
         let world = build(&wg)?;
         for rg in &requests {
@@ -1222,7 +1437,12 @@ fn selective_evaluation_agrees_with_the_full_set() {
                 )
             };
             prop_assert_eq!(selective.decision, full.decision, "decision\n{}", why());
-            prop_assert_eq!(sorted_codes(&selective), sorted_codes(&full), "reason codes\n{}", why());
+            prop_assert_eq!(
+                sorted_codes(&selective),
+                sorted_codes(&full),
+                "reason codes\n{}",
+                why()
+            );
             prop_assert_eq!(
                 &selective.determining_policies,
                 &full.determining_policies,

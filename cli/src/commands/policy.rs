@@ -83,11 +83,6 @@ pub fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
             version_id,
             author,
             data,
-        }
-        | PolicyCommand::Rollback {
-            version_id,
-            author,
-            data,
         } => {
             let store = open_store(&data.data_dir)?;
             let rt = runtime()?;

@@ -13,7 +13,7 @@
 mod schema;
 
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -35,6 +35,9 @@ pub const DB_FILE: &str = "governance.db";
 
 /// How long a write waits for a lock held by another process before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_millis(1000);
+
+/// How often the WAL is checkpointed into the database file.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(500);
 
 /// The most records one group commit takes.
 const MAX_BATCH: usize = 1024;
@@ -95,14 +98,26 @@ impl SqliteStore {
         let control = open(&path)?;
         control.execute_batch(schema::SCHEMA).map_err(unavailable)?;
         let writer_conn = open(&path)?;
+        // Checkpoints copy the WAL into the database and fsync both; done by
+        // the committing writer they would stall every decision behind them.
+        writer_conn
+            .pragma_update(None, "wal_autocheckpoint", 0)
+            .map_err(unavailable)?;
+        let checkpoint_conn = open(&path)?;
         let (tx, rx) = mpsc::sync_channel::<Job>(16 * MAX_BATCH);
         std::thread::Builder::new()
             .name("decision-writer".into())
             .spawn(move || write_loop(writer_conn, &rx))
             .map_err(unavailable)?;
+        let control = Arc::new(Mutex::new(control));
+        let alive = Arc::downgrade(&control);
+        std::thread::Builder::new()
+            .name("wal-checkpoint".into())
+            .spawn(move || checkpoint_loop(&checkpoint_conn, &alive))
+            .map_err(unavailable)?;
         Ok(Self {
             path,
-            control: Arc::new(Mutex::new(control)),
+            control,
             writer: tx,
         })
     }
@@ -137,6 +152,17 @@ impl SqliteStore {
             .lock()
             .map_err(|_| unavailable("store lock poisoned"))?;
         f(&mut guard)
+    }
+}
+
+/// Checkpoints the WAL beside the writer (PASSIVE never blocks it) for as
+/// long as the store exists.
+fn checkpoint_loop(conn: &Connection, store: &Weak<Mutex<Connection>>) {
+    while store.strong_count() > 0 {
+        std::thread::sleep(CHECKPOINT_INTERVAL);
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "WAL checkpoint failed; it is retried");
+        }
     }
 }
 
@@ -373,16 +399,11 @@ impl DecisionLog for SqliteStore {
     async fn get(&self, decision_id: &str) -> Result<Option<DecisionRecord>, StoreError> {
         let id = decision_id.to_owned();
         self.with_control(move |conn| {
-            let json: Option<String> = conn
-                .query_row(
-                    "SELECT record FROM decisions WHERE decision_id = ?1",
-                    [&id],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(unavailable)?;
-            json.map(|j| serde_json::from_str(&j).map_err(|e| StoreError::Corrupt(e.to_string())))
-                .transpose()
+            query_record(
+                conn,
+                "SELECT record FROM decisions WHERE decision_id = ?1",
+                &[&id],
+            )
         })
         .await
     }
@@ -394,19 +415,28 @@ impl DecisionLog for SqliteStore {
     ) -> Result<Option<DecisionRecord>, StoreError> {
         let (agent, key) = (agent_id.to_owned(), key.to_owned());
         self.with_control(move |conn| {
-            let json: Option<String> = conn
-                .query_row(
-                    "SELECT record FROM decisions WHERE agent_id = ?1 AND idempotency_key = ?2",
-                    [&agent, &key],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(unavailable)?;
-            json.map(|j| serde_json::from_str(&j).map_err(|e| StoreError::Corrupt(e.to_string())))
-                .transpose()
+            query_record(
+                conn,
+                "SELECT record FROM decisions WHERE agent_id = ?1 AND idempotency_key = ?2",
+                &[&agent, &key],
+            )
         })
         .await
     }
+}
+
+/// The one decision record `sql` selects, decoded.
+fn query_record(
+    conn: &Connection,
+    sql: &str,
+    params: &[&dyn rusqlite::ToSql],
+) -> Result<Option<DecisionRecord>, StoreError> {
+    let json: Option<String> = conn
+        .query_row(sql, params, |r| r.get(0))
+        .optional()
+        .map_err(unavailable)?;
+    json.map(|j| serde_json::from_str(&j).map_err(|e| StoreError::Corrupt(e.to_string())))
+        .transpose()
 }
 
 #[async_trait]

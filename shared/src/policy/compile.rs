@@ -9,10 +9,7 @@ use marked_yaml::Node;
 use miette::Diagnostic as _;
 
 use super::yaml::{self, Seg};
-use super::{
-    Diagnostic, PolicyBundle, Severity, BASE_POLICIES, BASE_SCHEMA, INTERSECTION_POLICY,
-    REGISTRY_FILE,
-};
+use super::{Diagnostic, PolicyBundle, Severity, BASE_POLICIES, BASE_SCHEMA, REGISTRY_FILE};
 use crate::model::{Category, ReasonCode, Registry};
 
 /// The name built-in policies are reported under.
@@ -90,18 +87,7 @@ pub fn compile(bundle: &PolicyBundle) -> Result<CompiledPolicies, Vec<Diagnostic
         return Err(diags);
     }
 
-    // The fast path's combined base check is validated with the rest, though
-    // it is not part of the version's policy set.
-    let mut checked = policies.clone();
-    add_file(
-        BASE_FILE,
-        INTERSECTION_POLICY,
-        &mut checked,
-        &mut BTreeMap::new(),
-        &mut files_by_policy,
-        &mut diags,
-    );
-    let result = Validator::new(schema.clone()).validate(&checked, ValidationMode::Strict);
+    let result = Validator::new(schema.clone()).validate(&policies, ValidationMode::Strict);
     for e in result.validation_errors() {
         diags.push(validation_diag(
             Severity::Error,

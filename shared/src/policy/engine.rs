@@ -33,9 +33,6 @@ pub enum EngineError {
     /// An entity could not be built.
     #[error("cannot build Cedar entities from the registry")]
     Entities(#[source] Box<dyn std::error::Error + Send + Sync>),
-    /// A built-in policy does not parse.
-    #[error("the built-in policy `{0}` does not parse")]
-    BuiltInPolicy(&'static str),
     /// The policy index could not be built.
     #[error("cannot index the policies")]
     Index(#[from] Box<cedar_policy::PolicySetError>),
@@ -243,12 +240,7 @@ impl PolicyEngine {
         // `action in Action::"category:delete"` sees each tool's category.
         let entities =
             Entities::from_entities(entities, Some(&compiled.schema)).map_err(entity_err)?;
-        let intersection = cedar_policy::Policy::parse(
-            Some(PolicyId::new("base:intersection")),
-            super::INTERSECTION_POLICY,
-        )
-        .map_err(|_| EngineError::BuiltInPolicy("base:intersection"))?;
-        let index = PolicyIndex::build(&compiled.policies, reg, &intersection)?;
+        let index = PolicyIndex::build(&compiled.policies, reg)?;
         let policy_reasons = compiled
             .policies
             .policies()
@@ -344,19 +336,8 @@ impl PolicyEngine {
         let assembled;
         let set: &PolicySet = if full {
             &self.compiled.policies
-        } else if let Some(prepared) = self.index.prepared(input.agent_id, input.tool_id) {
-            let fast = self
-                .authorizer
-                .is_authorized(&request, &prepared.fast, &self.entities);
-            if fast.decision() == cedar_policy::Decision::Allow
-                && fast.diagnostics().errors().next().is_none()
-            {
-                // No forbid is satisfied, the combined base check included, so
-                // none of the base forbids is: the full set allows too, by the
-                // same permits.
-                return self.interpret(&fast, &tool.spec, agent_version);
-            }
-            &prepared.full
+        } else if let Some(set) = self.index.prepared(input.agent_id, input.tool_id) {
+            set
         } else {
             match self
                 .index

@@ -35,18 +35,7 @@ pub(crate) struct PolicyIndex {
     by_agent: HashMap<String, Vec<Policy>>,
     by_team: HashMap<String, Vec<Policy>>,
     by_tool: HashMap<String, Vec<Policy>>,
-    prepared: HashMap<String, HashMap<String, Prepared>>,
-}
-
-/// The sets of one granted (agent, tool) pair.
-#[derive(Debug)]
-pub(crate) struct Prepared {
-    /// The selected policies with the five base forbids replaced by
-    /// `base:intersection`, their disjunction: it answers an allow with fewer
-    /// evaluations. Only an allow without errors is taken from it.
-    pub(crate) fast: PolicySet,
-    /// The selected policies, which explain a deny.
-    pub(crate) full: PolicySet,
+    prepared: HashMap<String, HashMap<String, PolicySet>>,
 }
 
 fn uid_parts(uid: &EntityUid) -> (String, String) {
@@ -102,7 +91,6 @@ impl PolicyIndex {
     pub(crate) fn build(
         policies: &PolicySet,
         registry: &Registry,
-        intersection: &Policy,
     ) -> Result<Self, Box<PolicySetError>> {
         let mut index = PolicyIndex {
             global: Vec::new(),
@@ -127,17 +115,10 @@ impl PolicyIndex {
         for agent in &registry.agents {
             let mut sets = HashMap::new();
             for grant in &agent.grants {
-                let full = index.assemble(&agent.id, &agent.team, &grant.tool)?;
-                let mut fast = PolicySet::new();
-                fast.add(intersection.clone()).map_err(Box::new)?;
-                for policy in full.policies() {
-                    let base_forbid = policy.effect() == cedar_policy::Effect::Forbid
-                        && policy.id().to_string().starts_with("base:");
-                    if !base_forbid {
-                        fast.add(policy.clone()).map_err(Box::new)?;
-                    }
-                }
-                sets.insert(grant.tool.clone(), Prepared { fast, full });
+                sets.insert(
+                    grant.tool.clone(),
+                    index.assemble(&agent.id, &agent.team, &grant.tool)?,
+                );
             }
             index.prepared.insert(agent.id.clone(), sets);
         }
@@ -145,7 +126,7 @@ impl PolicyIndex {
     }
 
     /// The prepared set of a granted pair.
-    pub(crate) fn prepared(&self, agent: &str, tool: &str) -> Option<&Prepared> {
+    pub(crate) fn prepared(&self, agent: &str, tool: &str) -> Option<&PolicySet> {
         self.prepared.get(agent).and_then(|m| m.get(tool))
     }
 

@@ -42,9 +42,6 @@ pub fn load_engine(
 /// The built-in base policies: the intersection of capability, permission and context.
 pub const BASE_POLICIES: &str = include_str!("base.cedar");
 
-/// The one-policy form of the base forbids, used to confirm allows quickly.
-pub const INTERSECTION_POLICY: &str = include_str!("intersection.cedar");
-
 /// The fixed part of the Cedar schema; tool actions are generated from the registry.
 pub const BASE_SCHEMA: &str = include_str!("schema.cedarschema");
 #[cfg(test)]

@@ -8,7 +8,7 @@ mod example;
 
 fn main() -> std::process::ExitCode {
     let args = cli::Cli::parse();
-    commands::init_tracing(&args);
+    let _logs = commands::init_tracing(&args);
     match commands::run(args) {
         Ok(code) => code,
         Err(e) => {

@@ -27,7 +27,12 @@ pub(crate) fn parse<T: DeserializeOwned>(file: &str, text: &str) -> Result<(T, N
             (Some(m), _) => (m.line(), m.column()),
             // Unknown fields come without a position; the key's first use is it.
             (None, marked_yaml::Error::UnknownFieldError(field, _, _)) => key_position(text, field),
-            (None, _) => (0, 0),
+            // e.g. "unknown variant `lowish`": the value's first use is it.
+            (None, other) => other
+                .to_string()
+                .split('`')
+                .nth(1)
+                .map_or((0, 0), |value| value_position(text, value)),
         };
         Diagnostic::error(file, line, column, lowercase_first(&e.to_string()))
     })?;
@@ -42,6 +47,27 @@ fn key_position(text: &str, key: &str) -> (usize, usize) {
             let body = line.trim_start().trim_start_matches("- ").trim_start();
             body.starts_with(&wanted)
                 .then(|| (i + 1, line.len() - body.len() + 1))
+        })
+        .unwrap_or((0, 0))
+}
+
+fn value_position(text: &str, value: &str) -> (usize, usize) {
+    text.lines()
+        .enumerate()
+        .find_map(|(i, line)| {
+            let body = line.split('#').next().unwrap_or(line);
+            let at = [
+                format!(": {value}"),
+                format!("- {value}"),
+                format!("[{value}"),
+            ]
+            .iter()
+            .find_map(|p| body.find(p.as_str()).map(|c| c + p.len() - value.len()))?;
+            let rest = body.get(at + value.len()..).unwrap_or("");
+            rest.chars()
+                .next()
+                .is_none_or(|c| matches!(c, ' ' | ',' | ']' | '}'))
+                .then_some((i + 1, at + 1))
         })
         .unwrap_or((0, 0))
 }
@@ -139,6 +165,12 @@ mod tests {
         count: u32,
     }
 
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Kinds {
+        kinds: Vec<crate::model::Risk>,
+    }
+
     #[test]
     fn errors_carry_line_and_column() {
         let err = parse::<Doc>("f.yaml", "name: a\ncount: many\n").unwrap_err();
@@ -148,6 +180,8 @@ mod tests {
         assert!(err.message.contains("colour"), "{}", err.message);
         let err = parse::<Doc>("f.yaml", "name: a\nname: b\ncount: 1\n").unwrap_err();
         assert_eq!(err.line, 2);
+        let err = parse::<Kinds>("f.yaml", "kinds:\n  - low\n  - lowish\n").unwrap_err();
+        assert_eq!((err.line, err.column), (3, 5), "{err}");
     }
 
     #[test]

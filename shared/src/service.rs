@@ -235,26 +235,6 @@ impl AuthorizeService {
             latency_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
         };
 
-        if record.decision == Decision::PendingApproval {
-            let tool = engine.tool(&record.tool_id);
-            let timeout = tool
-                .and_then(|t| t.approval.as_ref())
-                .and_then(|a| a.timeout_seconds)
-                .unwrap_or(DEFAULT_APPROVAL_TIMEOUT_SECONDS);
-            let expires =
-                now + time::Duration::seconds(i64::try_from(timeout).unwrap_or(i64::MAX / 2));
-            let approval = ApprovalRequest {
-                decision: record.clone(),
-                approver_group: tool
-                    .and_then(|t| t.approval.as_ref())
-                    .and_then(|a| a.approver_group.clone()),
-                expires_at: rfc3339(expires),
-            };
-            if let Err(source) = self.approvals.start(&approval).await {
-                return Err(self.not_recorded(record, source));
-            }
-        }
-
         match self.log.append(&record).await {
             Ok(Appended::Stored) => {}
             Ok(Appended::DuplicateKey) => {
@@ -275,6 +255,30 @@ impl AuthorizeService {
             }
             Err(source) => return Err(self.not_recorded(record, source)),
         }
+        // The workflow starts only once the pending decision is durable, so
+        // that nothing can be approved that the log does not hold.
+        if record.decision == Decision::PendingApproval {
+            let tool = engine.tool(&record.tool_id);
+            let timeout = tool
+                .and_then(|t| t.approval.as_ref())
+                .and_then(|a| a.timeout_seconds)
+                .unwrap_or(DEFAULT_APPROVAL_TIMEOUT_SECONDS);
+            let expires = i64::try_from(timeout)
+                .ok()
+                .and_then(|t| now.checked_add(time::Duration::seconds(t)))
+                .unwrap_or(now);
+            let approval = ApprovalRequest {
+                decision: record.clone(),
+                approver_group: tool
+                    .and_then(|t| t.approval.as_ref())
+                    .and_then(|a| a.approver_group.clone()),
+                expires_at: rfc3339(expires),
+            };
+            if let Err(source) = self.approvals.start(&approval).await {
+                return Err(self.not_recorded(record, source));
+            }
+        }
+
         self.metrics.record_decision(&record);
         let reason = record.reasons.first().map_or("", |r| r.code.as_str());
         tracing::info!(

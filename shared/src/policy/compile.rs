@@ -226,6 +226,9 @@ fn add_file(
     }
 }
 
+/// The longest a call may wait for a human.
+const MAX_APPROVAL_TIMEOUT_SECONDS: u64 = 30 * 86_400;
+
 /// Identifiers that become Cedar entity ids and action names stay plain.
 fn valid_id(s: &str) -> bool {
     !s.is_empty()
@@ -385,11 +388,17 @@ fn check_registry(reg: &Registry, node: &Node, diags: &mut Vec<Diagnostic>) {
             }
         }
         if let Some(approval) = &tool.approval {
-            if approval.timeout_seconds == Some(0) {
+            if approval
+                .timeout_seconds
+                .is_some_and(|t| t == 0 || t > MAX_APPROVAL_TIMEOUT_SECONDS)
+            {
                 err(
                     diags,
                     &at("approval"),
-                    format!("approval timeout of tool `{}` must be above zero", tool.id),
+                    format!(
+                        "approval timeout of tool `{}` must be between 1 and {MAX_APPROVAL_TIMEOUT_SECONDS} seconds (30 days)",
+                        tool.id
+                    ),
                 );
             }
             if tool.requires_approval() && approval.approver_group.is_none() {

@@ -91,7 +91,7 @@ fn team_of(agent: usize, agents: usize) -> String {
 /// Every fourth tool declares a required `long` argument `amount`, which
 /// argument-conditioned policies compare.
 fn declares_amount(tool: usize) -> bool {
-    tool % 4 == 0
+    tool.is_multiple_of(4)
 }
 
 fn registry(size: &Size, rng: &mut Lcg) -> Registry {
@@ -189,6 +189,7 @@ fn registry(size: &Size, rng: &mut Lcg) -> Registry {
                     Risk::High
                 },
                 grants,
+                principals: Vec::new(),
             }
         })
         .collect();

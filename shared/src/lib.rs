@@ -6,12 +6,18 @@
 //! policy bundles ([`policy`]), the ports the domain talks through ([`ports`]),
 //! the embedded adapters ([`adapters`]), token verification ([`auth`]), the
 //! authorization service ([`service`]) and the HTTP surface ([`http`]) that
-//! both `govctl serve` and the Lambda functions mount.
+//! both `govctl serve` and the Lambda functions mount. With the `aws`
+//! feature it also holds the AWS adapters and the Lambda handlers
+//! ([`lambda`]).
 
 pub mod adapters;
+pub mod approval;
 pub mod auth;
 pub mod clock;
 pub mod http;
+#[cfg(feature = "aws")]
+pub mod lambda;
+pub mod metrics;
 pub mod model;
 pub mod policy;
 pub mod ports;

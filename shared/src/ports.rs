@@ -4,9 +4,11 @@
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-use crate::model::DecisionRecord;
+use crate::metrics::MetricDatum;
+use crate::model::{ApprovalStatus, DecisionRecord};
 use crate::policy::PolicyBundle;
 
 /// A store could not do what was asked. Callers deny on any of these.
@@ -123,19 +125,131 @@ pub trait Counters: Send + Sync {
 /// A call waiting for a human.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ApprovalRequest {
-    /// The pending decision.
+    /// The approval's random id: the only thing an approver's link carries.
+    pub approval_id: String,
+    /// The pending decision, already durable.
     pub decision: DecisionRecord,
     /// Who may approve.
     pub approver_group: Option<String>,
     /// When the request expires (RFC 3339).
     pub expires_at: String,
+    /// How long approvers have, from the tool's policy.
+    pub timeout_seconds: u64,
 }
 
 /// Starts human approval of a pending call.
 #[async_trait]
 pub trait ApprovalWorkflow: Send + Sync {
-    /// Starts the workflow; returns the approval id.
-    async fn start(&self, request: &ApprovalRequest) -> Result<String, StoreError>;
+    /// Starts the workflow for `request.approval_id`.
+    async fn start(&self, request: &ApprovalRequest) -> Result<(), StoreError>;
+}
+
+/// A Step Functions task token. It completes a waiting workflow step, so it
+/// is a secret: it never appears in logs, links or messages.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TaskToken(pub String);
+
+impl std::fmt::Debug for TaskToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TaskToken(<redacted>)")
+    }
+}
+
+/// One approval as the approval store keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApprovalItem {
+    /// What was asked.
+    pub request: ApprovalRequest,
+    /// Where it stands.
+    pub status: ApprovalStatus,
+    /// Who decided.
+    pub approver: Option<String>,
+    /// The approver's comment.
+    pub comment: Option<String>,
+    /// When it was decided (RFC 3339).
+    pub decided_at: Option<String>,
+    /// The token of the waiting workflow step, once approvers were notified.
+    pub task_token: Option<TaskToken>,
+}
+
+/// A human's answer to an approval request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HumanDecision {
+    /// `Approved` or `Rejected`.
+    pub status: ApprovalStatus,
+    /// Who decided.
+    pub approver: String,
+    /// Why, optionally.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    /// When (RFC 3339).
+    pub decided_at: String,
+}
+
+/// What recording a human's answer found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decided {
+    /// This answer is the decision; the workflow step waits on this token.
+    Recorded(Option<TaskToken>),
+    /// The approval was already closed; a second click sees the outcome.
+    AlreadyClosed(ApprovalStatus),
+    /// No such approval.
+    NotFound,
+}
+
+/// Pending approvals and their outcomes. Every state change is one
+/// conditional write, so an approval is decided exactly once.
+#[async_trait]
+pub trait ApprovalStore: Send + Sync {
+    /// Records a new pending approval; recording the same one again is a no-op.
+    async fn record_pending(&self, request: &ApprovalRequest) -> Result<(), StoreError>;
+    /// Keeps the token of the step that waits for approvers, while pending.
+    async fn attach_token(
+        &self,
+        approval_id: &str,
+        token: &TaskToken,
+    ) -> Result<ApprovalItem, StoreError>;
+    /// One approval, if it exists.
+    async fn get(&self, approval_id: &str) -> Result<Option<ApprovalItem>, StoreError>;
+    /// Records a human's answer if the approval is still pending.
+    async fn decide(
+        &self,
+        approval_id: &str,
+        answer: &HumanDecision,
+    ) -> Result<Decided, StoreError>;
+    /// Closes a still-pending approval as expired or failed; a decided one is left as it is.
+    async fn close(&self, approval_id: &str, status: ApprovalStatus) -> Result<(), StoreError>;
+}
+
+/// Completing a waiting workflow step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CallbackError {
+    /// The step is no longer waiting (timed out, or already completed).
+    #[error("the approval step is no longer waiting")]
+    NotWaiting,
+    /// The workflow service failed.
+    #[error("the workflow service is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Completes a workflow step that waits for a task token.
+#[async_trait]
+pub trait TaskCallbacks: Send + Sync {
+    /// Resumes the step with `output`.
+    async fn succeed(
+        &self,
+        token: &TaskToken,
+        output: &serde_json::Value,
+    ) -> Result<(), CallbackError>;
+    /// Fails the step with a stable error name and a cause.
+    async fn fail(&self, token: &TaskToken, error: &str, cause: &str) -> Result<(), CallbackError>;
+}
+
+/// Where metric data points go (CloudWatch on AWS).
+#[async_trait]
+pub trait MetricSink: Send + Sync {
+    /// Publishes the data points; the sink batches them.
+    async fn put(&self, datums: &[MetricDatum]) -> Result<(), StoreError>;
 }
 
 /// A message to people (approvers, on-call).
@@ -164,4 +278,26 @@ pub trait Metrics: Send + Sync {
 pub trait Clock: Send + Sync {
     /// Now, UTC.
     fn now(&self) -> OffsetDateTime;
+}
+
+/// The id of a version: it commits to the content and to the history.
+pub fn version_id(
+    content_hash: &str,
+    parent: Option<&str>,
+    author: &str,
+    message: &str,
+    created_at: &str,
+) -> String {
+    let mut h = Sha256::new();
+    for part in [
+        content_hash,
+        parent.unwrap_or(""),
+        author,
+        message,
+        created_at,
+    ] {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part.as_bytes());
+    }
+    hex::encode(h.finalize())
 }

@@ -233,6 +233,11 @@ impl AuthorizeService {
             idempotency_key: request.idempotency_key,
             reasoning: request.reasoning,
             latency_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            // Chosen before the record is written, so the pending record names
+            // the approval that will close it.
+            approval_id: (evaluation.decision == Decision::PendingApproval)
+                .then(|| uuid::Uuid::new_v4().simple().to_string()),
+            approval: None,
         };
 
         match self.log.append(&record).await {
@@ -257,7 +262,7 @@ impl AuthorizeService {
         }
         // The workflow starts only once the pending decision is durable, so
         // that nothing can be approved that the log does not hold.
-        if record.decision == Decision::PendingApproval {
+        if let Some(approval_id) = record.approval_id.clone() {
             let tool = engine.tool(&record.tool_id);
             let timeout = tool
                 .and_then(|t| t.approval.as_ref())
@@ -268,11 +273,13 @@ impl AuthorizeService {
                 .and_then(|t| now.checked_add(time::Duration::seconds(t)))
                 .unwrap_or(now);
             let approval = ApprovalRequest {
+                approval_id,
                 decision: record.clone(),
                 approver_group: tool
                     .and_then(|t| t.approval.as_ref())
                     .and_then(|a| a.approver_group.clone()),
                 expires_at: rfc3339(expires),
+                timeout_seconds: timeout,
             };
             if let Err(source) = self.approvals.start(&approval).await {
                 return Err(self.not_recorded(record, source));
@@ -338,6 +345,8 @@ impl AuthorizeService {
             idempotency_key: request.idempotency_key.clone(),
             reasoning: None,
             latency_us: 0,
+            approval_id: None,
+            approval: None,
         }
     }
 

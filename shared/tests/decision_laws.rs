@@ -591,6 +591,7 @@ fn resolve(w: &WorldGen) -> (Registry, Vec<Rule>) {
                 version: format!("1.0.{i}"),
                 risk_ceiling: a.ceiling,
                 grants,
+                principals: Vec::new(),
             }
         })
         .collect();

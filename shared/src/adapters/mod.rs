@@ -1,5 +1,8 @@
 //! Adapters behind the [`crate::ports`]: the embedded SQLite store used by
-//! `govctl serve`, and in-process metrics and notifications.
+//! `govctl serve`, in-process metrics and notifications, and (with the
+//! `aws` feature) the AWS services.
 
+#[cfg(feature = "aws")]
+pub mod aws;
 pub mod local;
 pub mod sqlite;

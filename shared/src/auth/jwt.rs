@@ -68,6 +68,23 @@ pub enum TokenError {
     /// An agent token was presented as a user token or the other way round.
     #[error("the token is a credential of another kind")]
     WrongUse,
+    /// The identity provider's keys could not be fetched, so nothing can be verified.
+    #[error("the identity provider's keys are unavailable, try again")]
+    KeysUnavailable(String),
+}
+
+/// Verifies the token of the user an agent acts for.
+#[async_trait::async_trait]
+pub trait UserVerifier: Send + Sync {
+    /// The verified user, or why the token was refused.
+    async fn verify_user(&self, token: &str) -> Result<UserContext, TokenError>;
+}
+
+#[async_trait::async_trait]
+impl UserVerifier for JwtVerifier {
+    async fn verify_user(&self, token: &str) -> Result<UserContext, TokenError> {
+        JwtVerifier::verify_user(self, token)
+    }
 }
 
 /// How many verified tokens are remembered. Agents reuse a token for many

@@ -7,9 +7,13 @@
 
 mod jwt;
 mod keys;
+#[cfg(feature = "aws")]
+mod oidc;
 
-pub use jwt::{Claims, JwtVerifier, TokenError, TokenUse};
+pub use jwt::{Claims, JwtVerifier, TokenError, TokenUse, UserVerifier};
 pub use keys::{KeyError, LocalKeys, LOCAL_ISSUER};
+#[cfg(feature = "aws")]
+pub use oidc::OidcVerifier;
 
 /// The audience of agent credentials.
 pub const AGENT_AUDIENCE: &str = "agent-governance/agent";

@@ -81,6 +81,11 @@ impl ApiError {
             ApiError::InvalidCredentials(TokenError::Expired) => {
                 (StatusCode::UNAUTHORIZED, "token_expired")
             }
+            ApiError::InvalidCredentials(TokenError::KeysUnavailable(_))
+            | ApiError::InvalidUserToken(TokenError::KeysUnavailable(_)) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "identity_provider_unavailable",
+            ),
             ApiError::InvalidCredentials(_) => (StatusCode::UNAUTHORIZED, "invalid_token"),
             ApiError::MissingUserToken => (StatusCode::UNAUTHORIZED, "missing_user_token"),
             ApiError::InvalidUserToken(TokenError::Expired) => {

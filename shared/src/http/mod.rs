@@ -12,7 +12,7 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, Extensions, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -20,7 +20,7 @@ use serde::Serialize;
 
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 
-use crate::auth::{JwtVerifier, TokenError};
+use crate::auth::{JwtVerifier, TokenError, UserVerifier};
 use crate::model::{AuthorizeRequest, Decision, DecisionRecord, Reason};
 use crate::ports::DecisionLog;
 use crate::service::{limits, new_trace_id, AuthorizeService, ServiceError};
@@ -28,17 +28,23 @@ use crate::service::{limits, new_trace_id, AuthorizeService, ServiceError};
 /// The header that carries the verified token of the user an agent acts for.
 pub const ON_BEHALF_OF: &str = "x-on-behalf-of";
 
-/// Establishes which agent is calling, from what the transport verified.
+/// Establishes which agent is calling, from what the transport verified:
+/// a header checked here, or a request extension that the host put there
+/// (API Gateway's IAM authorizer context on AWS).
 pub trait AgentAuthenticator: Send + Sync {
     /// The agent id, or why there is none.
-    fn authenticate(&self, headers: &HeaderMap) -> Result<String, ApiError>;
+    fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        extensions: &Extensions,
+    ) -> Result<String, ApiError>;
 }
 
 /// Agents present a bearer JWT (the local control plane's credential).
 pub struct BearerAgentAuth(pub JwtVerifier);
 
 impl AgentAuthenticator for BearerAgentAuth {
-    fn authenticate(&self, headers: &HeaderMap) -> Result<String, ApiError> {
+    fn authenticate(&self, headers: &HeaderMap, _: &Extensions) -> Result<String, ApiError> {
         let value = headers
             .get(header::AUTHORIZATION)
             .ok_or(ApiError::MissingCredentials)?;
@@ -68,7 +74,7 @@ pub struct AppState {
     /// Identifies the calling agent.
     pub agents: Arc<dyn AgentAuthenticator>,
     /// Verifies on-behalf-of tokens.
-    pub users: Arc<JwtVerifier>,
+    pub users: Arc<dyn UserVerifier>,
     /// Reads recorded decisions.
     pub log: Arc<dyn DecisionLog>,
 }
@@ -109,6 +115,9 @@ pub struct DecisionResponse<'a> {
     pub tool_id: &'a str,
     /// When.
     pub timestamp: &'a str,
+    /// The approval a pending decision waits for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval_id: Option<&'a str>,
     /// A stable error code, when the decision is a deny because of a failure.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorDetail>,
@@ -128,6 +137,7 @@ impl<'a> DecisionResponse<'a> {
             user_id: &r.user_id,
             tool_id: &r.tool_id,
             timestamp: &r.timestamp,
+            approval_id: r.approval_id.as_deref(),
             error: None,
         }
     }
@@ -200,9 +210,10 @@ fn parse_body(
 async fn authorize(
     State(state): State<AppState>,
     headers: HeaderMap,
+    extensions: Extensions,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let agent_id = state.agents.authenticate(&headers)?;
+    let agent_id = state.agents.authenticate(&headers, &extensions)?;
     let user_token = headers
         .get(ON_BEHALF_OF)
         .and_then(|v| v.to_str().ok())
@@ -212,6 +223,7 @@ async fn authorize(
     let user = state
         .users
         .verify_user(user_token)
+        .await
         .map_err(ApiError::InvalidUserToken)?;
     let request = parse_body(&headers, body)?;
     let trace_id = trace_id(&headers);
@@ -262,9 +274,10 @@ fn decision_response(
 async fn get_decision(
     State(state): State<AppState>,
     headers: HeaderMap,
+    extensions: Extensions,
     Path(id): Path<String>,
 ) -> Result<Json<DecisionRecord>, ApiError> {
-    let agent_id = state.agents.authenticate(&headers)?;
+    let agent_id = state.agents.authenticate(&headers, &extensions)?;
     if id.len() > limits::MAX_ID_LEN {
         return Err(ApiError::NotFound);
     }

@@ -59,6 +59,14 @@ pub enum ReasonCode {
     PolicyEvaluationError,
     /// The decision could not be durably recorded, so it cannot be an allow.
     DecisionNotRecorded,
+    /// A human approved the pending call.
+    ApprovalGranted,
+    /// A human rejected the pending call.
+    ApprovalRejected,
+    /// Nobody decided before the tool's approval timeout.
+    ApprovalExpired,
+    /// The approval workflow failed (for example, approvers could not be notified).
+    ApprovalFailed,
 }
 
 impl ReasonCode {
@@ -79,6 +87,10 @@ impl ReasonCode {
             ReasonCode::NotPermitted => "not_permitted",
             ReasonCode::PolicyEvaluationError => "policy_evaluation_error",
             ReasonCode::DecisionNotRecorded => "decision_not_recorded",
+            ReasonCode::ApprovalGranted => "approval_granted",
+            ReasonCode::ApprovalRejected => "approval_rejected",
+            ReasonCode::ApprovalExpired => "approval_expired",
+            ReasonCode::ApprovalFailed => "approval_failed",
         }
     }
 
@@ -158,4 +170,57 @@ pub struct DecisionRecord {
     pub reasoning: Option<String>,
     /// Time spent deciding, in microseconds, before recording.
     pub latency_us: u64,
+    /// The approval a pending decision waits for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_id: Option<String>,
+    /// Set on the record of a human approval's outcome; such a record
+    /// repeats the pending decision's parties, tool and arguments hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalOutcome>,
+}
+
+/// How a pending approval ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovalStatus {
+    /// Waiting for a human.
+    Pending,
+    /// A human approved the exact call.
+    Approved,
+    /// A human rejected it.
+    Rejected,
+    /// Nobody decided in time.
+    Expired,
+    /// The workflow could not complete.
+    Failed,
+}
+
+impl ApprovalStatus {
+    /// The snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApprovalStatus::Pending => "pending",
+            ApprovalStatus::Approved => "approved",
+            ApprovalStatus::Rejected => "rejected",
+            ApprovalStatus::Expired => "expired",
+            ApprovalStatus::Failed => "failed",
+        }
+    }
+}
+
+/// The outcome of a human approval, kept on the record that closes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalOutcome {
+    /// The approval's random id (the one in the approver's link).
+    pub approval_id: String,
+    /// The pending decision this outcome closes.
+    pub pending_decision_id: String,
+    /// How it ended.
+    pub status: ApprovalStatus,
+    /// Who decided, when a human did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approver: Option<String>,
+    /// The approver's comment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
 }

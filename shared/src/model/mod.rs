@@ -4,7 +4,8 @@ mod decision;
 mod registry;
 mod request;
 
-pub use decision::{Decision, DecisionRecord, Reason, ReasonCode};
+pub use decision::{ApprovalOutcome, ApprovalStatus, Decision, DecisionRecord, Reason, ReasonCode};
+pub use registry::iam_principal;
 pub use registry::{
     AgentSpec, AgentStatus, ApprovalSpec, ArgumentSpec, ArgumentType, Category, Environment,
     GrantSpec, RateLimitScope, RateLimitSpec, Registry, Risk, RoleSpec, ToolSpec,

@@ -343,6 +343,77 @@ pub struct AgentSpec {
     /// The tools it may call.
     #[serde(default)]
     pub grants: Vec<GrantSpec>,
+    /// The AWS IAM roles or users the agent runs as
+    /// (`arn:aws:iam::123456789012:role/support-agent`). On AWS, an agent is
+    /// whoever API Gateway's IAM authorizer verified, mapped here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub principals: Vec<String>,
+}
+
+/// The IAM identity an ARN names, in one form for roles whatever their path
+/// and for the sessions assumed from them:
+/// `arn:aws:sts::123:assumed-role/NAME/SESSION` and
+/// `arn:aws:iam::123:role/some/path/NAME` both become
+/// `arn:aws:iam::123:role/NAME`. `None` for anything that is not an IAM role
+/// or user ARN.
+pub fn iam_principal(arn: &str) -> Option<String> {
+    let mut parts = arn.splitn(6, ':');
+    let (Some("arn"), Some(partition), Some(service), Some(""), Some(account), Some(resource)) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return None;
+    };
+    if partition.is_empty() || account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let (kind, name) = match (service, resource.split_once('/')) {
+        ("sts", Some(("assumed-role", rest))) => ("role", rest.split('/').next()?),
+        ("iam", Some(("role", rest))) => ("role", rest.rsplit('/').next()?),
+        ("iam", Some(("user", rest))) => ("user", rest.rsplit('/').next()?),
+        _ => return None,
+    };
+    (!name.is_empty()).then(|| format!("arn:{partition}:iam::{account}:{kind}/{name}"))
+}
+
+#[cfg(test)]
+mod principal_tests {
+    use super::iam_principal;
+
+    #[test]
+    fn roles_sessions_and_paths_name_one_principal() {
+        let role = Some("arn:aws:iam::123456789012:role/support-agent".to_owned());
+        assert_eq!(
+            iam_principal("arn:aws:iam::123456789012:role/support-agent"),
+            role
+        );
+        assert_eq!(
+            iam_principal("arn:aws:iam::123456789012:role/agents/support-agent"),
+            role
+        );
+        assert_eq!(
+            iam_principal("arn:aws:sts::123456789012:assumed-role/support-agent/session-1"),
+            role
+        );
+        assert_eq!(
+            iam_principal("arn:aws:iam::123456789012:user/ci"),
+            Some("arn:aws:iam::123456789012:user/ci".to_owned())
+        );
+        for bad in [
+            "",
+            "support-agent",
+            "arn:aws:iam::12345:role/x",
+            "arn:aws:s3:::bucket",
+            "arn:aws:iam::123456789012:role/",
+            "arn:aws:sts::123456789012:federated-user/x",
+        ] {
+            assert_eq!(iam_principal(bad), None, "{bad}");
+        }
+    }
 }
 
 impl AgentSpec {

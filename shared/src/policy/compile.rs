@@ -414,6 +414,40 @@ fn check_registry(reg: &Registry, node: &Node, diags: &mut Vec<Diagnostic>) {
         }
     }
 
+    let mut principals = HashMap::new();
+    for (i, agent) in reg.agents.iter().enumerate() {
+        for (j, arn) in agent.principals.iter().enumerate() {
+            let at = [
+                Seg::Key("agents"),
+                Seg::Index(i),
+                Seg::Key("principals"),
+                Seg::Index(j),
+            ];
+            match crate::model::iam_principal(arn) {
+                None => err(
+                    diags,
+                    &at,
+                    format!(
+                        "principal `{arn}` of agent `{}` is not an IAM role or user ARN",
+                        agent.id
+                    ),
+                ),
+                Some(p) => {
+                    if let Some(other) = principals.insert(p, agent.id.as_str()) {
+                        err(
+                            diags,
+                            &at,
+                            format!(
+                                "principal `{arn}` is mapped to both `{other}` and `{}`",
+                                agent.id
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
     let mut agents = HashSet::new();
     for (i, agent) in reg.agents.iter().enumerate() {
         let at = |k: &'static str| [Seg::Key("agents"), Seg::Index(i), Seg::Key(k)];

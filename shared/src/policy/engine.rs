@@ -112,6 +112,7 @@ pub struct PolicyEngine {
     version: PolicyVersionRef,
     compiled: CompiledPolicies,
     agents: HashMap<String, AgentEntry>,
+    principals: HashMap<String, String>,
     tools: HashMap<String, ToolEntry>,
     role_closure: HashMap<String, BTreeSet<String>>,
     entities: Entities,
@@ -256,7 +257,18 @@ impl PolicyEngine {
                 (p.id().clone(), (code, message))
             })
             .collect();
+        let principals = reg
+            .agents
+            .iter()
+            .flat_map(|a| {
+                a.principals
+                    .iter()
+                    .filter_map(|p| crate::model::iam_principal(p))
+                    .map(|p| (p, a.id.clone()))
+            })
+            .collect();
         Ok(PolicyEngine {
+            principals,
             role_closure: role_closure(reg),
             version,
             agents,
@@ -287,6 +299,12 @@ impl PolicyEngine {
     /// A registered tool.
     pub fn tool(&self, id: &str) -> Option<&ToolSpec> {
         self.tools.get(id).map(|t| &t.spec)
+    }
+
+    /// The agent an IAM principal (role, assumed-role session or user ARN) runs as.
+    pub fn agent_for_principal(&self, arn: &str) -> Option<&str> {
+        let principal = crate::model::iam_principal(arn)?;
+        self.principals.get(&principal).map(String::as_str)
     }
 
     /// A registered agent.

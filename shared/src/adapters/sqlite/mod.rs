@@ -18,7 +18,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
-use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use tokio::sync::oneshot;
 
@@ -26,8 +25,8 @@ use crate::clock::rfc3339;
 use crate::model::DecisionRecord;
 use crate::policy::PolicyBundle;
 use crate::ports::{
-    ActivePolicy, Appended, ApprovalRequest, ApprovalWorkflow, Counters, DecisionLog, PolicyStore,
-    PolicyVersion, PublishRequest, StoreError,
+    version_id, ActivePolicy, Appended, ApprovalRequest, ApprovalWorkflow, Counters, DecisionLog,
+    PolicyStore, PolicyVersion, PublishRequest, StoreError,
 };
 
 /// The database file's name inside the data directory.
@@ -230,28 +229,6 @@ fn version_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<PolicyVersion> 
         message: row.get(4)?,
         created_at: row.get(5)?,
     })
-}
-
-/// The id of a version: it commits to the content and to the history.
-pub fn version_id(
-    content_hash: &str,
-    parent: Option<&str>,
-    author: &str,
-    message: &str,
-    created_at: &str,
-) -> String {
-    let mut h = Sha256::new();
-    for part in [
-        content_hash,
-        parent.unwrap_or(""),
-        author,
-        message,
-        created_at,
-    ] {
-        h.update((part.len() as u64).to_be_bytes());
-        h.update(part.as_bytes());
-    }
-    hex::encode(h.finalize())
 }
 
 fn resolve(conn: &Connection, id: &str) -> Result<String, StoreError> {
@@ -461,12 +438,11 @@ impl Counters for SqliteStore {
 
 #[async_trait]
 impl ApprovalWorkflow for SqliteStore {
-    async fn start(&self, request: &ApprovalRequest) -> Result<String, StoreError> {
-        let approval_id = uuid::Uuid::new_v4().simple().to_string();
+    async fn start(&self, request: &ApprovalRequest) -> Result<(), StoreError> {
         let json =
             serde_json::to_string(request).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let (id, decision_id, expires) = (
-            approval_id.clone(),
+            request.approval_id.clone(),
             request.decision.decision_id.clone(),
             request.expires_at.clone(),
         );
@@ -480,8 +456,7 @@ impl ApprovalWorkflow for SqliteStore {
             .map_err(unavailable)?;
             Ok(())
         })
-        .await?;
-        Ok(approval_id)
+        .await
     }
 }
 

@@ -26,6 +26,8 @@ fn record(id: &str, key: Option<&str>) -> DecisionRecord {
         idempotency_key: key.map(Into::into),
         reasoning: None,
         latency_us: 3,
+        approval_id: None,
+        approval: None,
     }
 }
 

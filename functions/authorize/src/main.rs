@@ -1,0 +1,16 @@
+//! The authorize Lambda: `POST /v1/authorize` and `GET /v1/decisions/{id}`
+//! behind API Gateway with IAM authorization.
+
+use governance::adapters::aws::sdk_config;
+use governance::lambda::authorize::{app, AuthorizePorts};
+use governance::lambda::config::AuthorizeConfig;
+use governance::lambda::init_tracing;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    init_tracing();
+    let config = AuthorizeConfig::from_env()?;
+    let sdk = sdk_config(None).await;
+    let router = app(&config, AuthorizePorts::aws(&config, &sdk)?).await?;
+    lambda_http::run(router).await
+}

@@ -1,0 +1,22 @@
+//! The decision-log Lambda: the decision table's stream and the approval
+//! state machine's recording steps.
+
+use std::sync::Arc;
+
+use governance::adapters::aws::sdk_config;
+use governance::lambda::config::DecisionLogConfig;
+use governance::lambda::decision_log::DecisionLogHandler;
+use governance::lambda::init_tracing;
+use lambda_runtime::{service_fn, LambdaEvent};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    init_tracing();
+    let config = DecisionLogConfig::from_env()?;
+    let handler = Arc::new(DecisionLogHandler::aws(&config, &sdk_config(None).await));
+    lambda_runtime::run(service_fn(|event: LambdaEvent<serde_json::Value>| {
+        let handler = Arc::clone(&handler);
+        async move { handler.handle(event.payload).await }
+    }))
+    .await
+}

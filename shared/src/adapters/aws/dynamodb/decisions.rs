@@ -1,0 +1,161 @@
+//! The decision log on DynamoDB.
+//!
+//! One item per decision (`pk = decision#ID`). A decision with an
+//! idempotency key is written in one transaction with an item that claims
+//! the key (`pk = idem#AGENT#KEY`, holding a copy of the record), so a key
+//! is claimed once and the replay costs one read. Either way an append is
+//! one request, acknowledged only once DynamoDB has stored it durably.
+//!
+//! The table's stream feeds the decision-log and denial-metrics functions;
+//! `kind` tells decisions made by authorize (`decision`) from the records
+//! that close an approval (`approval`).
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
+use aws_sdk_dynamodb::Client;
+
+use super::{corrupt, get_s, n, s, unavailable, Item};
+use crate::model::DecisionRecord;
+use crate::ports::{Appended, DecisionLog, StoreError};
+
+/// The decision log in one DynamoDB table.
+#[derive(Debug, Clone)]
+pub struct DynamoDecisionLog {
+    client: Client,
+    table: String,
+}
+
+fn decision_key(id: &str) -> String {
+    format!("decision#{id}")
+}
+
+/// Length-prefixed, so that no agent and key pair shares another's key.
+fn idempotency_key(agent: &str, key: &str) -> String {
+    format!("idem#{}:{agent}#{key}", agent.len())
+}
+
+impl DynamoDecisionLog {
+    /// The log in `table`.
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    fn item(record: &DecisionRecord, json: &str) -> Item {
+        let kind = if record.approval.is_some() {
+            "approval"
+        } else {
+            "decision"
+        };
+        let mut item = Item::new();
+        item.insert("pk".into(), s(decision_key(&record.decision_id)));
+        item.insert("kind".into(), s(kind));
+        item.insert("decision_id".into(), s(&record.decision_id));
+        item.insert("agent_id".into(), s(&record.agent_id));
+        item.insert("tool_id".into(), s(&record.tool_id));
+        item.insert("decision".into(), s(record.decision.as_str()));
+        item.insert("timestamp".into(), s(&record.timestamp));
+        item.insert("latency_us".into(), n(record.latency_us));
+        item.insert("record".into(), s(json));
+        item
+    }
+
+    async fn read(&self, pk: String) -> Result<Option<DecisionRecord>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| unavailable(&e))?;
+        out.item
+            .map(|item| serde_json::from_str(get_s(&item, "record")?).map_err(corrupt))
+            .transpose()
+    }
+}
+
+#[async_trait]
+impl DecisionLog for DynamoDecisionLog {
+    async fn append(&self, record: &DecisionRecord) -> Result<Appended, StoreError> {
+        let json = serde_json::to_string(record).map_err(corrupt)?;
+        let item = Self::item(record, &json);
+        let Some(key) = &record.idempotency_key else {
+            let put = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(pk)")
+                .send()
+                .await;
+            return match put {
+                Ok(_) => Ok(Appended::Stored),
+                // Decision ids are unique, and approval outcomes derive theirs
+                // from the outcome: the item is there because a retry of this
+                // very append stored it.
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+                {
+                    Ok(Appended::Stored)
+                }
+                Err(e) => Err(unavailable(&e)),
+            };
+        };
+        let mut claim = Item::new();
+        claim.insert("pk".into(), s(idempotency_key(&record.agent_id, key)));
+        claim.insert("kind".into(), s("idempotency"));
+        claim.insert("decision_id".into(), s(&record.decision_id));
+        claim.insert("record".into(), s(&json));
+        let put = |item: Item| {
+            Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(pk)")
+                .build()
+                .map(|p| TransactWriteItem::builder().put(p).build())
+                .map_err(|e| unavailable(&e))
+        };
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(put(claim)?)
+            .transact_items(put(item)?)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Appended::Stored),
+            Err(e) => {
+                let claimed = e
+                    .as_service_error()
+                    .and_then(|e| match e {
+                        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c) => c.cancellation_reasons.as_deref(),
+                        _ => None,
+                    })
+                    .and_then(|reasons| reasons.first())
+                    .is_some_and(|r| r.code() == Some("ConditionalCheckFailed"));
+                if claimed {
+                    Ok(Appended::DuplicateKey)
+                } else {
+                    Err(unavailable(&e))
+                }
+            }
+        }
+    }
+
+    async fn get(&self, decision_id: &str) -> Result<Option<DecisionRecord>, StoreError> {
+        self.read(decision_key(decision_id)).await
+    }
+
+    async fn by_idempotency_key(
+        &self,
+        agent_id: &str,
+        key: &str,
+    ) -> Result<Option<DecisionRecord>, StoreError> {
+        self.read(idempotency_key(agent_id, key)).await
+    }
+}

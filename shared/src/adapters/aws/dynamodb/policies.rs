@@ -1,0 +1,333 @@
+//! Immutable policy versions and the active pointer on DynamoDB.
+//!
+//! | pk | sk | item |
+//! |---|---|---|
+//! | `version#ID` | `meta` | the version's metadata and chunk count |
+//! | `version#ID` | `chunk#00000` … | the bundle's JSON, in pieces under the item size limit |
+//! | `versions` | `CREATED_AT#ID` | the list of versions, oldest first |
+//! | `active` | `pointer` | the active version |
+//! | `activations` | `AT#ID` | every activation, append-only |
+//!
+//! Every write is conditional on the item not existing, except the pointer:
+//! a version, once written, cannot be overwritten through this adapter, and
+//! the functions' IAM roles allow them only to read. Chunks are written
+//! before the metadata, so a version without its metadata is invisible.
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::{ConditionCheck, Put, TransactWriteItem};
+use aws_sdk_dynamodb::Client;
+use time::OffsetDateTime;
+
+use super::{corrupt, get_s, n, opt_s, s, unavailable, Item};
+use crate::clock::rfc3339;
+use crate::policy::PolicyBundle;
+use crate::ports::{
+    version_id, ActivePolicy, PolicyStore, PolicyVersion, PublishRequest, StoreError,
+};
+
+/// Bundle JSON per chunk item: well under DynamoDB's 400 KB item limit.
+const CHUNK_BYTES: usize = 300 * 1024;
+
+/// Policy versions in one DynamoDB table.
+#[derive(Debug, Clone)]
+pub struct DynamoPolicyStore {
+    client: Client,
+    table: String,
+}
+
+fn version_pk(id: &str) -> String {
+    format!("version#{id}")
+}
+
+/// Splits `text` into pieces of at most `max` bytes, on character boundaries.
+fn chunks(text: &str, max: usize) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while !rest.is_empty() {
+        let mut end = rest.len().min(max);
+        while !rest.is_char_boundary(end) {
+            end -= 1;
+        }
+        let (head, tail) = rest.split_at(end);
+        out.push(head);
+        rest = tail;
+    }
+    out
+}
+
+fn version_from(item: &Item) -> Result<PolicyVersion, StoreError> {
+    Ok(PolicyVersion {
+        id: get_s(item, "version_id")?.to_owned(),
+        content_hash: get_s(item, "content_hash")?.to_owned(),
+        parent: opt_s(item, "parent"),
+        author: get_s(item, "author")?.to_owned(),
+        message: get_s(item, "message")?.to_owned(),
+        created_at: get_s(item, "created_at")?.to_owned(),
+    })
+}
+
+fn version_item(pk: String, sk: String, v: &PolicyVersion) -> Item {
+    let mut item = Item::new();
+    item.insert("pk".into(), s(pk));
+    item.insert("sk".into(), s(sk));
+    item.insert("version_id".into(), s(&v.id));
+    item.insert("content_hash".into(), s(&v.content_hash));
+    if let Some(p) = &v.parent {
+        item.insert("parent".into(), s(p));
+    }
+    item.insert("author".into(), s(&v.author));
+    item.insert("message".into(), s(&v.message));
+    item.insert("created_at".into(), s(&v.created_at));
+    item
+}
+
+impl DynamoPolicyStore {
+    /// The versions in `table`.
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    fn put_new(&self, item: Item) -> Result<TransactWriteItem, StoreError> {
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(|e| unavailable(&e))?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    /// Every item under `pk`, in sort-key order.
+    async fn query_all(&self, pk: &str, forward: bool) -> Result<Vec<Item>, StoreError> {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", s(pk))
+                .consistent_read(true)
+                .scan_index_forward(forward)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| unavailable(&e))?;
+            items.extend(out.items.unwrap_or_default());
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(items),
+            }
+        }
+    }
+
+    /// The full id of a version given by id or unique prefix.
+    async fn resolve(&self, id: &str) -> Result<String, StoreError> {
+        if id.len() < 6 || !id.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(StoreError::NotFound(id.to_owned()));
+        }
+        let prefix = id.to_ascii_lowercase();
+        let matches: Vec<String> = self
+            .versions()
+            .await?
+            .into_iter()
+            .map(|v| v.id)
+            .filter(|v| v.starts_with(&prefix))
+            .collect();
+        match matches.as_slice() {
+            [one] => Ok(one.clone()),
+            [] => Err(StoreError::NotFound(id.to_owned())),
+            _ => Err(StoreError::Ambiguous(id.to_owned())),
+        }
+    }
+}
+
+#[async_trait]
+impl PolicyStore for DynamoPolicyStore {
+    async fn publish(&self, req: PublishRequest) -> Result<PolicyVersion, StoreError> {
+        let parent = self.active().await?.map(|a| a.version_id);
+        let content_hash = req.bundle.content_hash();
+        let created_at = rfc3339(req.at);
+        let id = version_id(
+            &content_hash,
+            parent.as_deref(),
+            &req.author,
+            &req.message,
+            &created_at,
+        );
+        let version = PolicyVersion {
+            id: id.clone(),
+            content_hash,
+            parent,
+            author: req.author,
+            message: req.message,
+            created_at,
+        };
+        let json = serde_json::to_string(&req.bundle).map_err(corrupt)?;
+        let pieces = chunks(&json, CHUNK_BYTES);
+        for (i, piece) in pieces.iter().enumerate() {
+            let mut item = Item::new();
+            item.insert("pk".into(), s(version_pk(&id)));
+            item.insert("sk".into(), s(format!("chunk#{i:05}")));
+            item.insert("data".into(), s(*piece));
+            self.client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(pk)")
+                .send()
+                .await
+                .map_err(|e| unavailable(&e))?;
+        }
+        let mut meta = version_item(version_pk(&id), "meta".into(), &version);
+        meta.insert("chunks".into(), n(pieces.len()));
+        let listed = version_item(
+            "versions".into(),
+            format!("{}#{id}", version.created_at),
+            &version,
+        );
+        self.client
+            .transact_write_items()
+            .transact_items(self.put_new(meta)?)
+            .transact_items(self.put_new(listed)?)
+            .send()
+            .await
+            .map_err(|e| unavailable(&e))?;
+        Ok(version)
+    }
+
+    async fn version(&self, id: &str) -> Result<(PolicyVersion, PolicyBundle), StoreError> {
+        let full = self.resolve(id).await?;
+        let items = self.query_all(&version_pk(&full), true).await?;
+        let meta = items
+            .iter()
+            .find(|i| {
+                i.get("sk")
+                    .and_then(|v| v.as_s().ok())
+                    .is_some_and(|k| k == "meta")
+            })
+            .ok_or_else(|| StoreError::NotFound(full.clone()))?;
+        let version = version_from(meta)?;
+        let expected: usize = meta
+            .get("chunks")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| corrupt(format!("version `{full}` has no chunk count")))?;
+        let mut json = String::new();
+        let mut found = 0;
+        for item in &items {
+            if item
+                .get("sk")
+                .and_then(|v| v.as_s().ok())
+                .is_some_and(|k| k.starts_with("chunk#"))
+            {
+                json.push_str(get_s(item, "data")?);
+                found += 1;
+            }
+        }
+        if found != expected {
+            return Err(corrupt(format!(
+                "version `{full}` has {found} of its {expected} chunks"
+            )));
+        }
+        let bundle: PolicyBundle = serde_json::from_str(&json).map_err(corrupt)?;
+        if bundle.content_hash() != version.content_hash {
+            return Err(corrupt(format!(
+                "version `{full}` does not match its content hash"
+            )));
+        }
+        Ok((version, bundle))
+    }
+
+    async fn versions(&self) -> Result<Vec<PolicyVersion>, StoreError> {
+        self.query_all("versions", false)
+            .await?
+            .iter()
+            .map(version_from)
+            .collect()
+    }
+
+    async fn active(&self) -> Result<Option<ActivePolicy>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s("active"))
+            .key("sk", s("pointer"))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| unavailable(&e))?;
+        out.item
+            .map(|item| {
+                Ok(ActivePolicy {
+                    version_id: get_s(&item, "version_id")?.to_owned(),
+                    activated_by: get_s(&item, "activated_by")?.to_owned(),
+                    activated_at: get_s(&item, "activated_at")?.to_owned(),
+                })
+            })
+            .transpose()
+    }
+
+    async fn activate(
+        &self,
+        id: &str,
+        by: &str,
+        at: OffsetDateTime,
+    ) -> Result<ActivePolicy, StoreError> {
+        let full = self.resolve(id).await?;
+        let activated_at = rfc3339(at);
+        let item = |pk: &str, sk: String| {
+            let mut item = Item::new();
+            item.insert("pk".into(), s(pk));
+            item.insert("sk".into(), s(sk));
+            item.insert("version_id".into(), s(&full));
+            item.insert("activated_by".into(), s(by));
+            item.insert("activated_at".into(), s(&activated_at));
+            item
+        };
+        let exists = ConditionCheck::builder()
+            .table_name(&self.table)
+            .key("pk", s(version_pk(&full)))
+            .key("sk", s("meta"))
+            .condition_expression("attribute_exists(pk)")
+            .build()
+            .map_err(|e| unavailable(&e))?;
+        let pointer = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item("active", "pointer".into())))
+            .build()
+            .map_err(|e| unavailable(&e))?;
+        self.client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().condition_check(exists).build())
+            .transact_items(TransactWriteItem::builder().put(pointer).build())
+            .transact_items(self.put_new(item("activations", format!("{activated_at}#{full}")))?)
+            .send()
+            .await
+            .map_err(|e| unavailable(&e))?;
+        Ok(ActivePolicy {
+            version_id: full,
+            activated_by: by.to_owned(),
+            activated_at,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn chunks_split_on_character_boundaries_and_join_back() {
+        let text = "aé€😀".repeat(100);
+        for max in [4, 5, 7, 1000] {
+            let parts = super::chunks(&text, max);
+            assert!(parts.iter().all(|p| p.len() <= max && !p.is_empty()));
+            assert_eq!(parts.concat(), text);
+        }
+        assert!(super::chunks("", 4).is_empty());
+    }
+}

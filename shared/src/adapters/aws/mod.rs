@@ -1,0 +1,26 @@
+//! The AWS adapters of the ports: DynamoDB for policies, decisions,
+//! approvals and counters; Step Functions for the approval workflow; SNS for
+//! notifications; CloudWatch for metrics. Every call goes through the AWS SDK
+//! clients the caller built, so tests point them at an emulator.
+
+pub mod cloudwatch;
+pub mod dynamodb;
+pub mod sfn;
+pub mod sns;
+
+use aws_config::{BehaviorVersion, SdkConfig};
+
+/// Loads the standard AWS configuration (environment, profile, instance or
+/// Lambda credentials), optionally against another endpoint (an emulator).
+pub async fn sdk_config(endpoint_url: Option<&str>) -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    if let Some(url) = endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    loader.load().await
+}
+
+/// An SDK error with its whole chain of causes, for logs and store errors.
+pub(crate) fn describe<E: std::error::Error>(e: &E) -> String {
+    aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string()
+}

@@ -1,0 +1,165 @@
+//! Human approval of high-impact calls: the record that closes an approval.
+//!
+//! The workflow that waits for a human is host-specific (a Step Functions
+//! state machine on AWS); what it records is not. Each outcome becomes a
+//! decision record of its own that repeats the pending decision's parties,
+//! tool, arguments hash and policy version, so the decision log alone tells
+//! the whole story.
+
+use sha2::{Digest, Sha256};
+
+use crate::model::{ApprovalOutcome, ApprovalStatus, Decision, DecisionRecord, Reason, ReasonCode};
+use crate::ports::ApprovalRequest;
+
+/// The decision record of an approval's outcome.
+///
+/// Its id is derived from the approval and the outcome, so a workflow step
+/// that is retried after recording it records nothing twice.
+pub fn outcome_record(
+    request: &ApprovalRequest,
+    status: ApprovalStatus,
+    approver: Option<String>,
+    comment: Option<String>,
+    at: &str,
+) -> DecisionRecord {
+    let pending = &request.decision;
+    let (decision, code, message) = match status {
+        ApprovalStatus::Approved => (
+            Decision::Allow,
+            ReasonCode::ApprovalGranted,
+            format!(
+                "approved by `{}`",
+                approver.as_deref().unwrap_or("an approver")
+            ),
+        ),
+        ApprovalStatus::Rejected => (
+            Decision::Deny,
+            ReasonCode::ApprovalRejected,
+            format!(
+                "rejected by `{}`",
+                approver.as_deref().unwrap_or("an approver")
+            ),
+        ),
+        ApprovalStatus::Expired | ApprovalStatus::Pending => (
+            Decision::Deny,
+            ReasonCode::ApprovalExpired,
+            format!(
+                "nobody approved the call before {}; it is denied",
+                request.expires_at
+            ),
+        ),
+        ApprovalStatus::Failed => (
+            Decision::Deny,
+            ReasonCode::ApprovalFailed,
+            "the approval workflow failed; the call is denied".to_owned(),
+        ),
+    };
+    DecisionRecord {
+        decision_id: outcome_id(&request.approval_id, status),
+        trace_id: pending.trace_id.clone(),
+        timestamp: at.to_owned(),
+        decision,
+        reasons: vec![Reason {
+            code,
+            message,
+            policy_id: None,
+        }],
+        determining_policies: pending.determining_policies.clone(),
+        errors: Vec::new(),
+        agent_id: pending.agent_id.clone(),
+        agent_version: pending.agent_version.clone(),
+        user_id: pending.user_id.clone(),
+        user_roles: pending.user_roles.clone(),
+        tool_id: pending.tool_id.clone(),
+        requested_risk: pending.requested_risk,
+        arguments_hash: pending.arguments_hash.clone(),
+        environment: pending.environment.clone(),
+        policy_version: pending.policy_version.clone(),
+        policy_hash: pending.policy_hash.clone(),
+        session_id: pending.session_id.clone(),
+        // The key belongs to the agent's request, which the pending record holds.
+        idempotency_key: None,
+        reasoning: None,
+        latency_us: 0,
+        approval_id: None,
+        approval: Some(ApprovalOutcome {
+            approval_id: request.approval_id.clone(),
+            pending_decision_id: pending.decision_id.clone(),
+            status,
+            approver,
+            comment,
+        }),
+    }
+}
+
+/// A UUID-shaped id that only this approval and outcome produce.
+fn outcome_id(approval_id: &str, status: ApprovalStatus) -> String {
+    let digest = Sha256::digest(format!("{approval_id}/{}", status.as_str()));
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(digest.get(..16).unwrap_or(&[0; 16]));
+    // Version 8 (custom) and the RFC 4122 variant, so it parses as a UUID.
+    uuid::Builder::from_custom_bytes(bytes)
+        .into_uuid()
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request() -> ApprovalRequest {
+        let pending: DecisionRecord = serde_json::from_value(serde_json::json!({
+            "decision_id": "0190-pending", "trace_id": "t1", "timestamp": "2026-01-07T12:00:00.000Z",
+            "decision": "pending_approval", "reasons": [], "determining_policies": ["base:permit-granted"],
+            "agent_id": "agent-treasury-1", "user_id": "tom", "user_roles": ["treasury_operator"],
+            "tool_id": "transfer_funds", "arguments_hash": "sha256:ab", "environment": "dev",
+            "policy_version": "v1", "policy_hash": "sha256:cd", "latency_us": 5,
+            "idempotency_key": "k1"
+        }))
+        .unwrap();
+        ApprovalRequest {
+            approval_id: "a1".into(),
+            decision: pending,
+            approver_group: Some("treasury-approvers".into()),
+            expires_at: "2026-01-07T12:30:00.000Z".into(),
+            timeout_seconds: 1800,
+        }
+    }
+
+    #[test]
+    fn outcomes_repeat_the_call_and_name_the_approval() {
+        let r = outcome_record(
+            &request(),
+            ApprovalStatus::Rejected,
+            Some("alice".into()),
+            Some("wrong account".into()),
+            "2026-01-07T12:05:00.000Z",
+        );
+        assert_eq!(r.decision, Decision::Deny);
+        assert_eq!(r.reasons[0].code, ReasonCode::ApprovalRejected);
+        assert_eq!(
+            (
+                r.agent_id.as_str(),
+                r.tool_id.as_str(),
+                r.arguments_hash.as_str()
+            ),
+            ("agent-treasury-1", "transfer_funds", "sha256:ab")
+        );
+        assert_eq!(r.idempotency_key, None);
+        let outcome = r.approval.unwrap();
+        assert_eq!(outcome.pending_decision_id, "0190-pending");
+        assert_eq!(outcome.approver.as_deref(), Some("alice"));
+        let approved = outcome_record(&request(), ApprovalStatus::Approved, None, None, "t");
+        assert_eq!(approved.decision, Decision::Allow);
+    }
+
+    #[test]
+    fn a_retried_outcome_has_the_same_id_and_another_outcome_does_not() {
+        let a = outcome_record(&request(), ApprovalStatus::Expired, None, None, "t1");
+        let b = outcome_record(&request(), ApprovalStatus::Expired, None, None, "t2");
+        let c = outcome_record(&request(), ApprovalStatus::Rejected, None, None, "t1");
+        assert_eq!(a.decision_id, b.decision_id);
+        assert_ne!(a.decision_id, c.decision_id);
+        assert!(uuid::Uuid::parse_str(&a.decision_id).is_ok());
+    }
+}

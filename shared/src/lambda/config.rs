@@ -1,0 +1,149 @@
+//! Each function's configuration, read once from its environment.
+//!
+//! The template sets these variables; a missing or invalid one stops the
+//! function at start-up with a message naming it, never in a handler.
+
+use std::time::Duration;
+
+use crate::model::Environment;
+
+/// A variable is missing or invalid.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The variable is not set or empty.
+    #[error("environment variable `{0}` is not set")]
+    Missing(&'static str),
+    /// The variable's value is not usable.
+    #[error("environment variable `{name}` is invalid: {reason}")]
+    Invalid {
+        /// The variable.
+        name: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+fn var(name: &'static str) -> Result<String, ConfigError> {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .ok_or(ConfigError::Missing(name))
+}
+
+fn var_or(name: &'static str, default: &str) -> String {
+    var(name).unwrap_or_else(|_| default.to_owned())
+}
+
+fn environment() -> Result<Environment, ConfigError> {
+    var("ENVIRONMENT")?
+        .parse()
+        .map_err(
+            |e: crate::model::UnknownEnvironmentError| ConfigError::Invalid {
+                name: "ENVIRONMENT",
+                reason: e.to_string(),
+            },
+        )
+}
+
+/// The authorize function's configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthorizeConfig {
+    /// `ENVIRONMENT`: where this stack runs.
+    pub environment: Environment,
+    /// `POLICY_TABLE`: the policy versions table.
+    pub policy_table: String,
+    /// `DECISIONS_TABLE`: the decision log table.
+    pub decisions_table: String,
+    /// `APPROVAL_STATE_MACHINE_ARN`: the approval workflow.
+    pub state_machine_arn: String,
+    /// `OIDC_ISSUER`: the issuer of on-behalf-of tokens.
+    pub oidc_issuer: String,
+    /// `OIDC_AUDIENCE`: their audience.
+    pub oidc_audience: String,
+    /// `OIDC_JWKS_URL`: the issuer's key set.
+    pub oidc_jwks_url: String,
+    /// `OIDC_ROLES_CLAIM`: the claim that lists the user's roles (default `roles`).
+    pub oidc_roles_claim: String,
+    /// `POLICY_REFRESH_SECONDS`: how often the active version is checked (default 5).
+    pub policy_refresh: Duration,
+}
+
+impl AuthorizeConfig {
+    /// Reads the configuration from the environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let refresh = var_or("POLICY_REFRESH_SECONDS", "5");
+        let refresh: u64 = refresh
+            .parse()
+            .ok()
+            .filter(|s| (1..=300).contains(s))
+            .ok_or(ConfigError::Invalid {
+                name: "POLICY_REFRESH_SECONDS",
+                reason: format!("`{refresh}` is not a number of seconds from 1 to 300"),
+            })?;
+        Ok(Self {
+            environment: environment()?,
+            policy_table: var("POLICY_TABLE")?,
+            decisions_table: var("DECISIONS_TABLE")?,
+            state_machine_arn: var("APPROVAL_STATE_MACHINE_ARN")?,
+            oidc_issuer: var("OIDC_ISSUER")?,
+            oidc_audience: var("OIDC_AUDIENCE")?,
+            oidc_jwks_url: var("OIDC_JWKS_URL")?,
+            oidc_roles_claim: var_or("OIDC_ROLES_CLAIM", "roles"),
+            policy_refresh: Duration::from_secs(refresh),
+        })
+    }
+}
+
+/// The decision-log function's configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecisionLogConfig {
+    /// `DECISIONS_TABLE`.
+    pub decisions_table: String,
+    /// `APPROVALS_TABLE`.
+    pub approvals_table: String,
+}
+
+impl DecisionLogConfig {
+    /// Reads the configuration from the environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            decisions_table: var("DECISIONS_TABLE")?,
+            approvals_table: var("APPROVALS_TABLE")?,
+        })
+    }
+}
+
+/// The denial-metrics function's configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DenialMetricsConfig {
+    /// `METRICS_NAMESPACE` (default `AgentGovernance`).
+    pub namespace: String,
+}
+
+impl DenialMetricsConfig {
+    /// Reads the configuration from the environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            namespace: var_or("METRICS_NAMESPACE", crate::metrics::NAMESPACE),
+        })
+    }
+}
+
+/// The approval-callback function's configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalCallbackConfig {
+    /// `APPROVALS_TABLE`.
+    pub approvals_table: String,
+    /// `APPROVAL_TOPIC_ARN`: where approvers are notified.
+    pub topic_arn: String,
+}
+
+impl ApprovalCallbackConfig {
+    /// Reads the configuration from the environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            approvals_table: var("APPROVALS_TABLE")?,
+            topic_arn: var("APPROVAL_TOPIC_ARN")?,
+        })
+    }
+}

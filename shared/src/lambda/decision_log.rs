@@ -1,0 +1,196 @@
+//! The decision-log function: the audit path after the durable write.
+//!
+//! - From the decision table's stream, it writes the seed's structured
+//!   decision line (`agent_id`, `tool_id`, `policy_result`, `reason`,
+//!   `trace_id`) for every record, into its own log group, whose retention
+//!   the template sets for audit rather than for operations.
+//! - From the approval state machine, it records each step of an approval:
+//!   the pending request, and the outcome as a decision record of its own.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::stream::{decisions, is_stream_event};
+use super::HandlerError;
+use crate::approval::outcome_record;
+use crate::clock::rfc3339;
+use crate::model::{ApprovalStatus, DecisionRecord};
+use crate::ports::{ApprovalRequest, ApprovalStore, Clock, DecisionLog};
+
+/// The approval steps the state machine records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Authorize started the workflow: keep the pending approval.
+    ApprovalRequested,
+    /// A human approved.
+    ApprovalApproved,
+    /// A human rejected.
+    ApprovalRejected,
+    /// Nobody decided in time.
+    ApprovalExpired,
+    /// The workflow could not notify or wait.
+    ApprovalFailed,
+}
+
+/// The state machine's payload: the action and the execution's state.
+#[derive(Debug, Deserialize)]
+struct StepEvent {
+    action: Action,
+    approval: StepState,
+}
+
+/// The execution's state: the input authorize started it with, plus what
+/// the waiting step produced.
+#[derive(Debug, Deserialize)]
+struct StepState {
+    #[serde(flatten)]
+    request: ApprovalRequest,
+    /// `SendTaskSuccess`'s output: `{outcome, approver, comment, decided_at}`.
+    #[serde(default)]
+    outcome: Option<Answer>,
+    /// A caught error: `{Error, Cause}`; for a rejection the cause is the answer as JSON.
+    #[serde(default)]
+    failure: Option<Failure>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Answer {
+    #[serde(default)]
+    approver: Option<String>,
+    #[serde(default)]
+    comment: Option<String>,
+    #[serde(default)]
+    decided_at: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Failure {
+    #[serde(rename = "Error", default)]
+    error: Option<String>,
+    #[serde(rename = "Cause", default)]
+    cause: Option<String>,
+}
+
+/// The decision-log function.
+pub struct DecisionLogHandler {
+    /// Where outcome records go.
+    pub log: Arc<dyn DecisionLog>,
+    /// Where approvals are kept.
+    pub approvals: Arc<dyn ApprovalStore>,
+    /// The time.
+    pub clock: Arc<dyn Clock>,
+}
+
+/// Writes the seed's decision line for one record.
+fn log_line(kind: &str, r: &DecisionRecord) {
+    let reason = r.reasons.first().map_or("", |x| x.code.as_str());
+    tracing::info!(
+        target: "decision_log",
+        kind,
+        agent_id = %r.agent_id,
+        tool_id = %r.tool_id,
+        policy_result = r.decision.as_str(),
+        reason,
+        trace_id = %r.trace_id,
+        decision_id = %r.decision_id,
+        user_id = %r.user_id,
+        policy_version = %r.policy_version,
+        approval_id = r.approval.as_ref().map(|a| a.approval_id.as_str()).or(r.approval_id.as_deref()),
+        "decision"
+    );
+}
+
+impl DecisionLogHandler {
+    /// The handler on DynamoDB.
+    pub fn aws(config: &super::config::DecisionLogConfig, sdk: &aws_config::SdkConfig) -> Self {
+        use crate::adapters::aws::dynamodb::{DynamoApprovals, DynamoDecisionLog};
+        let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
+        Self {
+            log: Arc::new(DynamoDecisionLog::new(
+                dynamodb.clone(),
+                &config.decisions_table,
+            )),
+            approvals: Arc::new(DynamoApprovals::new(dynamodb, &config.approvals_table)),
+            clock: Arc::new(crate::clock::SystemClock),
+        }
+    }
+
+    /// Handles a stream batch or a state machine step.
+    pub async fn handle(&self, event: Value) -> Result<Value, HandlerError> {
+        if is_stream_event(&event) {
+            for d in decisions(event)? {
+                log_line(&d.kind, &d.record);
+            }
+            return Ok(json!({ "batchItemFailures": [] }));
+        }
+        let step: StepEvent = serde_json::from_value(event)
+            .map_err(|e| HandlerError::invalid(format!("not an approval step: {e}")))?;
+        self.step(step).await
+    }
+
+    async fn step(&self, step: StepEvent) -> Result<Value, HandlerError> {
+        let state = step.approval;
+        let request = &state.request;
+        let now = rfc3339(self.clock.now());
+        let (status, answer) = match step.action {
+            Action::ApprovalRequested => {
+                self.approvals.record_pending(request).await?;
+                tracing::info!(
+                    target: "decision_log",
+                    approval_id = %request.approval_id,
+                    decision_id = %request.decision.decision_id,
+                    agent_id = %request.decision.agent_id,
+                    tool_id = %request.decision.tool_id,
+                    approver_group = request.approver_group.as_deref(),
+                    expires_at = %request.expires_at,
+                    "approval requested"
+                );
+                return Ok(json!({ "approval_id": request.approval_id, "status": "pending" }));
+            }
+            Action::ApprovalApproved => {
+                (ApprovalStatus::Approved, state.outcome.unwrap_or_default())
+            }
+            Action::ApprovalRejected => {
+                let cause = state.failure.and_then(|f| f.cause).unwrap_or_default();
+                // The cause is the callback's JSON; anything else is kept as the comment.
+                let answer = serde_json::from_str(&cause).unwrap_or(Answer {
+                    comment: (!cause.is_empty()).then_some(cause),
+                    ..Answer::default()
+                });
+                (ApprovalStatus::Rejected, answer)
+            }
+            Action::ApprovalExpired => (ApprovalStatus::Expired, Answer::default()),
+            Action::ApprovalFailed => {
+                let error = state.failure.and_then(|f| f.error);
+                (
+                    ApprovalStatus::Failed,
+                    Answer {
+                        comment: error.map(|e| format!("workflow error `{e}`")),
+                        ..Answer::default()
+                    },
+                )
+            }
+        };
+        let mut answer = answer;
+        if matches!(status, ApprovalStatus::Expired | ApprovalStatus::Failed) {
+            self.approvals.close(&request.approval_id, status).await?;
+        } else if let Some(item) = self.approvals.get(&request.approval_id).await? {
+            // The approvals table holds the human's answer as the callback's
+            // single conditional write recorded it: that is the authority,
+            // whatever the workflow carried along.
+            answer = Answer {
+                approver: item.approver.or(answer.approver),
+                comment: item.comment.or(answer.comment),
+                decided_at: item.decided_at.or(answer.decided_at),
+            };
+        }
+        let at = answer.decided_at.clone().unwrap_or(now);
+        let record = outcome_record(request, status, answer.approver, answer.comment, &at);
+        self.log.append(&record).await?;
+        log_line("approval", &record);
+        Ok(json!({ "record": record, "outcome": status.as_str() }))
+    }
+}

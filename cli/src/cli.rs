@@ -112,6 +112,31 @@ pub enum PolicyCommand {
         #[command(flatten)]
         data: DataDir,
     },
+    /// Validate, test and publish a directory as a new immutable version into an
+    /// AWS stack's DynamoDB tables, and activate it. Credentials and region come
+    /// from the standard AWS chain (environment, profile, SSO, instance role).
+    Push {
+        /// The policy directory.
+        dir: PathBuf,
+        /// The stack's environment; the stack is `agent-governance-ENV`.
+        #[arg(long, value_parser = parse_env)]
+        env: Environment,
+        /// The stack's name, when it is not `agent-governance-ENV`.
+        #[arg(long)]
+        stack_name: Option<String>,
+        /// Another endpoint for every AWS call (an emulator, a VPC endpoint).
+        #[arg(long, env = "AWS_ENDPOINT_URL")]
+        endpoint_url: Option<String>,
+        /// Why this version exists.
+        #[arg(long, short, default_value = "govctl policy push")]
+        message: String,
+        /// Who publishes (default: $USER).
+        #[arg(long)]
+        author: Option<String>,
+        /// Store the version without activating it.
+        #[arg(long)]
+        no_activate: bool,
+    },
     /// Activate a stored version (id or unique prefix): a rollback or roll-forward.
     #[command(visible_alias = "rollback")]
     Activate {

@@ -2,6 +2,8 @@
 
 mod authorize;
 mod policy;
+#[cfg(feature = "aws")]
+mod push;
 mod serve;
 mod token;
 
@@ -79,4 +81,36 @@ fn operator(explicit: Option<String>) -> String {
         .or_else(|| std::env::var("USER").ok())
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// What `govctl policy push` was asked.
+// Without the `aws` feature the arguments are refused before they are read.
+#[cfg_attr(not(feature = "aws"), allow(dead_code))]
+pub(crate) struct PushArgs<'a> {
+    /// The policy directory.
+    pub dir: &'a Path,
+    /// The stack's environment.
+    pub env: governance::model::Environment,
+    /// The stack, when not `agent-governance-ENV`.
+    pub stack_name: Option<String>,
+    /// Another endpoint for every AWS call.
+    pub endpoint_url: Option<String>,
+    /// Why.
+    pub message: String,
+    /// Who.
+    pub author: String,
+    /// Store without activating.
+    pub no_activate: bool,
+}
+
+#[cfg(feature = "aws")]
+fn push(args: PushArgs<'_>) -> anyhow::Result<ExitCode> {
+    push::run(args)
+}
+
+#[cfg(not(feature = "aws"))]
+fn push(_: PushArgs<'_>) -> anyhow::Result<ExitCode> {
+    anyhow::bail!(
+        "this govctl was built without AWS support; build it with `cargo install --path cli --features aws`"
+    )
 }

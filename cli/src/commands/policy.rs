@@ -9,7 +9,7 @@ use governance::policy::{
 };
 use governance::ports::{PolicyStore, PublishRequest};
 
-use super::{open_store, operator, runtime};
+use super::{open_store, operator, push, runtime};
 use crate::cli::PolicyCommand;
 
 /// Runs a policy command.
@@ -54,6 +54,28 @@ pub fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
                 println!("activated {}", version.id);
             }
             Ok(ExitCode::SUCCESS)
+        }
+        PolicyCommand::Push {
+            dir,
+            env,
+            stack_name,
+            endpoint_url,
+            message,
+            author,
+            no_activate,
+        } => {
+            if test(&dir, false)? != ExitCode::SUCCESS {
+                anyhow::bail!("not pushed: fix the problems above first");
+            }
+            push(super::PushArgs {
+                dir: &dir,
+                env,
+                stack_name,
+                endpoint_url,
+                message,
+                author: operator(author),
+                no_activate,
+            })
         }
         PolicyCommand::Versions { data } => {
             let store = open_store(&data.data_dir)?;

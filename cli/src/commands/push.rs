@@ -1,0 +1,77 @@
+//! `govctl policy push`: publishes a policy directory into an AWS stack.
+//!
+//! The version is validated and its test cases run first, exactly as for a
+//! local publish. It then goes into the stack's policy versions table
+//! (immutable, content-addressed), the active pointer moves to it, and the
+//! seed's tool-policy table is rewritten to the new version's grants. The
+//! authorize functions pick it up within their refresh interval.
+
+use std::process::ExitCode;
+
+use governance::adapters::aws::aws_sdk_dynamodb;
+use governance::adapters::aws::dynamodb::{sync_tool_policy, DynamoPolicyStore};
+use governance::adapters::aws::sdk_config;
+use governance::policy::{compile, PolicyBundle};
+use governance::ports::{PolicyStore, PublishRequest};
+
+use super::runtime;
+
+/// Pushes; the directory's tests must have passed.
+pub fn run(push: super::PushArgs<'_>) -> anyhow::Result<ExitCode> {
+    let stack = push
+        .stack_name
+        .clone()
+        .unwrap_or_else(|| format!("agent-governance-{}", push.env));
+    let versions_table = format!("{stack}-policy-versions");
+    let grants_table = format!("{stack}-tool-policy");
+    let bundle = PolicyBundle::from_dir(push.dir)?;
+    let registry = compile(&bundle)
+        .map_err(|_| anyhow::anyhow!("the policy directory is invalid"))?
+        .registry;
+    let wrong_env: Vec<&str> = registry
+        .agents
+        .iter()
+        .filter(|a| a.environment != push.env)
+        .map(|a| a.id.as_str())
+        .collect();
+    if !wrong_env.is_empty() {
+        eprintln!(
+            "note: {} agent(s) are registered for another environment than `{}` and will be denied there: {}",
+            wrong_env.len(),
+            push.env,
+            wrong_env.join(", ")
+        );
+    }
+    runtime()?.block_on(async {
+        let sdk = sdk_config(push.endpoint_url.as_deref()).await;
+        let client = aws_sdk_dynamodb::Client::new(&sdk);
+        let store = DynamoPolicyStore::new(client.clone(), &versions_table);
+        let now = time::OffsetDateTime::now_utc();
+        let version = store
+            .publish(PublishRequest {
+                bundle,
+                author: push.author.clone(),
+                message: push.message.clone(),
+                at: now,
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot publish to `{versions_table}`: {e}"))?;
+        println!(
+            "pushed {} ({}) to {versions_table}",
+            version.id, version.content_hash
+        );
+        if push.no_activate {
+            return Ok(ExitCode::SUCCESS);
+        }
+        store
+            .activate(&version.id, &push.author, now)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot activate {}: {e}", version.id))?;
+        println!("activated {}", version.id);
+        sync_tool_policy(&client, &grants_table, &registry, &version.id)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot update `{grants_table}`: {e}"))?;
+        println!("grants written to {grants_table}");
+        Ok(ExitCode::SUCCESS)
+    })
+}

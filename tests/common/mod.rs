@@ -61,7 +61,16 @@ pub fn govctl_bin() -> &'static Path {
         let started = Instant::now();
         let out = Command::new(&cargo)
             .current_dir(&root)
-            .args(["build", "-p", "govctl", "--bin", "govctl", "--target-dir"])
+            .args([
+                "build",
+                "-p",
+                "govctl",
+                "--features",
+                "aws",
+                "--bin",
+                "govctl",
+                "--target-dir",
+            ])
             .arg(&target)
             .stdin(Stdio::null())
             .output()

@@ -1,0 +1,20 @@
+//! End-to-end tests of the AWS deployment on moto's server.
+//!
+//! The harness starts moto (from the project's `.venv`, which
+//! `scripts/test.sh` creates) behind a router of its own: moto's Step
+//! Functions interpreter sends Lambda invocations to the router, which runs
+//! this project's real handlers, and every other request goes through to
+//! moto. All AWS calls, the handlers' and the tests', are made by the real
+//! Rust SDK clients over HTTP. Each test provisions its own stack (tables,
+//! topic, state machine from `statemachines/approval.asl.json`) under a
+//! unique prefix, so the tests run in parallel on one emulator.
+
+#[cfg(test)]
+#[path = "aws/emulator.rs"]
+mod emulator;
+#[cfg(test)]
+#[path = "aws/scenarios.rs"]
+mod scenarios;
+#[cfg(test)]
+#[path = "aws/stack.rs"]
+mod stack;

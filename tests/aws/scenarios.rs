@@ -1,0 +1,433 @@
+//! The deployment's scenarios, end to end on the emulator.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::emulator::ACCOUNT;
+use crate::stack::{table, Stack, REFRESH};
+
+fn example_policies() -> PathBuf {
+    crate::emulator::workspace_root().join("infra/policies")
+}
+
+/// A copy of the example policies with `edit` applied to the registry.
+fn edited_policies(edit: impl Fn(String) -> String) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    copy_dir(&example_policies(), dir.path());
+    let registry = dir.path().join("registry.yaml");
+    let text = std::fs::read_to_string(&registry).expect("registry");
+    let edited = edit(text.clone());
+    assert_ne!(edited, text, "the edit changes the registry");
+    std::fs::write(&registry, edited).expect("write registry");
+    dir
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).expect("copy");
+        }
+    }
+}
+
+fn transfer(amount: f64) -> Value {
+    json!({
+        "tool_id": "transfer_funds",
+        "arguments": {"amount": amount, "currency": "EUR", "to_account": "DE89370400440532013000"},
+        "reasoning": "supplier invoice INV-2291 is due today"
+    })
+}
+
+/// A pending transfer: its approval id and the link approvers were sent.
+fn pending_transfer(stack: &Stack) -> (String, String) {
+    let tom = stack.user_token("tom", &["treasury_operator"]);
+    let answer = stack.authorize("agent-treasury-1", &tom, &transfer(250.0));
+    assert_eq!(answer.status, 202, "{}", answer.body);
+    assert_eq!(answer.json["decision"], "pending_approval");
+    let approval_id = answer.json["approval_id"]
+        .as_str()
+        .expect("a pending decision names its approval")
+        .to_owned();
+    let message = stack.wait_for_notification(&approval_id, Duration::from_secs(20));
+    let text = message["Message"].as_str().expect("a message").to_owned();
+    let link = text
+        .lines()
+        .find(|l| l.starts_with("https://"))
+        .expect("the message carries a link")
+        .to_owned();
+    assert_eq!(
+        link,
+        format!(
+            "https://{}.approvals.test/v1/approvals/{approval_id}/review",
+            stack.name
+        )
+    );
+    // The task token stays in the approvals table: not in the link, not in the message.
+    let item = stack
+        .emu
+        .block_on(
+            stack
+                .clients
+                .dynamodb
+                .get_item()
+                .table_name(table(&stack.name, "approvals"))
+                .key(
+                    "approval_id",
+                    governance::adapters::aws::aws_sdk_dynamodb::types::AttributeValue::S(
+                        approval_id.clone(),
+                    ),
+                )
+                .send(),
+        )
+        .expect("get approval")
+        .item
+        .expect("the approval is recorded");
+    let token = item["task_token"]
+        .as_s()
+        .expect("the waiting step's token is kept");
+    assert!(!text.contains(token.as_str()) && !link.contains(token.as_str()));
+    assert_eq!(item["status"].as_s().expect("status"), "pending");
+    (approval_id, link)
+}
+
+fn approver_page(
+    stack: &Stack,
+    approval_id: &str,
+    action: &str,
+    form: &str,
+) -> crate::stack::HttpAnswer {
+    let method = if action == "review" { "GET" } else { "POST" };
+    stack.http(
+        "approval-callback",
+        method,
+        &format!("/v1/approvals/{approval_id}/{action}"),
+        None,
+        &[("content-type", "application/x-www-form-urlencoded")],
+        form,
+    )
+}
+
+fn outcome_of(stack: &Stack, approval_id: &str) -> Value {
+    stack
+        .decision_items()
+        .into_iter()
+        .find(|r| r["approval"]["approval_id"] == approval_id)
+        .unwrap_or_else(|| panic!("no outcome record for {approval_id}"))
+}
+
+#[test]
+fn an_allow_is_recorded_and_costs_at_most_two_dynamodb_requests() {
+    let stack = Stack::new("allow", &example_policies());
+    let alice = stack.user_token("alice", &["support_agent"]);
+    let ask = json!({"tool_id": "search_kb", "arguments": {"query": "reset password"}});
+    // Warm: the first call fetches the issuer's keys.
+    assert_eq!(stack.authorize("agent-support-1", &alice, &ask).status, 200);
+    // Past the refresh interval, the next allow also re-reads the active pointer:
+    // the most an allow ever costs.
+    std::thread::sleep(REFRESH + Duration::from_millis(200));
+    let before = stack.emu.stack_dynamodb_calls(&stack.name).len();
+    let answer = stack.authorize("agent-support-1", &alice, &ask);
+    let calls = stack.emu.stack_dynamodb_calls(&stack.name)[before..].to_vec();
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.json["decision"], "allow");
+    assert_eq!(answer.json["agent_id"], "agent-support-1");
+    let ops: Vec<&str> = calls.iter().map(|c| c.operation.as_str()).collect();
+    assert!(
+        calls.len() <= 2,
+        "an allow made {} DynamoDB requests: {ops:?}",
+        calls.len()
+    );
+    assert_eq!(
+        ops,
+        ["GetItem", "PutItem"],
+        "pointer check, then the durable write"
+    );
+    // Within the interval, an allow is one request: the write.
+    let before = stack.emu.stack_dynamodb_calls(&stack.name).len();
+    assert_eq!(stack.authorize("agent-support-1", &alice, &ask).status, 200);
+    let ops: Vec<String> = stack.emu.stack_dynamodb_calls(&stack.name)[before..]
+        .iter()
+        .map(|c| c.operation.clone())
+        .collect();
+    assert_eq!(ops, ["PutItem"]);
+
+    // The record is durable and the agent can read it back.
+    let id = answer.json["decision_id"].as_str().expect("an id");
+    let records = stack.decision_items();
+    let record = records
+        .iter()
+        .find(|r| r["decision_id"] == id)
+        .expect("the allow is recorded");
+    assert_eq!(record["tool_id"], "search_kb");
+    assert_eq!(record["user_id"], "alice");
+    let arn = format!("arn:aws:sts::{ACCOUNT}:assumed-role/agent-support-1/s");
+    let read = stack.http(
+        "authorize",
+        "GET",
+        &format!("/v1/decisions/{id}"),
+        Some(&arn),
+        &[],
+        "",
+    );
+    assert_eq!(read.status, 200, "{}", read.body);
+    assert_eq!(read.json["decision_id"], id);
+    let other = format!("arn:aws:sts::{ACCOUNT}:assumed-role/agent-ops-1/s");
+    let hidden = stack.http(
+        "authorize",
+        "GET",
+        &format!("/v1/decisions/{id}"),
+        Some(&other),
+        &[],
+        "",
+    );
+    assert_eq!(hidden.status, 404, "another agent's decision is not found");
+    // The stream reaches decision-log and denial-metrics; an allow is no denial.
+    assert!(stack.pump_stream() >= 3);
+}
+
+#[test]
+fn a_denial_and_a_risky_attempt_become_metrics() {
+    let stack = Stack::new("deny", &example_policies());
+    let alice = stack.user_token("alice", &["support_agent"]);
+    let denied = stack.authorize(
+        "agent-support-1",
+        &alice,
+        &json!({"tool_id": "search_logs", "arguments": {"query": "timeout"}}),
+    );
+    assert_eq!(denied.status, 403, "{}", denied.body);
+    assert_eq!(denied.json["reasons"][0]["code"], "tool_not_granted");
+    let risky = stack.authorize(
+        "agent-support-1",
+        &alice,
+        &json!({"tool_id": "search_kb", "requested_risk": "critical", "arguments": {"query": "x"}}),
+    );
+    assert_eq!(risky.status, 403, "{}", risky.body);
+    assert!(risky.body.contains("risk_exceeds_policy"));
+    assert_eq!(stack.pump_stream(), 2);
+    assert_eq!(
+        stack.metric_sum(
+            "PolicyDenied",
+            &[("Environment", "dev"), ("Reason", "tool_not_granted")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        stack.metric_sum("RiskyAttempt", &[("Environment", "dev")]),
+        1.0
+    );
+    assert!(stack.metric_sum("PolicyDenied", &[("Environment", "dev")]) >= 2.0);
+}
+
+#[test]
+fn the_agent_is_the_iam_principal_never_the_body() {
+    let stack = Stack::new("identity", &example_policies());
+    let alice = stack.user_token("alice", &["support_agent"]);
+    let ask = json!({"tool_id": "search_kb", "arguments": {"query": "x"}});
+    // A principal no agent runs as is an unknown agent, and that deny is recorded.
+    let stranger = stack.authorize("some-other-role", &alice, &ask);
+    assert_eq!(stranger.status, 403, "{}", stranger.body);
+    assert_eq!(stranger.json["reasons"][0]["code"], "unknown_agent");
+    assert!(stack
+        .decision_items()
+        .iter()
+        .any(|r| r["decision_id"] == stranger.json["decision_id"]));
+    // No IAM context: refused before anything is decided.
+    let anonymous = stack.http(
+        "authorize",
+        "POST",
+        "/v1/authorize",
+        None,
+        &[
+            ("content-type", "application/json"),
+            ("x-on-behalf-of", &alice),
+        ],
+        &ask.to_string(),
+    );
+    assert_eq!(anonymous.status, 401);
+    assert_eq!(anonymous.json["error"]["code"], "missing_credentials");
+    // Naming another agent in the body is refused.
+    let spoof = stack.authorize(
+        "agent-support-1",
+        &alice,
+        &json!({"tool_id": "search_logs", "agent_id": "agent-ops-1", "arguments": {"query": "x"}}),
+    );
+    assert_eq!(spoof.status, 400);
+    assert_eq!(spoof.json["error"]["code"], "unknown_field");
+    // A user token for another audience is refused.
+    let mut claims = stack.user_token("mallory", &["support_agent"]);
+    claims.push('x');
+    let forged = stack.authorize("agent-support-1", &claims, &ask);
+    assert_eq!(forged.status, 401);
+    assert_eq!(forged.json["error"]["code"], "invalid_user_token");
+}
+
+#[test]
+fn an_approved_transfer_succeeds_and_the_approval_is_recorded() {
+    let stack = Stack::new("approve", &example_policies());
+    let (approval_id, _link) = pending_transfer(&stack);
+    let page = approver_page(&stack, &approval_id, "review", "");
+    assert_eq!(page.status, 200);
+    for expected in [
+        "agent-treasury-1",
+        "transfer_funds",
+        "tom",
+        "supplier invoice INV-2291",
+    ] {
+        assert!(
+            page.body.contains(expected),
+            "the page shows {expected}: {}",
+            page.body
+        );
+    }
+    let approved = approver_page(
+        &stack,
+        &approval_id,
+        "approve",
+        "approver=alice&comment=invoice+checked",
+    );
+    assert_eq!(approved.status, 200, "{}", approved.body);
+    let (status, error) = stack.wait_for_execution(&approval_id, Duration::from_secs(30));
+    assert_eq!((status.as_str(), error), ("SUCCEEDED", None));
+    let outcome = outcome_of(&stack, &approval_id);
+    assert_eq!(outcome["decision"], "allow");
+    assert_eq!(outcome["reasons"][0]["code"], "approval_granted");
+    assert_eq!(outcome["approval"]["approver"], "alice");
+    assert_eq!(outcome["approval"]["comment"], "invoice checked");
+    // A second click sees the outcome; it decides nothing.
+    let again = approver_page(&stack, &approval_id, "reject", "approver=bob");
+    assert_eq!(again.status, 409);
+    assert!(again.body.contains("already approved"));
+}
+
+#[test]
+fn a_rejected_transfer_fails_is_recorded_and_counted() {
+    let stack = Stack::new("reject", &example_policies());
+    let (approval_id, _) = pending_transfer(&stack);
+    let rejected = approver_page(
+        &stack,
+        &approval_id,
+        "reject",
+        "approver=carol&comment=unknown+supplier",
+    );
+    assert_eq!(rejected.status, 200, "{}", rejected.body);
+    let (status, error) = stack.wait_for_execution(&approval_id, Duration::from_secs(30));
+    assert_eq!(
+        (status.as_str(), error.as_deref()),
+        ("FAILED", Some("ApprovalRejected"))
+    );
+    let outcome = outcome_of(&stack, &approval_id);
+    assert_eq!(outcome["decision"], "deny");
+    assert_eq!(outcome["reasons"][0]["code"], "approval_rejected");
+    assert_eq!(outcome["approval"]["approver"], "carol");
+    assert_eq!(outcome["approval"]["comment"], "unknown supplier");
+    assert_eq!(
+        stack.metric_sum(
+            "PolicyDenied",
+            &[("Environment", "dev"), ("Reason", "approval_rejected")]
+        ),
+        1.0
+    );
+    // The stream delivers the outcome record too, and it is not counted twice.
+    stack.pump_stream();
+    assert_eq!(
+        stack.metric_sum(
+            "PolicyDenied",
+            &[("Environment", "dev"), ("Reason", "approval_rejected")]
+        ),
+        1.0
+    );
+}
+
+#[test]
+fn an_unanswered_transfer_expires_is_recorded_and_counted() {
+    let policies = edited_policies(|r| {
+        r.replace(
+            "approval: { approver_group: treasury-approvers, timeout_seconds: 1800 }",
+            "approval: { approver_group: treasury-approvers, timeout_seconds: 2 }",
+        )
+    });
+    let stack = Stack::new("expire", policies.path());
+    let (approval_id, _) = pending_transfer(&stack);
+    let (status, error) = stack.wait_for_execution(&approval_id, Duration::from_secs(30));
+    assert_eq!(
+        (status.as_str(), error.as_deref()),
+        ("FAILED", Some("ApprovalExpired"))
+    );
+    let outcome = outcome_of(&stack, &approval_id);
+    assert_eq!(outcome["decision"], "deny");
+    assert_eq!(outcome["reasons"][0]["code"], "approval_expired");
+    assert_eq!(
+        stack.metric_sum(
+            "PolicyDenied",
+            &[("Environment", "dev"), ("Reason", "approval_expired")]
+        ),
+        1.0
+    );
+    // A late click finds the approval closed.
+    let late = approver_page(&stack, &approval_id, "approve", "approver=alice");
+    assert_eq!(late.status, 409, "{}", late.body);
+    assert!(late.body.contains("already expired"));
+}
+
+#[test]
+fn a_pushed_version_decides_within_the_refresh_interval() {
+    let stack = Stack::new("push", &example_policies());
+    let alice = stack.user_token("alice", &["support_agent"]);
+    let ask = json!({"tool_id": "get_ticket", "arguments": {"ticket_id": "T-1"}});
+    let first = stack.authorize("agent-support-1", &alice, &ask);
+    assert_eq!(first.status, 200, "{}", first.body);
+    let v1 = first.json["policy_version"]
+        .as_str()
+        .expect("a version")
+        .to_owned();
+
+    // Version 2 revokes the support agent's grant for tickets, with a test
+    // case that says so in place of the example's cases.
+    let revoked = edited_policies(|r| r.replacen("      - tool: get_ticket\n", "", 1));
+    let cases = revoked.path().join("tests");
+    std::fs::remove_dir_all(&cases).expect("remove the example cases");
+    std::fs::create_dir(&cases).expect("tests dir");
+    std::fs::write(
+        cases.join("revoked.yaml"),
+        "environment: dev\ncases:\n  - name: the support agent no longer reads tickets\n    agent: agent-support-1\n    user: alice\n    roles: [support_agent]\n    tool: get_ticket\n    arguments: { ticket_id: \"T-1\" }\n    expect: deny\n    reason: tool_not_granted\n",
+    )
+    .expect("write the case");
+    let v2 = stack.push(revoked.path(), "revoke get_ticket from agent-support-1");
+    assert_ne!(v1, v2);
+    std::thread::sleep(REFRESH + Duration::from_millis(200));
+    let second = stack.authorize("agent-support-1", &alice, &ask);
+    assert_eq!(second.status, 403, "{}", second.body);
+    assert_eq!(second.json["policy_version"], v2.as_str());
+    assert_eq!(second.json["reasons"][0]["code"], "tool_not_granted");
+
+    // The seed's tool-policy table holds the active version's grants.
+    let rows = stack
+        .emu
+        .block_on(
+            stack
+                .clients
+                .dynamodb
+                .scan()
+                .table_name(table(&stack.name, "tool-policy"))
+                .send(),
+        )
+        .expect("scan tool-policy")
+        .items
+        .unwrap_or_default();
+    let support: Vec<String> = rows
+        .iter()
+        .filter(|r| r["agent_id"].as_s().is_ok_and(|a| a == "agent-support-1"))
+        .map(|r| r["tool_id"].as_s().expect("tool").clone())
+        .collect();
+    assert_eq!(support, ["search_kb"]);
+    assert!(rows
+        .iter()
+        .all(|r| r["policy_version"].as_s().is_ok_and(|v| *v == v2)));
+}

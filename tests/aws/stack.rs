@@ -1,0 +1,715 @@
+//! One stack per test: the template's tables, topic and state machine,
+//! created through the SDK under a unique prefix, the four functions wired
+//! to them, and helpers that call the functions as API Gateway and the
+//! agents would.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use governance::adapters::aws::aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    StreamSpecification, StreamViewType,
+};
+use governance::adapters::aws::{
+    aws_config, aws_sdk_cloudwatch, aws_sdk_dynamodb, aws_sdk_sfn, aws_sdk_sns,
+};
+use governance::auth::{Claims, TokenUse};
+use governance::lambda::approval_callback::ApprovalCallbackHandler;
+use governance::lambda::authorize::{app, AuthorizePorts};
+use governance::lambda::config::{
+    ApprovalCallbackConfig, AuthorizeConfig, DecisionLogConfig, DenialMetricsConfig,
+};
+use governance::lambda::decision_log::DecisionLogHandler;
+use governance::lambda::denial_metrics::DenialMetricsHandler;
+use governance::model::Environment;
+use serde_json::{json, Value};
+
+use crate::emulator::{
+    emulator, workspace_root, Emulator, Functions, ACCOUNT, AUDIENCE, ISSUER, REGION,
+};
+
+/// How often the authorize function re-reads the active version in tests.
+pub const REFRESH: Duration = Duration::from_secs(1);
+
+/// The SDK clients of the tests themselves.
+pub struct Clients {
+    /// DynamoDB.
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    /// DynamoDB Streams.
+    pub streams: aws_sdk_dynamodbstreams::Client,
+    /// Step Functions.
+    pub sfn: aws_sdk_sfn::Client,
+    /// SNS.
+    pub sns: aws_sdk_sns::Client,
+    /// CloudWatch.
+    pub cloudwatch: aws_sdk_cloudwatch::Client,
+}
+
+/// A provisioned stack.
+pub struct Stack {
+    /// The prefix of every resource.
+    pub name: String,
+    /// The state machine.
+    pub state_machine_arn: String,
+    /// The tests' clients.
+    pub clients: Clients,
+    /// The emulator.
+    pub emu: &'static Emulator,
+    sdk: aws_config::SdkConfig,
+    shard_iterators: std::sync::Mutex<Vec<String>>,
+}
+
+/// The SDK configuration every client of the tests and handlers uses.
+async fn sdk(url: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(url)
+        .region(aws_config::Region::new(REGION))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "testing", "testing", None, None, "tests",
+        ))
+        .load()
+        .await
+}
+
+/// A fresh stack name.
+fn unique(label: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "t{}-{label}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The name of a table of `stack`, as the template names it.
+pub fn table(stack: &str, suffix: &str) -> String {
+    format!("{stack}-{suffix}")
+}
+
+fn function_arn(stack: &str, function: &str) -> String {
+    format!("arn:aws:lambda:{REGION}:{ACCOUNT}:function:{stack}-{function}")
+}
+
+impl Stack {
+    /// Provisions a stack, pushes `policy` with `govctl policy push`, and
+    /// wires the functions.
+    pub fn new(label: &str, policy: &Path) -> Stack {
+        let emu = emulator();
+        let name = unique(label);
+        let stack = emu.block_on(async {
+            let sdk = sdk(&emu.url).await;
+            let clients = Clients {
+                dynamodb: aws_sdk_dynamodb::Client::new(&sdk),
+                streams: aws_sdk_dynamodbstreams::Client::new(&sdk),
+                sfn: aws_sdk_sfn::Client::new(&sdk),
+                sns: aws_sdk_sns::Client::new(&sdk),
+                cloudwatch: aws_sdk_cloudwatch::Client::new(&sdk),
+            };
+            let stack = Stack {
+                state_machine_arn: format!(
+                    "arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{name}-approval"
+                ),
+                name,
+                clients,
+                emu,
+                sdk,
+                shard_iterators: std::sync::Mutex::new(Vec::new()),
+            };
+            stack.create_tables().await;
+            stack.create_state_machine().await;
+            stack
+        });
+        stack.push(policy, "initial version");
+        let topic_arn = emu.block_on(stack.create_topic());
+        emu.block_on(stack.wire(&topic_arn));
+        stack
+    }
+
+    async fn create_tables(&self) {
+        let s = |n: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(n)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .expect("attribute")
+        };
+        let key = |n: &str, t: KeyType| {
+            KeySchemaElement::builder()
+                .attribute_name(n)
+                .key_type(t)
+                .build()
+                .expect("key")
+        };
+        let n = AttributeDefinition::builder()
+            .attribute_name("window_start")
+            .attribute_type(ScalarAttributeType::N)
+            .build()
+            .expect("attribute");
+        let tables = [
+            (
+                "tool-policy",
+                vec![s("agent_id"), s("tool_id")],
+                vec![
+                    key("agent_id", KeyType::Hash),
+                    key("tool_id", KeyType::Range),
+                ],
+                false,
+            ),
+            (
+                "policy-versions",
+                vec![s("pk"), s("sk")],
+                vec![key("pk", KeyType::Hash), key("sk", KeyType::Range)],
+                false,
+            ),
+            (
+                "decisions",
+                vec![s("pk")],
+                vec![key("pk", KeyType::Hash)],
+                true,
+            ),
+            (
+                "approvals",
+                vec![s("approval_id")],
+                vec![key("approval_id", KeyType::Hash)],
+                false,
+            ),
+            (
+                "counters",
+                vec![s("pk"), n],
+                vec![
+                    key("pk", KeyType::Hash),
+                    key("window_start", KeyType::Range),
+                ],
+                false,
+            ),
+        ];
+        for (suffix, attrs, keys, stream) in tables {
+            let mut create = self
+                .clients
+                .dynamodb
+                .create_table()
+                .table_name(table(&self.name, suffix))
+                .set_attribute_definitions(Some(attrs))
+                .set_key_schema(Some(keys))
+                .billing_mode(BillingMode::PayPerRequest);
+            if stream {
+                create = create.stream_specification(
+                    StreamSpecification::builder()
+                        .stream_enabled(true)
+                        .stream_view_type(StreamViewType::NewImage)
+                        .build()
+                        .expect("stream"),
+                );
+            }
+            create.send().await.expect("create table");
+        }
+    }
+
+    async fn create_state_machine(&self) {
+        let asl = std::fs::read_to_string(workspace_root().join("statemachines/approval.asl.json"))
+            .expect("statemachines/approval.asl.json");
+        // CloudFormation's DefinitionSubstitutions, done here as the template does them.
+        let definition = asl
+            .replace(
+                "${DecisionLogFunctionArn}",
+                &function_arn(&self.name, "decision-log"),
+            )
+            .replace(
+                "${ApprovalCallbackFunctionArn}",
+                &function_arn(&self.name, "approval-callback"),
+            )
+            .replace(
+                "${DenialMetricsFunctionArn}",
+                &function_arn(&self.name, "denial-metrics"),
+            )
+            .replace(
+                "${ApprovalBaseUrl}",
+                &format!("https://{}.approvals.test", self.name),
+            );
+        assert!(!definition.contains("${"), "every substitution is made");
+        self.clients
+            .sfn
+            .create_state_machine()
+            .name(format!("{}-approval", self.name))
+            .definition(definition)
+            .role_arn(format!(
+                "arn:aws:iam::{ACCOUNT}:role/{}-approval",
+                self.name
+            ))
+            .send()
+            .await
+            .expect("create state machine");
+    }
+
+    async fn create_topic(&self) -> String {
+        let topic = self
+            .clients
+            .sns
+            .create_topic()
+            .name(format!("{}-approvals", self.name))
+            .send()
+            .await
+            .expect("create topic")
+            .topic_arn
+            .expect("topic arn");
+        self.clients
+            .sns
+            .subscribe()
+            .topic_arn(&topic)
+            .protocol("http")
+            .endpoint(format!("{}/sns/{}", self.emu.url, self.name))
+            .send()
+            .await
+            .expect("subscribe");
+        topic
+    }
+
+    async fn wire(&self, topic_arn: &str) {
+        let authorize = AuthorizeConfig {
+            environment: Environment::Dev,
+            policy_table: table(&self.name, "policy-versions"),
+            decisions_table: table(&self.name, "decisions"),
+            state_machine_arn: self.state_machine_arn.clone(),
+            oidc_issuer: ISSUER.into(),
+            oidc_audience: AUDIENCE.into(),
+            oidc_jwks_url: self.emu.jwks_url(),
+            oidc_roles_claim: "roles".into(),
+            policy_refresh: REFRESH,
+        };
+        let ports = AuthorizePorts::aws(&authorize, &self.sdk).expect("authorize ports");
+        let functions = Functions {
+            authorize: app(&authorize, ports).await.expect("authorize app"),
+            decision_log: Arc::new(DecisionLogHandler::aws(
+                &DecisionLogConfig {
+                    decisions_table: table(&self.name, "decisions"),
+                    approvals_table: table(&self.name, "approvals"),
+                },
+                &self.sdk,
+            )),
+            denial_metrics: Arc::new(DenialMetricsHandler::aws(
+                &DenialMetricsConfig {
+                    namespace: governance::metrics::NAMESPACE.into(),
+                },
+                &self.sdk,
+            )),
+            approval_callback: ApprovalCallbackHandler::aws(
+                &ApprovalCallbackConfig {
+                    approvals_table: table(&self.name, "approvals"),
+                    topic_arn: topic_arn.into(),
+                },
+                &self.sdk,
+            ),
+        };
+        self.emu.register(&self.name, functions);
+    }
+
+    /// `govctl policy push DIR --env dev` against this stack; returns the version id.
+    pub fn push(&self, policy: &Path, message: &str) -> String {
+        let out = Command::new(crate::stack::govctl())
+            .args(["policy", "push"])
+            .arg(policy)
+            .args([
+                "--env",
+                "dev",
+                "--stack-name",
+                &self.name,
+                "--endpoint-url",
+                &self.emu.url,
+                "-m",
+                message,
+                "--author",
+                "ci",
+            ])
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", REGION)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("GOVCTL_LOG", "warn")
+            .output()
+            .expect("run govctl");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "govctl policy push failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("activated "))
+            .expect("push prints the activated version")
+            .trim()
+            .to_owned()
+    }
+
+    /// A user token of the test issuer.
+    pub fn user_token(&self, user: &str, roles: &[&str]) -> String {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        self.emu
+            .keys
+            .mint(&Claims {
+                iss: ISSUER.into(),
+                sub: user.into(),
+                aud: AUDIENCE.into(),
+                exp: now + 600,
+                iat: now,
+                nbf: now,
+                jti: format!("{user}-{now}"),
+                token_use: TokenUse::User,
+                roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+                org: None,
+            })
+            .expect("mint a user token")
+    }
+
+    /// Invokes one of this stack's functions through the router, as Lambda
+    /// would: returns the status code and the payload or error.
+    pub fn invoke(
+        &self,
+        function: &str,
+        payload: &Value,
+    ) -> (reqwest::StatusCode, Option<String>, Value) {
+        let url = format!(
+            "{}/2015-03-31/functions/{}/invocations",
+            self.emu.url,
+            function_arn(&self.name, function)
+        );
+        let response = reqwest::blocking::Client::new()
+            .post(url)
+            .json(payload)
+            .send()
+            .expect("invoke");
+        let status = response.status();
+        let error = response
+            .headers()
+            .get("x-amz-function-error")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        (status, error, response.json().expect("a JSON payload"))
+    }
+
+    /// An API Gateway HTTP API request to `function`, as the IAM principal
+    /// `principal_arn` (none: a route without IAM authorization).
+    pub fn http(
+        &self,
+        function: &str,
+        method: &str,
+        path: &str,
+        principal_arn: Option<&str>,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> HttpAnswer {
+        let mut event: Value = serde_json::from_str(include_str!("fixtures/http_api_request.json"))
+            .expect("the fixture is JSON");
+        event["rawPath"] = json!(path);
+        event["routeKey"] = json!(format!("{method} {path}"));
+        event["requestContext"]["http"]["method"] = json!(method);
+        event["requestContext"]["http"]["path"] = json!(path);
+        event["body"] = json!(body);
+        match principal_arn {
+            Some(arn) => {
+                event["requestContext"]["authorizer"]["iam"]["userArn"] = json!(arn);
+            }
+            None => {
+                event["requestContext"]
+                    .as_object_mut()
+                    .expect("context")
+                    .remove("authorizer");
+            }
+        }
+        for (k, v) in headers {
+            event["headers"][k.to_ascii_lowercase()] = json!(v);
+        }
+        let (status, error, payload) = self.invoke(function, &event);
+        assert_eq!(
+            status,
+            reqwest::StatusCode::OK,
+            "invocation failed: {payload}"
+        );
+        assert_eq!(error, None, "the function failed: {payload}");
+        let body = payload["body"].as_str().unwrap_or_default().to_owned();
+        HttpAnswer {
+            status: payload["statusCode"].as_u64().expect("a status code"),
+            json: serde_json::from_str(&body).unwrap_or(Value::Null),
+            body,
+        }
+    }
+
+    /// `POST /v1/authorize` as the agent running as IAM role `role`, for `user_token`.
+    pub fn authorize(&self, role: &str, user_token: &str, body: &Value) -> HttpAnswer {
+        let arn = format!("arn:aws:sts::{ACCOUNT}:assumed-role/{role}/session-1");
+        self.http(
+            "authorize",
+            "POST",
+            "/v1/authorize",
+            Some(&arn),
+            &[
+                ("content-type", "application/json"),
+                ("x-on-behalf-of", user_token),
+            ],
+            &body.to_string(),
+        )
+    }
+
+    /// Feeds the decision table's new stream records to decision-log and
+    /// denial-metrics, as Lambda's event source mappings do; returns how
+    /// many records there were.
+    pub fn pump_stream(&self) -> usize {
+        let records = self.emu.block_on(self.read_stream());
+        if records.is_empty() {
+            return 0;
+        }
+        let event = json!({ "Records": records });
+        for function in ["decision-log", "denial-metrics"] {
+            let (status, error, payload) = self.invoke(function, &event);
+            assert!(
+                status.is_success() && error.is_none(),
+                "{function} failed: {payload}"
+            );
+        }
+        records.len()
+    }
+
+    async fn read_stream(&self) -> Vec<Value> {
+        use aws_sdk_dynamodbstreams::types::{AttributeValue, ShardIteratorType};
+        let mut iterators = self.shard_iterators.lock().expect("lock").clone();
+        if iterators.is_empty() {
+            let table = self
+                .clients
+                .dynamodb
+                .describe_table()
+                .table_name(table(&self.name, "decisions"))
+                .send()
+                .await
+                .expect("describe table");
+            let stream_arn = table
+                .table
+                .and_then(|t| t.latest_stream_arn)
+                .expect("the decisions table has a stream");
+            let stream = self
+                .clients
+                .streams
+                .describe_stream()
+                .stream_arn(&stream_arn)
+                .send()
+                .await
+                .expect("describe stream");
+            for shard in stream
+                .stream_description
+                .and_then(|d| d.shards)
+                .unwrap_or_default()
+            {
+                let it = self
+                    .clients
+                    .streams
+                    .get_shard_iterator()
+                    .stream_arn(&stream_arn)
+                    .shard_id(shard.shard_id.unwrap_or_default())
+                    .shard_iterator_type(ShardIteratorType::TrimHorizon)
+                    .send()
+                    .await
+                    .expect("shard iterator");
+                iterators.extend(it.shard_iterator);
+            }
+        }
+        let mut records = Vec::new();
+        let mut next = Vec::new();
+        for it in iterators {
+            let out = self
+                .clients
+                .streams
+                .get_records()
+                .shard_iterator(it)
+                .send()
+                .await
+                .expect("get records");
+            for r in out.records.unwrap_or_default() {
+                let Some(change) = r.dynamodb else { continue };
+                let image: serde_json::Map<String, Value> = change
+                    .new_image
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|(k, v)| {
+                        let v = match v {
+                            AttributeValue::S(s) => json!({ "S": s }),
+                            AttributeValue::N(n) => json!({ "N": n }),
+                            AttributeValue::Bool(b) => json!({ "BOOL": b }),
+                            _ => return None,
+                        };
+                        Some((k, v))
+                    })
+                    .collect();
+                records.push(json!({
+                    "eventID": r.event_id,
+                    "eventName": r.event_name.map(|e| e.as_str().to_owned()),
+                    "eventSource": "aws:dynamodb",
+                    "awsRegion": REGION,
+                    "dynamodb": { "NewImage": image, "StreamViewType": "NEW_IMAGE" },
+                }));
+            }
+            next.extend(out.next_shard_iterator);
+        }
+        *self.shard_iterators.lock().expect("lock") = next;
+        records
+    }
+
+    /// The status of the approval's execution, once it has left RUNNING.
+    pub fn wait_for_execution(
+        &self,
+        approval_id: &str,
+        timeout: Duration,
+    ) -> (String, Option<String>) {
+        let arn = format!(
+            "arn:aws:states:{REGION}:{ACCOUNT}:execution:{}-approval:{approval_id}",
+            self.name
+        );
+        let deadline = Instant::now() + timeout;
+        loop {
+            let out = self
+                .emu
+                .block_on(
+                    self.clients
+                        .sfn
+                        .describe_execution()
+                        .execution_arn(&arn)
+                        .send(),
+                )
+                .expect("describe execution");
+            let status = out.status.as_str().to_owned();
+            if status != "RUNNING" {
+                return (status, out.error);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "execution {approval_id} still RUNNING after {timeout:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The SNS notification about `approval_id`, once delivered.
+    pub fn wait_for_notification(&self, approval_id: &str, timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(m) = self.emu.sns_messages(&self.name).into_iter().find(|m| {
+                m["Message"]
+                    .as_str()
+                    .is_some_and(|t| t.contains(approval_id))
+            }) {
+                return m;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no notification for {approval_id} after {timeout:?}; got {:?}",
+                self.emu.sns_messages(&self.name)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Every record of the decision table, by decision id.
+    pub fn decision_items(&self) -> Vec<Value> {
+        let out = self
+            .emu
+            .block_on(
+                self.clients
+                    .dynamodb
+                    .scan()
+                    .table_name(table(&self.name, "decisions"))
+                    .send(),
+            )
+            .expect("scan decisions");
+        out.items
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|i| {
+                i.get("kind")
+                    .and_then(|k| k.as_s().ok())
+                    .is_some_and(|k| k != "idempotency")
+            })
+            .map(|i| {
+                serde_json::from_str(i["record"].as_s().expect("record")).expect("record JSON")
+            })
+            .collect()
+    }
+
+    /// The Sum of a metric with the given dimensions over the last hour.
+    pub fn metric_sum(&self, name: &str, dimensions: &[(&str, &str)]) -> f64 {
+        use aws_sdk_cloudwatch::types::{Dimension, Statistic};
+        let now = std::time::SystemTime::now();
+        let out = self
+            .emu
+            .block_on(
+                self.clients
+                    .cloudwatch
+                    .get_metric_statistics()
+                    .namespace(governance::metrics::NAMESPACE)
+                    .metric_name(name)
+                    .set_dimensions(Some(
+                        dimensions
+                            .iter()
+                            .map(|(k, v)| Dimension::builder().name(*k).value(*v).build())
+                            .collect(),
+                    ))
+                    .start_time((now - Duration::from_secs(3600)).into())
+                    .end_time((now + Duration::from_secs(60)).into())
+                    .period(3600)
+                    .statistics(Statistic::Sum)
+                    .send(),
+            )
+            .expect("get metric statistics");
+        out.datapoints
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|d| d.sum)
+            .sum()
+    }
+}
+
+/// An HTTP answer of a function.
+#[derive(Debug)]
+pub struct HttpAnswer {
+    /// The status.
+    pub status: u64,
+    /// The body.
+    pub body: String,
+    /// The body as JSON, or null.
+    pub json: Value,
+}
+
+/// The `govctl` binary, built with the `aws` feature once per run.
+pub fn govctl() -> std::path::PathBuf {
+    static BIN: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let root = workspace_root();
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(std::path::PathBuf::from)
+            .map(|d| if d.is_relative() { root.join(d) } else { d })
+            .unwrap_or_else(|| root.join("target"));
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let out = Command::new(cargo)
+            .current_dir(&root)
+            .args([
+                "build",
+                "-p",
+                "govctl",
+                "--features",
+                "aws",
+                "--bin",
+                "govctl",
+                "--target-dir",
+            ])
+            .arg(&target)
+            .output()
+            .expect("run cargo build");
+        assert!(
+            out.status.success(),
+            "cannot build govctl: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        target.join("debug").join("govctl")
+    })
+    .clone()
+}

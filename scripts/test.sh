@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check and test of agent-governance on a fresh machine that has
-# only Rust and Python 3. It installs nothing system-wide for this issue's
-# suites; later suites add their own set-up here.
+# only Rust and Python 3. It installs what it needs itself: the Python tools
+# of scripts/requirements.txt into ./.venv (moto's AWS emulator, cfn-lint).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,13 +9,30 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/agent-governance/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
+echo "== python tools (.venv)"
+if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+  # Debian's python3 splits venv and ensurepip into python3-venv.
+  apt-get update -qq && apt-get install -y -qq python3-venv
+fi
+stamp=.venv/.requirements.sha256
+want=$(sha256sum scripts/requirements.txt | cut -d' ' -f1)
+if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  python3 -m venv .venv
+  .venv/bin/python -m pip install -q --disable-pip-version-check -r scripts/requirements.txt
+  echo "$want" > "$stamp"
+fi
+
 echo "== format and lints"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "== SAM template"
+.venv/bin/cfn-lint infra/template.yaml
+python3 -c 'import json,sys; json.load(open("statemachines/approval.asl.json"))'
 
 echo "== example policy set"
 cargo run -q --locked -p govctl -- policy validate infra/policies
 cargo run -q --locked -p govctl -- policy test infra/policies
 
-echo "== unit, property, differential and black-box HTTP tests"
+echo "== unit, property, differential, black-box HTTP and end-to-end AWS tests"
 cargo test --workspace --locked

@@ -431,3 +431,29 @@ fn a_pushed_version_decides_within_the_refresh_interval() {
         .iter()
         .all(|r| r["policy_version"].as_s().is_ok_and(|v| *v == v2)));
 }
+
+#[test]
+fn without_the_decision_log_every_call_is_denied() {
+    let stack = Stack::new("nolog", &example_policies());
+    let alice = stack.user_token("alice", &["support_agent"]);
+    let ask = json!({"tool_id": "search_kb", "arguments": {"query": "x"}});
+    assert_eq!(stack.authorize("agent-support-1", &alice, &ask).status, 200);
+    let decisions = table(&stack.name, "decisions");
+    stack
+        .emu
+        .block_on(
+            stack
+                .clients
+                .dynamodb
+                .delete_table()
+                .table_name(&decisions)
+                .send(),
+        )
+        .expect("delete the decisions table");
+    // The policy allows the call; the missing durable record denies it.
+    let answer = stack.authorize("agent-support-1", &alice, &ask);
+    assert_eq!(answer.status, 503, "{}", answer.body);
+    assert_eq!(answer.json["decision"], "deny");
+    assert_eq!(answer.json["error"]["code"], "decision_not_recorded");
+    assert_eq!(answer.json["reasons"][0]["code"], "decision_not_recorded");
+}

@@ -83,3 +83,66 @@ pub(crate) fn decisions(event: serde_json::Value) -> Result<Vec<Streamed>, Handl
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stream batch as Lambda delivers it: an insert of a decision, an
+    /// idempotency claim, and a removal without a new image.
+    fn event() -> serde_json::Value {
+        let record = serde_json::json!({
+            "decision_id": "0193-a", "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+            "timestamp": "2026-11-24T12:00:00.000Z", "decision": "deny",
+            "reasons": [{"code": "tool_not_granted", "message": "m"}],
+            "determining_policies": ["base:grant"], "agent_id": "agent-support-1",
+            "user_id": "alice", "user_roles": ["support_agent"], "tool_id": "search_logs",
+            "arguments_hash": "sha256:00", "environment": "dev", "policy_version": "v",
+            "policy_hash": "sha256:11", "latency_us": 12
+        })
+        .to_string();
+        serde_json::json!({"Records": [
+            {
+                "eventID": "1", "eventName": "INSERT", "eventVersion": "1.1",
+                "eventSource": "aws:dynamodb", "awsRegion": "us-east-1",
+                "dynamodb": {
+                    "ApproximateCreationDateTime": 1795521600,
+                    "Keys": {"pk": {"S": "decision#0193-a"}},
+                    "NewImage": {
+                        "pk": {"S": "decision#0193-a"}, "kind": {"S": "decision"},
+                        "decision": {"S": "deny"}, "latency_us": {"N": "12"},
+                        "record": {"S": record}
+                    },
+                    "SequenceNumber": "111", "SizeBytes": 26, "StreamViewType": "NEW_IMAGE"
+                },
+                "eventSourceARN": "arn:aws:dynamodb:us-east-1:123456789012:table/x-decisions/stream/2026-11-24T00:00:00.000"
+            },
+            {
+                "eventID": "2", "eventName": "INSERT", "eventSource": "aws:dynamodb",
+                "dynamodb": {"NewImage": {"pk": {"S": "idem#1:a#k"}, "kind": {"S": "idempotency"}, "record": {"S": "{}"}}}
+            },
+            {
+                "eventID": "3", "eventName": "REMOVE", "eventSource": "aws:dynamodb",
+                "dynamodb": {"Keys": {"pk": {"S": "decision#old"}}}
+            }
+        ]})
+    }
+
+    #[test]
+    fn only_decisions_are_read_from_a_stream_batch() {
+        assert!(is_stream_event(&event()));
+        assert!(!is_stream_event(&serde_json::json!({"action": "notify"})));
+        let found = decisions(event()).unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].kind, "decision");
+        assert_eq!(found[0].record.tool_id, "search_logs");
+    }
+
+    #[test]
+    fn a_record_that_is_not_a_decision_fails_the_batch() {
+        let mut e = event();
+        e["Records"][0]["dynamodb"]["NewImage"]["record"]["S"] = "not json".into();
+        let err = decisions(e).unwrap_err();
+        assert_eq!(err.kind, super::super::ErrorType::InvalidEvent);
+    }
+}

@@ -9,6 +9,10 @@
 //! topic, state machine from `statemachines/approval.asl.json`) under a
 //! unique prefix, so the tests run in parallel on one emulator.
 
+// Only the binary and path helpers of the shared test module are used here.
+#[cfg(test)]
+#[allow(dead_code)]
+mod common;
 #[cfg(test)]
 #[path = "aws/emulator.rs"]
 mod emulator;

@@ -144,6 +144,29 @@ fn check_len(name: &str, value: Option<&str>, max: usize) -> Result<(), ServiceE
     }
 }
 
+/// Writes the seed's structured decision line (`agent_id`, `tool_id`,
+/// `policy_result`, `reason`, `trace_id`) for a recorded decision. `kind` is
+/// `decision` for a decision made by authorize and `approval` for the record
+/// that closes an approval.
+pub fn log_decision(kind: &str, r: &DecisionRecord) {
+    let reason = r.reasons.first().map_or("", |x| x.code.as_str());
+    let approval = r.approval.as_ref().map(|a| a.approval_id.as_str());
+    tracing::info!(
+        target: "decision",
+        kind,
+        agent_id = %r.agent_id,
+        tool_id = %r.tool_id,
+        policy_result = r.decision.as_str(),
+        reason,
+        trace_id = %r.trace_id,
+        decision_id = %r.decision_id,
+        user_id = %r.user_id,
+        policy_version = %r.policy_version,
+        approval_id = approval.or(r.approval_id.as_deref()),
+        "decision"
+    );
+}
+
 /// A 128-bit random trace id, hex.
 pub fn new_trace_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()
@@ -287,17 +310,7 @@ impl AuthorizeService {
         }
 
         self.metrics.record_decision(&record);
-        let reason = record.reasons.first().map_or("", |r| r.code.as_str());
-        tracing::info!(
-            target: "decision",
-            agent_id = %record.agent_id,
-            tool_id = %record.tool_id,
-            policy_result = record.decision.as_str(),
-            reason,
-            trace_id = %record.trace_id,
-            decision_id = %record.decision_id,
-            "decision"
-        );
+        log_decision("decision", &record);
         Ok(record)
     }
 

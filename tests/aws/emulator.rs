@@ -1,8 +1,7 @@
 //! moto's server behind the router, started once per test binary.
 
 use std::collections::HashMap;
-use std::net::TcpListener as StdListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -79,20 +78,7 @@ impl Drop for ChildGuard {
     }
 }
 
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("cannot bind an ephemeral port")
-        .port()
-}
-
-/// The workspace root.
-pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the tests package has a parent")
-        .to_path_buf()
-}
+pub use crate::common::workspace_root;
 
 fn moto_server() -> PathBuf {
     let bin = workspace_root().join(".venv/bin/moto_server");
@@ -116,8 +102,8 @@ fn start() -> Emulator {
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    let router_port = free_port();
-    let moto_port = free_port();
+    let router_port = crate::common::free_port();
+    let moto_port = crate::common::free_port();
     let log = std::env::temp_dir().join(format!("agent-governance-moto-{moto_port}.log"));
     let moto = Command::new(moto_server())
         .args(["-H", "127.0.0.1", "-p", &moto_port.to_string()])

@@ -308,7 +308,7 @@ impl Stack {
 
     /// `govctl policy push DIR --env dev` against this stack; returns the version id.
     pub fn push(&self, policy: &Path, message: &str) -> String {
-        let out = Command::new(crate::stack::govctl())
+        let out = Command::new(crate::common::govctl_bin())
             .args(["policy", "push"])
             .arg(policy)
             .args([
@@ -677,39 +677,4 @@ pub struct HttpAnswer {
     pub body: String,
     /// The body as JSON, or null.
     pub json: Value,
-}
-
-/// The `govctl` binary, built with the `aws` feature once per run.
-pub fn govctl() -> std::path::PathBuf {
-    static BIN: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-    BIN.get_or_init(|| {
-        let root = workspace_root();
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(std::path::PathBuf::from)
-            .map(|d| if d.is_relative() { root.join(d) } else { d })
-            .unwrap_or_else(|| root.join("target"));
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let out = Command::new(cargo)
-            .current_dir(&root)
-            .args([
-                "build",
-                "-p",
-                "govctl",
-                "--features",
-                "aws",
-                "--bin",
-                "govctl",
-                "--target-dir",
-            ])
-            .arg(&target)
-            .output()
-            .expect("run cargo build");
-        assert!(
-            out.status.success(),
-            "cannot build govctl: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        target.join("debug").join("govctl")
-    })
-    .clone()
 }

@@ -41,7 +41,7 @@ pub fn example_policies() -> PathBuf {
     workspace_root().join("infra").join("policies")
 }
 
-/// The `govctl` binary, built once per test run.
+/// The `govctl` binary (with AWS support, for `policy push`), built once per test run.
 pub fn govctl_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
@@ -143,7 +143,7 @@ pub fn agent_token_in(data_dir: &Path, agent_id: &str) -> String {
 }
 
 /// A port nobody listened on a moment ago.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("cannot bind an ephemeral port")

@@ -16,8 +16,9 @@ use super::stream::{decisions, is_stream_event};
 use super::HandlerError;
 use crate::approval::outcome_record;
 use crate::clock::rfc3339;
-use crate::model::{ApprovalStatus, DecisionRecord};
+use crate::model::ApprovalStatus;
 use crate::ports::{ApprovalRequest, ApprovalStore, Clock, DecisionLog};
+use crate::service::log_decision;
 
 /// The approval steps the state machine records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -84,25 +85,6 @@ pub struct DecisionLogHandler {
     pub clock: Arc<dyn Clock>,
 }
 
-/// Writes the seed's decision line for one record.
-fn log_line(kind: &str, r: &DecisionRecord) {
-    let reason = r.reasons.first().map_or("", |x| x.code.as_str());
-    tracing::info!(
-        target: "decision_log",
-        kind,
-        agent_id = %r.agent_id,
-        tool_id = %r.tool_id,
-        policy_result = r.decision.as_str(),
-        reason,
-        trace_id = %r.trace_id,
-        decision_id = %r.decision_id,
-        user_id = %r.user_id,
-        policy_version = %r.policy_version,
-        approval_id = r.approval.as_ref().map(|a| a.approval_id.as_str()).or(r.approval_id.as_deref()),
-        "decision"
-    );
-}
-
 impl DecisionLogHandler {
     /// The handler on DynamoDB.
     pub fn aws(config: &super::config::DecisionLogConfig, sdk: &aws_config::SdkConfig) -> Self {
@@ -122,7 +104,7 @@ impl DecisionLogHandler {
     pub async fn handle(&self, event: Value) -> Result<Value, HandlerError> {
         if is_stream_event(&event) {
             for d in decisions(event)? {
-                log_line(&d.kind, &d.record);
+                log_decision(&d.kind, &d.record);
             }
             return Ok(json!({ "batchItemFailures": [] }));
         }
@@ -190,7 +172,7 @@ impl DecisionLogHandler {
         let at = answer.decided_at.clone().unwrap_or(now);
         let record = outcome_record(request, status, answer.approver, answer.comment, &at);
         self.log.append(&record).await?;
-        log_line("approval", &record);
+        log_decision("approval", &record);
         Ok(json!({ "record": record, "outcome": status.as_str() }))
     }
 }

@@ -457,3 +457,54 @@ fn without_the_decision_log_every_call_is_denied() {
     assert_eq!(answer.json["error"]["code"], "decision_not_recorded");
     assert_eq!(answer.json["reasons"][0]["code"], "decision_not_recorded");
 }
+
+#[test]
+fn a_workflow_store_failure_is_retried_then_closed_as_a_recorded_denial() {
+    let stack = Stack::new("wffail", &example_policies());
+    // Without the approvals table, the first step fails with StoreUnavailable.
+    stack
+        .emu
+        .block_on(
+            stack
+                .clients
+                .dynamodb
+                .delete_table()
+                .table_name(table(&stack.name, "approvals"))
+                .send(),
+        )
+        .expect("delete the approvals table");
+    let tom = stack.user_token("tom", &["treasury_operator"]);
+    let started = std::time::Instant::now();
+    let answer = stack.authorize("agent-treasury-1", &tom, &transfer(250.0));
+    assert_eq!(answer.status, 202, "{}", answer.body);
+    let approval_id = answer.json["approval_id"]
+        .as_str()
+        .expect("an approval id")
+        .to_owned();
+    let (status, error) = stack.wait_for_execution(&approval_id, Duration::from_secs(60));
+    assert_eq!(
+        (status.as_str(), error.as_deref()),
+        ("FAILED", Some("ApprovalFailed"))
+    );
+    // Three retries wait 1 + 2 + 4 seconds before the Catch.
+    assert!(
+        started.elapsed() >= Duration::from_secs(6),
+        "the step was retried"
+    );
+    let outcome = outcome_of(&stack, &approval_id);
+    assert_eq!(outcome["decision"], "deny");
+    assert_eq!(outcome["reasons"][0]["code"], "approval_failed");
+    assert_eq!(
+        outcome["approval"]["comment"],
+        "workflow error `StoreUnavailable`"
+    );
+    // Nobody was asked to approve a call the workflow could not keep.
+    assert!(stack.emu.sns_messages(&stack.name).is_empty());
+    assert_eq!(
+        stack.metric_sum(
+            "PolicyDenied",
+            &[("Environment", "dev"), ("Reason", "approval_failed")]
+        ),
+        1.0
+    );
+}

@@ -158,7 +158,13 @@ impl DecisionLogHandler {
         };
         let mut answer = answer;
         if matches!(status, ApprovalStatus::Expired | ApprovalStatus::Failed) {
-            self.approvals.close(&request.approval_id, status).await?;
+            // The denial record is what must not be lost. An approval left
+            // pending in its table cannot be answered anyway: an answer needs
+            // the waiting step, which is gone, and the expiry has passed or
+            // follows.
+            if let Err(e) = self.approvals.close(&request.approval_id, status).await {
+                tracing::warn!(approval_id = %request.approval_id, error = %e, "cannot close the approval; recording the denial anyway");
+            }
         } else if let Some(item) = self.approvals.get(&request.approval_id).await? {
             // The approvals table holds the human's answer as the callback's
             // single conditional write recorded it: that is the authority,

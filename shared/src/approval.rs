@@ -123,6 +123,7 @@ mod tests {
             approver_group: Some("treasury-approvers".into()),
             expires_at: "2026-01-07T12:30:00.000Z".into(),
             timeout_seconds: 1800,
+            arguments: serde_json::json!({"amount": 250.0}),
         }
     }
 

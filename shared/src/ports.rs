@@ -135,6 +135,9 @@ pub struct ApprovalRequest {
     pub expires_at: String,
     /// How long approvers have, from the tool's policy.
     pub timeout_seconds: u64,
+    /// The call's arguments, for approvers to see what they approve.
+    #[serde(default)]
+    pub arguments: serde_json::Value,
 }
 
 /// Starts human approval of a pending call.
@@ -190,11 +193,27 @@ pub struct HumanDecision {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decided {
     /// This answer is the decision; the workflow step waits on this token.
-    Recorded(Option<TaskToken>),
-    /// The approval was already closed; a second click sees the outcome.
+    Recorded(TaskToken),
+    /// The approval was already closed (or is past its expiry); a second
+    /// click sees the outcome.
     AlreadyClosed(ApprovalStatus),
+    /// The workflow is not waiting for approvers yet.
+    NotReady,
     /// No such approval.
     NotFound,
+}
+
+/// The SHA-256 (hex) of an approver link's review id. Only the message to
+/// approvers carries the review id itself; the agent, which knows the
+/// approval id, never learns it, and the store keeps only its hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReviewKey(pub String);
+
+impl ReviewKey {
+    /// The key of a review id.
+    pub fn of(review_id: &str) -> Self {
+        Self(hex::encode(Sha256::digest(review_id.as_bytes())))
+    }
 }
 
 /// Pending approvals and their outcomes. Every state change is one
@@ -203,14 +222,18 @@ pub enum Decided {
 pub trait ApprovalStore: Send + Sync {
     /// Records a new pending approval; recording the same one again is a no-op.
     async fn record_pending(&self, request: &ApprovalRequest) -> Result<(), StoreError>;
-    /// Keeps the token of the step that waits for approvers, while pending.
+    /// Keeps the token of the step that waits for approvers, and the key of
+    /// the review id their link carries, while the approval is pending.
     async fn attach_token(
         &self,
         approval_id: &str,
         token: &TaskToken,
+        review: &ReviewKey,
     ) -> Result<ApprovalItem, StoreError>;
     /// One approval, if it exists.
     async fn get(&self, approval_id: &str) -> Result<Option<ApprovalItem>, StoreError>;
+    /// The approval an approver link's review id opens, if any.
+    async fn find_by_review(&self, review: &ReviewKey) -> Result<Option<ApprovalItem>, StoreError>;
     /// Records a human's answer if the approval is still pending.
     async fn decide(
         &self,

@@ -10,9 +10,11 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 use sha2::{Digest, Sha256};
 
+use crate::approval::outcome_record;
 use crate::clock::rfc3339;
 use crate::model::{
-    AuthorizeRequest, Decision, DecisionRecord, Environment, Reason, ReasonCode, UserContext,
+    ApprovalStatus, AuthorizeRequest, Decision, DecisionRecord, Environment, Reason, ReasonCode,
+    UserContext,
 };
 use crate::policy::{DecisionInput, PolicyEngine};
 use crate::ports::{
@@ -205,22 +207,10 @@ impl AuthorizeService {
             )));
         }
         let arguments_hash = canonical_hash(&request.arguments);
-        if let Some(key) = &request.idempotency_key {
-            match self
-                .replay(agent_id, key, &request.tool_id, &arguments_hash)
-                .await
-            {
-                Ok(Some(previous)) => return Ok(previous),
-                Ok(None) => {}
-                Err(Replay::Store(source)) => {
-                    return Err(self.not_recorded(self.unrecorded_stub(agent_id, &request), source))
-                }
-                Err(Replay::Conflict) => {
-                    return Err(ServiceError::IdempotencyConflict(key.clone()))
-                }
-            }
-        }
-
+        // A repeated idempotency key is found by the conditional write of
+        // the record, not by a read first: that keeps an allow, keyed or
+        // not, to one write. A repeat is decided again, and then answered
+        // with the decision first recorded under the key.
         let now = self.clock.now();
         let engine = self.engine.current();
         let evaluation = engine.decide(&DecisionInput {
@@ -303,8 +293,24 @@ impl AuthorizeService {
                     .and_then(|a| a.approver_group.clone()),
                 expires_at: rfc3339(expires),
                 timeout_seconds: timeout,
+                arguments: request.arguments,
             };
             if let Err(source) = self.approvals.start(&approval).await {
+                // The log holds a pending decision that no workflow will
+                // close: close it here, so the log agrees with the deny the
+                // agent gets. A retried start of the same approval is a
+                // no-op, so if the workflow did start, its outcome is the
+                // one recorded after this.
+                let failed = outcome_record(
+                    &approval,
+                    ApprovalStatus::Failed,
+                    None,
+                    Some(format!("the approval workflow did not start: {source}")),
+                    &rfc3339(self.clock.now()),
+                );
+                if let Err(e) = self.log.append(&failed).await {
+                    tracing::error!(approval_id = %approval.approval_id, error = %e, "cannot close the pending decision");
+                }
                 return Err(self.not_recorded(record, source));
             }
         }
@@ -331,35 +337,6 @@ impl AuthorizeService {
             Some(p) if p.tool_id == tool_id && p.arguments_hash == arguments_hash => Ok(Some(p)),
             Some(_) => Err(Replay::Conflict),
             None => Ok(None),
-        }
-    }
-
-    fn unrecorded_stub(&self, agent_id: &str, request: &AuthorizeRequest) -> DecisionRecord {
-        let engine = self.engine.current();
-        DecisionRecord {
-            decision_id: uuid::Uuid::now_v7().to_string(),
-            trace_id: new_trace_id(),
-            timestamp: rfc3339(self.clock.now()),
-            decision: Decision::Deny,
-            reasons: Vec::new(),
-            determining_policies: Vec::new(),
-            errors: Vec::new(),
-            agent_id: agent_id.to_owned(),
-            agent_version: None,
-            user_id: String::new(),
-            user_roles: Vec::new(),
-            tool_id: request.tool_id.clone(),
-            requested_risk: request.requested_risk,
-            arguments_hash: canonical_hash(&request.arguments),
-            environment: self.environment.to_string(),
-            policy_version: engine.version().id.clone(),
-            policy_hash: engine.version().content_hash.clone(),
-            session_id: None,
-            idempotency_key: request.idempotency_key.clone(),
-            reasoning: None,
-            latency_us: 0,
-            approval_id: None,
-            approval: None,
         }
     }
 

@@ -45,7 +45,8 @@ fn transfer(amount: f64) -> Value {
     })
 }
 
-/// A pending transfer: its approval id and the link approvers were sent.
+/// A pending transfer: its approval id (the agent's) and the review id of
+/// the link approvers were sent.
 fn pending_transfer(stack: &Stack) -> (String, String) {
     let tom = stack.user_token("tom", &["treasury_operator"]);
     let answer = stack.authorize("agent-treasury-1", &tom, &transfer(250.0));
@@ -55,21 +56,32 @@ fn pending_transfer(stack: &Stack) -> (String, String) {
         .as_str()
         .expect("a pending decision names its approval")
         .to_owned();
-    let message = stack.wait_for_notification(&approval_id, Duration::from_secs(20));
+    let message = stack.wait_for_notification(Duration::from_secs(20));
     let text = message["Message"].as_str().expect("a message").to_owned();
     let link = text
         .lines()
         .find(|l| l.starts_with("https://"))
         .expect("the message carries a link")
         .to_owned();
-    assert_eq!(
-        link,
-        format!(
-            "https://{}.approvals.test/v1/approvals/{approval_id}/review",
+    let review_id = link
+        .strip_prefix(&format!(
+            "https://{}.approvals.test/v1/reviews/",
             stack.name
-        )
+        ))
+        .expect("the link opens a review")
+        .to_owned();
+    assert_eq!(review_id.len(), 64);
+    // The agent's approval id opens nothing: only the approvers' link does.
+    assert!(
+        !text.contains(&approval_id),
+        "the message does not carry the agent's id"
     );
-    // The task token stays in the approvals table: not in the link, not in the message.
+    assert_eq!(approver_page(stack, &approval_id, "review", "").status, 404);
+    assert_eq!(
+        approver_page(stack, &approval_id, "approve", "approver=agent").status,
+        404
+    );
+    // The task token stays out of the link and the message.
     let item = stack
         .emu
         .block_on(
@@ -94,20 +106,26 @@ fn pending_transfer(stack: &Stack) -> (String, String) {
         .expect("the waiting step's token is kept");
     assert!(!text.contains(token.as_str()) && !link.contains(token.as_str()));
     assert_eq!(item["status"].as_s().expect("status"), "pending");
-    (approval_id, link)
+    // Only the review id's hash is stored.
+    assert!(!format!("{item:?}").contains(&review_id));
+    (approval_id, review_id)
 }
 
 fn approver_page(
     stack: &Stack,
-    approval_id: &str,
+    review_id: &str,
     action: &str,
     form: &str,
 ) -> crate::stack::HttpAnswer {
-    let method = if action == "review" { "GET" } else { "POST" };
+    let (method, path) = if action == "review" {
+        ("GET", format!("/v1/reviews/{review_id}"))
+    } else {
+        ("POST", format!("/v1/reviews/{review_id}/{action}"))
+    };
     stack.http(
         "approval-callback",
         method,
-        &format!("/v1/approvals/{approval_id}/{action}"),
+        &path,
         None,
         &[("content-type", "application/x-www-form-urlencoded")],
         form,
@@ -158,6 +176,21 @@ fn an_allow_is_recorded_and_costs_at_most_two_dynamodb_requests() {
         .collect();
     assert_eq!(ops, ["PutItem"]);
 
+    // An idempotent allow is one write too; its repeat answers the first decision.
+    std::thread::sleep(REFRESH + Duration::from_millis(200));
+    let keyed =
+        json!({"tool_id": "search_kb", "arguments": {"query": "x"}, "idempotency_key": "k-1"});
+    let before = stack.emu.stack_dynamodb_calls(&stack.name).len();
+    let first = stack.authorize("agent-support-1", &alice, &keyed);
+    let ops: Vec<String> = stack.emu.stack_dynamodb_calls(&stack.name)[before..]
+        .iter()
+        .map(|c| c.operation.clone())
+        .collect();
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert_eq!(ops, ["GetItem", "TransactWriteItems"]);
+    let repeat = stack.authorize("agent-support-1", &alice, &keyed);
+    assert_eq!(repeat.json["decision_id"], first.json["decision_id"]);
+
     // The record is durable and the agent can read it back.
     let id = answer.json["decision_id"].as_str().expect("an id");
     let records = stack.decision_items();
@@ -189,7 +222,7 @@ fn an_allow_is_recorded_and_costs_at_most_two_dynamodb_requests() {
     );
     assert_eq!(hidden.status, 404, "another agent's decision is not found");
     // The stream reaches decision-log and denial-metrics; an allow is no denial.
-    assert!(stack.pump_stream() >= 3);
+    assert!(stack.pump_stream() >= 4);
 }
 
 #[test]
@@ -260,25 +293,35 @@ fn the_agent_is_the_iam_principal_never_the_body() {
     );
     assert_eq!(spoof.status, 400);
     assert_eq!(spoof.json["error"]["code"], "unknown_field");
-    // A user token for another audience is refused.
-    let mut claims = stack.user_token("mallory", &["support_agent"]);
-    claims.push('x');
-    let forged = stack.authorize("agent-support-1", &claims, &ask);
+    // A user token with a broken signature, or for another audience, is refused.
+    let mut tampered = stack.user_token("mallory", &["support_agent"]);
+    tampered.push('x');
+    let forged = stack.authorize("agent-support-1", &tampered, &ask);
     assert_eq!(forged.status, 401);
     assert_eq!(forged.json["error"]["code"], "invalid_user_token");
+    let elsewhere = stack.user_token_for("another-service", "mallory", &["support_agent"]);
+    let refused = stack.authorize("agent-support-1", &elsewhere, &ask);
+    assert_eq!(refused.status, 401, "{}", refused.body);
+    assert_eq!(refused.json["error"]["code"], "invalid_user_token");
+    assert!(refused.body.contains("issued by or for someone else"));
 }
 
 #[test]
 fn an_approved_transfer_succeeds_and_the_approval_is_recorded() {
     let stack = Stack::new("approve", &example_policies());
-    let (approval_id, _link) = pending_transfer(&stack);
-    let page = approver_page(&stack, &approval_id, "review", "");
+    let (approval_id, review_id) = pending_transfer(&stack);
+    let page = approver_page(&stack, &review_id, "review", "");
     assert_eq!(page.status, 200);
+    // What is approved: the parties, the tool and the arguments themselves.
     for expected in [
         "agent-treasury-1",
         "transfer_funds",
         "tom",
+        "250.0",
+        "DE89370400440532013000",
+        "EUR",
         "supplier invoice INV-2291",
+        "unverified",
     ] {
         assert!(
             page.body.contains(expected),
@@ -286,9 +329,12 @@ fn an_approved_transfer_succeeds_and_the_approval_is_recorded() {
             page.body
         );
     }
+    assert!(page
+        .body
+        .contains(&format!("action=\"{review_id}/approve\"")));
     let approved = approver_page(
         &stack,
-        &approval_id,
+        &review_id,
         "approve",
         "approver=alice&comment=invoice+checked",
     );
@@ -301,7 +347,7 @@ fn an_approved_transfer_succeeds_and_the_approval_is_recorded() {
     assert_eq!(outcome["approval"]["approver"], "alice");
     assert_eq!(outcome["approval"]["comment"], "invoice checked");
     // A second click sees the outcome; it decides nothing.
-    let again = approver_page(&stack, &approval_id, "reject", "approver=bob");
+    let again = approver_page(&stack, &review_id, "reject", "approver=bob");
     assert_eq!(again.status, 409);
     assert!(again.body.contains("already approved"));
 }
@@ -309,10 +355,10 @@ fn an_approved_transfer_succeeds_and_the_approval_is_recorded() {
 #[test]
 fn a_rejected_transfer_fails_is_recorded_and_counted() {
     let stack = Stack::new("reject", &example_policies());
-    let (approval_id, _) = pending_transfer(&stack);
+    let (approval_id, review_id) = pending_transfer(&stack);
     let rejected = approver_page(
         &stack,
-        &approval_id,
+        &review_id,
         "reject",
         "approver=carol&comment=unknown+supplier",
     );
@@ -354,7 +400,7 @@ fn an_unanswered_transfer_expires_is_recorded_and_counted() {
         )
     });
     let stack = Stack::new("expire", policies.path());
-    let (approval_id, _) = pending_transfer(&stack);
+    let (approval_id, review_id) = pending_transfer(&stack);
     let (status, error) = stack.wait_for_execution(&approval_id, Duration::from_secs(30));
     assert_eq!(
         (status.as_str(), error.as_deref()),
@@ -371,7 +417,7 @@ fn an_unanswered_transfer_expires_is_recorded_and_counted() {
         1.0
     );
     // A late click finds the approval closed.
-    let late = approver_page(&stack, &approval_id, "approve", "approver=alice");
+    let late = approver_page(&stack, &review_id, "approve", "approver=alice");
     assert_eq!(late.status, 409, "{}", late.body);
     assert!(late.body.contains("already expired"));
 }

@@ -346,13 +346,18 @@ impl Stack {
 
     /// A user token of the test issuer.
     pub fn user_token(&self, user: &str, roles: &[&str]) -> String {
+        self.user_token_for(AUDIENCE, user, roles)
+    }
+
+    /// A user token of the test issuer for `audience`.
+    pub fn user_token_for(&self, audience: &str, user: &str, roles: &[&str]) -> String {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         self.emu
             .keys
             .mint(&Claims {
                 iss: ISSUER.into(),
                 sub: user.into(),
-                aud: AUDIENCE.into(),
+                aud: audience.into(),
                 exp: now + 600,
                 iat: now,
                 nbf: now,
@@ -453,17 +458,29 @@ impl Stack {
         )
     }
 
-    /// Feeds the decision table's new stream records to decision-log and
-    /// denial-metrics, as Lambda's event source mappings do; returns how
-    /// many records there were.
+    /// Feeds the decision table's new stream records to decision-log (all
+    /// of them) and denial-metrics (those its event source mapping's filter
+    /// in the template lets through), as Lambda's event source mappings do;
+    /// returns how many records there were.
     pub fn pump_stream(&self) -> usize {
         let records = self.emu.block_on(self.read_stream());
         if records.is_empty() {
             return 0;
         }
-        let event = json!({ "Records": records });
-        for function in ["decision-log", "denial-metrics"] {
-            let (status, error, payload) = self.invoke(function, &event);
+        let pattern = denial_metrics_filter();
+        let denials: Vec<Value> = records
+            .iter()
+            .filter(|r| filter_matches(&pattern, r))
+            .cloned()
+            .collect();
+        for (function, batch) in [
+            ("decision-log", records.clone()),
+            ("denial-metrics", denials),
+        ] {
+            if batch.is_empty() {
+                continue;
+            }
+            let (status, error, payload) = self.invoke(function, &json!({ "Records": batch }));
             assert!(
                 status.is_success() && error.is_none(),
                 "{function} failed: {payload}"
@@ -589,21 +606,17 @@ impl Stack {
         }
     }
 
-    /// The SNS notification about `approval_id`, once delivered.
-    pub fn wait_for_notification(&self, approval_id: &str, timeout: Duration) -> Value {
+    /// The first SNS notification to this stack's approvers, once delivered.
+    pub fn wait_for_notification(&self, timeout: Duration) -> Value {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(m) = self.emu.sns_messages(&self.name).into_iter().find(|m| {
-                m["Message"]
-                    .as_str()
-                    .is_some_and(|t| t.contains(approval_id))
-            }) {
+            if let Some(m) = self.emu.sns_messages(&self.name).into_iter().next() {
                 return m;
             }
             assert!(
                 Instant::now() < deadline,
-                "no notification for {approval_id} after {timeout:?}; got {:?}",
-                self.emu.sns_messages(&self.name)
+                "no notification to {}'s approvers after {timeout:?}",
+                self.name
             );
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -677,4 +690,31 @@ pub struct HttpAnswer {
     pub body: String,
     /// The body as JSON, or null.
     pub json: Value,
+}
+
+/// The `FilterCriteria` pattern of denial-metrics' stream event in the template.
+fn denial_metrics_filter() -> Value {
+    let template = std::fs::read_to_string(workspace_root().join("infra/template.yaml"))
+        .expect("infra/template.yaml");
+    let line = template
+        .lines()
+        .find(|l| l.trim_start().starts_with("- Pattern: '"))
+        .expect("the template filters the denial-metrics stream");
+    let json = line
+        .trim()
+        .trim_start_matches("- Pattern: '")
+        .trim_end_matches('\'');
+    serde_json::from_str(json).expect("the filter pattern is JSON")
+}
+
+/// Whether a stream record matches an event filter pattern: every key of
+/// the pattern must match, a list by containing the record's value.
+fn filter_matches(pattern: &Value, record: &Value) -> bool {
+    match pattern {
+        Value::Object(fields) => fields
+            .iter()
+            .all(|(k, p)| record.get(k).is_some_and(|r| filter_matches(p, r))),
+        Value::Array(allowed) => allowed.contains(record),
+        other => other == record,
+    }
 }

@@ -2,17 +2,20 @@
 //! into the waiting workflow step's completion.
 //!
 //! - `notify` (from the state machine's waiting step): keeps the step's task
-//!   token beside the approval and publishes a message whose link carries
-//!   only the approval's random id.
-//! - `GET /v1/approvals/{id}/review`: the call to approve, with Approve and
-//!   Reject forms. It changes nothing.
-//! - `POST /v1/approvals/{id}/approve|reject`: one conditional write decides
-//!   the approval, then `SendTaskSuccess` or `SendTaskFailure` resumes the
-//!   workflow. A second answer sees the first one's outcome.
+//!   token beside the approval, draws a random review id, and publishes a
+//!   message whose link carries only that id. The review id is not the
+//!   approval id the agent was given, so the agent cannot answer its own
+//!   request; the store keeps only the review id's hash.
+//! - `GET /v1/reviews/{review_id}`: the call to approve (agent, user, tool,
+//!   arguments, the agent's stated reasoning, policy version, expiry), with
+//!   Approve and Reject forms. It changes nothing.
+//! - `POST /v1/reviews/{review_id}/approve|reject`: one conditional write
+//!   decides the approval, then `SendTaskSuccess` or `SendTaskFailure`
+//!   resumes the workflow. A second answer sees the first one's outcome.
 //!
 //! Approver authentication and the approver group check are not here yet:
-//! the approver names themself in the form, and the unguessable approval id
-//! is what protects the link.
+//! the approver names themself in the form, and the unguessable review id,
+//! sent only to approvers, is what protects the link.
 
 use std::sync::Arc;
 
@@ -29,7 +32,7 @@ use crate::clock::rfc3339;
 use crate::model::ApprovalStatus;
 use crate::ports::{
     ApprovalItem, ApprovalStore, CallbackError, Clock, Decided, HumanDecision, Notification,
-    Notifier, TaskCallbacks, TaskToken,
+    Notifier, ReviewKey, TaskCallbacks, TaskToken,
 };
 
 /// The longest approver name and comment kept.
@@ -61,11 +64,16 @@ pub fn is_step_event(event: &Value) -> bool {
 }
 
 /// The link approvers follow.
-pub fn review_link(base_url: &str, approval_id: &str) -> String {
-    format!(
-        "{}/v1/approvals/{approval_id}/review",
-        base_url.trim_end_matches('/')
-    )
+pub fn review_link(base_url: &str, review_id: &str) -> String {
+    format!("{}/v1/reviews/{review_id}", base_url.trim_end_matches('/'))
+}
+
+/// A review id: 256 random bits, hex.
+fn new_review_id() -> Result<String, HandlerError> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| HandlerError::new(ErrorType::NotifyFailed, format!("no randomness: {e}")))?;
+    Ok(hex::encode(bytes))
 }
 
 impl ApprovalCallbackHandler {
@@ -109,12 +117,17 @@ impl ApprovalCallbackHandler {
     pub async fn notify(&self, event: Value) -> Result<Value, HandlerError> {
         let event: NotifyEvent = serde_json::from_value(event)
             .map_err(|e| HandlerError::invalid(format!("not a notify step: {e}")))?;
+        let review_id = new_review_id()?;
         let item = self
             .approvals
-            .attach_token(&event.approval_id, &TaskToken(event.task_token))
+            .attach_token(
+                &event.approval_id,
+                &TaskToken(event.task_token),
+                &ReviewKey::of(&review_id),
+            )
             .await?;
         let d = &item.request.decision;
-        let link = review_link(&event.base_url, &event.approval_id);
+        let link = review_link(&event.base_url, &review_id);
         let notification = Notification {
             subject: format!(
                 "Approval needed: {} by {} for {}",
@@ -148,9 +161,9 @@ impl ApprovalCallbackHandler {
     /// The approver's pages.
     pub fn router(self) -> Router {
         Router::new()
-            .route("/v1/approvals/{id}/review", get(review))
-            .route("/v1/approvals/{id}/approve", post(approve))
-            .route("/v1/approvals/{id}/reject", post(reject))
+            .route("/v1/reviews/{review_id}", get(review))
+            .route("/v1/reviews/{review_id}/approve", post(approve))
+            .route("/v1/reviews/{review_id}/reject", post(reject))
             .with_state(self)
     }
 }
@@ -211,6 +224,13 @@ fn not_found() -> Response {
 fn details(item: &ApprovalItem) -> String {
     let d = &item.request.decision;
     let row = |k: &str, v: &str| format!("<tr><th>{}</th><td>{}</td></tr>", escape(k), escape(v));
+    let arguments: Vec<String> = match &item.request.arguments {
+        serde_json::Value::Object(map) => map
+            .iter()
+            .map(|(k, v)| row(&format!("Argument `{k}`"), &v.to_string()))
+            .collect(),
+        _ => vec![row("Arguments", "(none)")],
+    };
     [
         "<table>".to_owned(),
         row("Agent", &d.agent_id),
@@ -220,9 +240,10 @@ fn details(item: &ApprovalItem) -> String {
         ),
         row("Acting for", &d.user_id),
         row("Tool", &d.tool_id),
+        arguments.concat(),
         row("Arguments hash", &d.arguments_hash),
         row(
-            "Reasoning",
+            "The agent's stated reasoning (unverified)",
             d.reasoning.as_deref().unwrap_or("(none given)"),
         ),
         row("Policy version", &d.policy_version),
@@ -240,23 +261,27 @@ fn details(item: &ApprovalItem) -> String {
     .concat()
 }
 
-async fn review(State(h): State<ApprovalCallbackHandler>, Path(id): Path<String>) -> Response {
-    let item = match h.approvals.get(&id).await {
+async fn review(
+    State(h): State<ApprovalCallbackHandler>,
+    Path(review_id): Path<String>,
+) -> Response {
+    let item = match h.approvals.find_by_review(&ReviewKey::of(&review_id)).await {
         Ok(Some(item)) => item,
         Ok(None) => return not_found(),
         Err(e) => return unavailable(e),
     };
-    let forms = if item.status == ApprovalStatus::Pending {
+    let form = |verb: &str, label: &str| {
+        // Relative to `/v1/reviews/{review_id}`, each form posts to a child.
         format!(
-            "<form method=\"post\" action=\"approve\"><label>Your name \
+            "<form method=\"post\" action=\"{id}/{verb}\"><label>Your name \
              <input name=\"approver\" required maxlength=\"{MAX_FIELD}\"></label> \
              <label>Comment <input name=\"comment\" maxlength=\"{MAX_FIELD}\"></label> \
-             <button type=\"submit\">Approve</button></form>\
-             <form method=\"post\" action=\"reject\"><label>Your name \
-             <input name=\"approver\" required maxlength=\"{MAX_FIELD}\"></label> \
-             <label>Comment <input name=\"comment\" maxlength=\"{MAX_FIELD}\"></label> \
-             <button type=\"submit\">Reject</button></form>"
+             <button type=\"submit\">{label}</button></form>",
+            id = escape(&review_id)
         )
+    };
+    let forms = if item.status == ApprovalStatus::Pending {
+        form("approve", "Approve") + &form("reject", "Reject")
     } else {
         String::new()
     };
@@ -277,22 +302,32 @@ struct AnswerForm {
 
 async fn approve(
     State(h): State<ApprovalCallbackHandler>,
-    Path(id): Path<String>,
+    Path(review_id): Path<String>,
     Form(form): Form<AnswerForm>,
 ) -> Response {
-    h.answer(&id, ApprovalStatus::Approved, form).await
+    h.answer(&review_id, ApprovalStatus::Approved, form).await
 }
 
 async fn reject(
     State(h): State<ApprovalCallbackHandler>,
-    Path(id): Path<String>,
+    Path(review_id): Path<String>,
     Form(form): Form<AnswerForm>,
 ) -> Response {
-    h.answer(&id, ApprovalStatus::Rejected, form).await
+    h.answer(&review_id, ApprovalStatus::Rejected, form).await
 }
 
 impl ApprovalCallbackHandler {
-    async fn answer(&self, id: &str, status: ApprovalStatus, form: AnswerForm) -> Response {
+    async fn answer(&self, review_id: &str, status: ApprovalStatus, form: AnswerForm) -> Response {
+        let item = match self
+            .approvals
+            .find_by_review(&ReviewKey::of(review_id))
+            .await
+        {
+            Ok(Some(item)) => item,
+            Ok(None) => return not_found(),
+            Err(e) => return unavailable(e),
+        };
+        let id = item.request.approval_id.as_str();
         let approver = form.approver.trim();
         if approver.is_empty() || approver.len() > MAX_FIELD {
             return page(
@@ -319,11 +354,8 @@ impl ApprovalCallbackHandler {
             decided_at: rfc3339(self.clock.now()),
         };
         let token = match self.approvals.decide(id, &answer).await {
-            Ok(Decided::Recorded(Some(token))) => token,
-            Ok(Decided::Recorded(None)) => {
-                // Approvers are notified only after the token is kept, so
-                // this answer came from a guessed link before notification.
-                tracing::warn!(approval_id = %id, "answer before the workflow waited");
+            Ok(Decided::Recorded(token)) => token,
+            Ok(Decided::NotReady) => {
                 return page(
                     StatusCode::CONFLICT,
                     "Not ready",
@@ -384,9 +416,17 @@ impl ApprovalCallbackHandler {
                 "<p>The approval timed out before this answer arrived; the call is denied.</p>",
             ),
             Err(CallbackError::Unavailable(e)) => {
-                // The answer is recorded; the workflow's timeout closes the
-                // approval if it cannot be resumed.
-                unavailable(e)
+                // The answer is recorded but did not reach the workflow (the
+                // SDK already retried); unless it is resumed, it expires and
+                // the call is denied.
+                tracing::error!(approval_id = %id, error = %e, "answer recorded, workflow not resumed");
+                page(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Recorded, not delivered",
+                    "<p>Your answer is recorded, but the approval workflow could not be \
+                     resumed. If it is not resumed before the approval expires, the call \
+                     is denied.</p>",
+                )
             }
         }
     }
@@ -395,11 +435,17 @@ impl ApprovalCallbackHandler {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn links_carry_only_the_approval_id() {
+    fn links_carry_only_a_fresh_review_id() {
         assert_eq!(
             super::review_link("https://x.example/", "abc"),
-            "https://x.example/v1/approvals/abc/review"
+            "https://x.example/v1/reviews/abc"
         );
+        let (a, b) = (
+            super::new_review_id().unwrap(),
+            super::new_review_id().unwrap(),
+        );
+        assert_eq!(a.len(), 64);
+        assert_ne!(a, b);
         assert_eq!(
             super::escape("<a href=\"x\">&'"),
             "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"

@@ -54,12 +54,13 @@ impl AgentAuthenticator for IamAgentAuth {
             .and_then(|iam| iam.user_arn.as_deref())
             .ok_or(ApiError::MissingCredentials)?;
         // An authenticated principal that no agent runs as is still decided
-        // (and recorded) — as an unknown agent named by its ARN.
+        // (and recorded) as an unknown agent, named so that no registered
+        // agent id can be it: ids cannot hold spaces or angle brackets.
         Ok(self
             .engine
             .current()
             .agent_for_principal(arn)
-            .map_or_else(|| arn.to_owned(), str::to_owned))
+            .map_or_else(|| format!("<unregistered> {arn}"), str::to_owned))
     }
 }
 

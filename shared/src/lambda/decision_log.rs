@@ -117,7 +117,7 @@ impl DecisionLogHandler {
         let state = step.approval;
         let request = &state.request;
         let now = rfc3339(self.clock.now());
-        let (status, answer) = match step.action {
+        let (mut status, answer) = match step.action {
             Action::ApprovalRequested => {
                 self.approvals.record_pending(request).await?;
                 tracing::info!(
@@ -157,6 +157,7 @@ impl DecisionLogHandler {
             }
         };
         let mut answer = answer;
+        let step_status = status;
         if matches!(status, ApprovalStatus::Expired | ApprovalStatus::Failed) {
             // The denial record is what must not be lost. An approval left
             // pending in its table cannot be answered anyway: an answer needs
@@ -165,15 +166,32 @@ impl DecisionLogHandler {
             if let Err(e) = self.approvals.close(&request.approval_id, status).await {
                 tracing::warn!(approval_id = %request.approval_id, error = %e, "cannot close the approval; recording the denial anyway");
             }
-        } else if let Some(item) = self.approvals.get(&request.approval_id).await? {
+        } else {
             // The approvals table holds the human's answer as the callback's
             // single conditional write recorded it: that is the authority,
-            // whatever the workflow carried along.
-            answer = Answer {
-                approver: item.approver.or(answer.approver),
-                comment: item.comment.or(answer.comment),
-                decided_at: item.decided_at.or(answer.decided_at),
-            };
+            // whatever the workflow carried along. A step that resumed
+            // without that answer (a token sent by anyone else) is no approval.
+            match self.approvals.get(&request.approval_id).await? {
+                Some(item) if item.status == status => {
+                    answer = Answer {
+                        approver: item.approver,
+                        comment: item.comment,
+                        decided_at: item.decided_at.or(answer.decided_at),
+                    };
+                }
+                found => {
+                    let held = found.map_or("missing", |i| i.status.as_str());
+                    tracing::error!(approval_id = %request.approval_id, expected = status.as_str(), held, "the workflow resumed without a matching answer; recording a failed approval");
+                    status = ApprovalStatus::Failed;
+                    answer = Answer {
+                        comment: Some(format!(
+                            "the workflow reported `{}` but the approvals table holds `{held}`",
+                            step_status.as_str()
+                        )),
+                        ..Answer::default()
+                    };
+                }
+            }
         }
         let at = answer.decided_at.clone().unwrap_or(now);
         let record = outcome_record(request, status, answer.approver, answer.comment, &at);

@@ -2,17 +2,20 @@
 //!
 //! Every change of status is one conditional update from `pending`, so an
 //! approval is decided once: a second click, or a click racing the timeout,
-//! finds it closed. The task token of the waiting workflow step is kept only
-//! here; no link, message or log line carries it.
+//! finds it closed. The task token of the waiting workflow step is kept
+//! here; no link, message or log line carries it. Beside each approval, an
+//! item keyed `review#KEY` points from the hash of the approver link's
+//! review id to the approval.
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::ReturnValue;
+use aws_sdk_dynamodb::types::{Put, ReturnValue, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 
 use super::{corrupt, get_s, n, opt_s, s, unavailable, Item};
 use crate::model::ApprovalStatus;
 use crate::ports::{
-    ApprovalItem, ApprovalRequest, ApprovalStore, Decided, HumanDecision, StoreError, TaskToken,
+    ApprovalItem, ApprovalRequest, ApprovalStore, Decided, HumanDecision, ReviewKey, StoreError,
+    TaskToken,
 };
 
 /// Closed approvals stay this long after they expire, then DynamoDB's TTL
@@ -33,6 +36,10 @@ where
     e.as_service_error()
         .and_then(aws_sdk_dynamodb::error::ProvideErrorMetadata::code)
         == Some("ConditionalCheckFailedException")
+}
+
+fn review_pk(review: &ReviewKey) -> String {
+    format!("review#{}", review.0)
 }
 
 fn status_from(text: &str) -> Result<ApprovalStatus, StoreError> {
@@ -110,26 +117,78 @@ impl ApprovalStore for DynamoApprovals {
         &self,
         approval_id: &str,
         token: &TaskToken,
+        review: &ReviewKey,
     ) -> Result<ApprovalItem, StoreError> {
-        let out = self
-            .client
-            .update_item()
+        let approval = self
+            .get(approval_id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("approval `{approval_id}`")))?;
+        let expires = time::OffsetDateTime::parse(
+            &approval.request.expires_at,
+            &time::format_description::well_known::Rfc3339,
+        )
+        .map_err(corrupt)?;
+        let update = Update::builder()
             .table_name(&self.table)
             .key("approval_id", s(approval_id))
-            .update_expression("SET task_token = :t")
+            .update_expression("SET task_token = :t, review_key = :r")
             .condition_expression("#st = :pending")
             .expression_attribute_names("#st", "status")
             .expression_attribute_values(":t", s(&token.0))
+            .expression_attribute_values(":r", s(&review.0))
             .expression_attribute_values(":pending", s(ApprovalStatus::Pending.as_str()))
-            .return_values(ReturnValue::AllNew)
+            .build()
+            .map_err(|e| unavailable(&e))?;
+        let mut pointer = Item::new();
+        pointer.insert("approval_id".into(), s(review_pk(review)));
+        pointer.insert("target".into(), s(approval_id));
+        pointer.insert(
+            "ttl".into(),
+            n(expires.unix_timestamp().saturating_add(KEEP_SECONDS)),
+        );
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(pointer))
+            .condition_expression("attribute_not_exists(approval_id)")
+            .build()
+            .map_err(|e| unavailable(&e))?;
+        let written = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().update(update).build())
+            .transact_items(TransactWriteItem::builder().put(put).build())
             .send()
             .await;
-        match out {
-            Ok(out) => item_from(&out.attributes.unwrap_or_default()),
-            Err(e) if is_condition_failure(&e) => Err(StoreError::NotFound(format!(
-                "pending approval `{approval_id}`"
-            ))),
+        match written {
+            Ok(_) => Ok(ApprovalItem {
+                task_token: Some(token.clone()),
+                ..approval
+            }),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_transaction_canceled_exception()) =>
+            {
+                Err(StoreError::NotFound(format!(
+                    "pending approval `{approval_id}`"
+                )))
+            }
             Err(e) => Err(unavailable(&e)),
+        }
+    }
+
+    async fn find_by_review(&self, review: &ReviewKey) -> Result<Option<ApprovalItem>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("approval_id", s(review_pk(review)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| unavailable(&e))?;
+        match out.item.as_ref().map(|i| get_s(i, "target")).transpose()? {
+            Some(target) => self.get(target).await,
+            None => Ok(None),
         }
     }
 
@@ -156,8 +215,12 @@ impl ApprovalStore for DynamoApprovals {
             .update_item()
             .table_name(&self.table)
             .key("approval_id", s(approval_id))
-            // RFC 3339 UTC timestamps of one format compare as strings.
-            .condition_expression("#st = :pending AND expires_at > :at")
+            // RFC 3339 UTC timestamps of one format compare as strings. An
+            // approval is answered only while its workflow step waits (it
+            // holds the token) and before it expires.
+            .condition_expression(
+                "#st = :pending AND expires_at > :at AND attribute_exists(task_token)",
+            )
             .expression_attribute_names("#st", "status")
             .expression_attribute_values(":pending", s(ApprovalStatus::Pending.as_str()))
             .expression_attribute_values(":s", s(answer.status.as_str()))
@@ -172,17 +235,21 @@ impl ApprovalStore for DynamoApprovals {
             None => update.update_expression("SET #st = :s, approver = :by, decided_at = :at"),
         };
         match update.send().await {
-            Ok(out) => Ok(Decided::Recorded(
-                item_from(&out.attributes.unwrap_or_default())?.task_token,
-            )),
+            Ok(out) => item_from(&out.attributes.unwrap_or_default())?
+                .task_token
+                .map(Decided::Recorded)
+                .ok_or_else(|| corrupt(format!("approval `{approval_id}` lost its token"))),
             Err(e) if is_condition_failure(&e) => match self.get(approval_id).await? {
+                None => Ok(Decided::NotFound),
+                Some(item) if item.status != ApprovalStatus::Pending => {
+                    Ok(Decided::AlreadyClosed(item.status))
+                }
                 // Past its expiry, a pending approval is as good as expired:
                 // the workflow is about to record it so.
-                Some(item) if item.status == ApprovalStatus::Pending => {
+                Some(item) if item.request.expires_at <= answer.decided_at => {
                     Ok(Decided::AlreadyClosed(ApprovalStatus::Expired))
                 }
-                Some(item) => Ok(Decided::AlreadyClosed(item.status)),
-                None => Ok(Decided::NotFound),
+                Some(_) => Ok(Decided::NotReady),
             },
             Err(e) => Err(unavailable(&e)),
         }

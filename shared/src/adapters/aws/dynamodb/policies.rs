@@ -131,6 +131,10 @@ impl DynamoPolicyStore {
             return Err(StoreError::NotFound(id.to_owned()));
         }
         let prefix = id.to_ascii_lowercase();
+        // A full id needs no listing: reading it finds it or not.
+        if prefix.len() == 64 {
+            return Ok(prefix);
+        }
         let matches: Vec<String> = self
             .versions()
             .await?

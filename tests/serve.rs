@@ -9,6 +9,9 @@
 mod common;
 
 #[cfg(test)]
+#[path = "serve/approvals.rs"]
+mod approvals;
+#[cfg(test)]
 #[path = "serve/body.rs"]
 mod body;
 #[cfg(test)]

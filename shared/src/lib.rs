@@ -6,17 +6,16 @@
 //! policy bundles ([`policy`]), the ports the domain talks through ([`ports`]),
 //! the embedded adapters ([`adapters`]), token verification ([`auth`]), the
 //! authorization service ([`service`]) and the HTTP surface ([`http`]) that
-//! both `govctl serve` and the Lambda functions mount. With the `aws`
-//! feature it also holds the AWS adapters and the Lambda handlers
-//! ([`lambda`]).
+//! both `govctl serve` and the Lambda functions mount. The handlers of
+//! the approval workflow's steps and of the Lambda functions are in
+//! [`handlers`]; with the `aws` feature the crate also holds the AWS adapters.
 
 pub mod adapters;
 pub mod approval;
 pub mod auth;
 pub mod clock;
+pub mod handlers;
 pub mod http;
-#[cfg(feature = "aws")]
-pub mod lambda;
 pub mod metrics;
 pub mod model;
 pub mod policy;

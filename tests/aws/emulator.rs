@@ -13,10 +13,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use governance::auth::LocalKeys;
-use governance::lambda::approval_callback::ApprovalCallbackHandler;
-use governance::lambda::decision_log::DecisionLogHandler;
-use governance::lambda::denial_metrics::DenialMetricsHandler;
-use governance::lambda::HandlerError;
+use governance::handlers::approval_callback::ApprovalCallbackHandler;
+use governance::handlers::decision_log::DecisionLogHandler;
+use governance::handlers::denial_metrics::DenialMetricsHandler;
+use governance::handlers::HandlerError;
 use serde_json::{json, Value};
 
 /// The region and account every ARN uses.
@@ -266,7 +266,7 @@ async fn invoke(
             let context = lambda_runtime::Context::default();
             match function.as_str() {
                 "authorize" => {
-                    governance::lambda::invoke_http(functions.authorize, event, context).await
+                    governance::handlers::invoke_http(functions.authorize, event, context).await
                 }
                 "decision-log" => functions.decision_log.handle(event).await,
                 "denial-metrics" => functions.denial_metrics.handle(event).await,

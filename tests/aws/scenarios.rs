@@ -56,6 +56,10 @@ fn pending_transfer(stack: &Stack) -> (String, String) {
         .as_str()
         .expect("a pending decision names its approval")
         .to_owned();
+    assert_eq!(
+        answer.json["poll_url"],
+        format!("/v1/approvals/{approval_id}")
+    );
     let message = stack.wait_for_notification(Duration::from_secs(20));
     let text = message["Message"].as_str().expect("a message").to_owned();
     let link = text
@@ -129,6 +133,19 @@ fn approver_page(
         None,
         &[("content-type", "application/x-www-form-urlencoded")],
         form,
+    )
+}
+
+/// `GET /v1/approvals/{id}` as the agent running as `role`.
+fn poll(stack: &Stack, role: &str, approval_id: &str) -> crate::stack::HttpAnswer {
+    let arn = format!("arn:aws:sts::{ACCOUNT}:assumed-role/{role}/s");
+    stack.http(
+        "authorize",
+        "GET",
+        &format!("/v1/approvals/{approval_id}"),
+        Some(&arn),
+        &[],
+        "",
     )
 }
 
@@ -346,6 +363,11 @@ fn an_approved_transfer_succeeds_and_the_approval_is_recorded() {
     assert_eq!(outcome["reasons"][0]["code"], "approval_granted");
     assert_eq!(outcome["approval"]["approver"], "alice");
     assert_eq!(outcome["approval"]["comment"], "invoice checked");
+    assert_eq!(
+        poll(&stack, "agent-treasury-1", &approval_id).json["status"],
+        "approved"
+    );
+    assert_eq!(poll(&stack, "agent-support-1", &approval_id).status, 404);
     // A second click sees the outcome; it decides nothing.
     let again = approver_page(&stack, &review_id, "reject", "approver=bob");
     assert_eq!(again.status, 409);
@@ -373,6 +395,10 @@ fn a_rejected_transfer_fails_is_recorded_and_counted() {
     assert_eq!(outcome["reasons"][0]["code"], "approval_rejected");
     assert_eq!(outcome["approval"]["approver"], "carol");
     assert_eq!(outcome["approval"]["comment"], "unknown supplier");
+    assert_eq!(
+        poll(&stack, "agent-treasury-1", &approval_id).json["status"],
+        "rejected"
+    );
     assert_eq!(
         stack.metric_sum(
             "PolicyDenied",
@@ -409,6 +435,10 @@ fn an_unanswered_transfer_expires_is_recorded_and_counted() {
     let outcome = outcome_of(&stack, &approval_id);
     assert_eq!(outcome["decision"], "deny");
     assert_eq!(outcome["reasons"][0]["code"], "approval_expired");
+    assert_eq!(
+        poll(&stack, "agent-treasury-1", &approval_id).json["status"],
+        "expired"
+    );
     assert_eq!(
         stack.metric_sum(
             "PolicyDenied",

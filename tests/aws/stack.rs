@@ -17,13 +17,13 @@ use governance::adapters::aws::{
     aws_config, aws_sdk_cloudwatch, aws_sdk_dynamodb, aws_sdk_sfn, aws_sdk_sns,
 };
 use governance::auth::{Claims, TokenUse};
-use governance::lambda::approval_callback::ApprovalCallbackHandler;
-use governance::lambda::authorize::{app, AuthorizePorts};
-use governance::lambda::config::{
+use governance::handlers::approval_callback::ApprovalCallbackHandler;
+use governance::handlers::authorize::{app, AuthorizePorts};
+use governance::handlers::config::{
     ApprovalCallbackConfig, AuthorizeConfig, DecisionLogConfig, DenialMetricsConfig,
 };
-use governance::lambda::decision_log::DecisionLogHandler;
-use governance::lambda::denial_metrics::DenialMetricsHandler;
+use governance::handlers::decision_log::DecisionLogHandler;
+use governance::handlers::denial_metrics::DenialMetricsHandler;
 use governance::model::Environment;
 use serde_json::{json, Value};
 
@@ -272,6 +272,7 @@ impl Stack {
             environment: Environment::Dev,
             policy_table: table(&self.name, "policy-versions"),
             decisions_table: table(&self.name, "decisions"),
+            approvals_table: table(&self.name, "approvals"),
             state_machine_arn: self.state_machine_arn.clone(),
             oidc_issuer: ISSUER.into(),
             oidc_audience: AUDIENCE.into(),

@@ -9,10 +9,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use governance::adapters::local::MemoryMetrics;
+use governance::adapters::local::workflow::{LocalTasks, LocalWorkflow};
+use governance::adapters::local::{LogNotifier, MemoryMetrics};
 use governance::adapters::sqlite::SqliteStore;
 use governance::auth::{JwtVerifier, LocalKeys, AGENT_AUDIENCE, LOCAL_ISSUER, USER_AUDIENCE};
 use governance::clock::SystemClock;
+use governance::handlers::approval_callback::ApprovalCallbackHandler;
+use governance::handlers::decision_log::DecisionLogHandler;
+use governance::handlers::denial_metrics::DenialMetricsHandler;
 use governance::http::{router, AppState, BearerAgentAuth};
 use governance::policy::{compile, load_engine, PolicyBundle, PolicyEngine, PolicyVersionRef};
 use governance::ports::{PolicyStore, PublishRequest};
@@ -40,11 +44,38 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         Duration::from_secs(args.reload_interval.max(1)),
     ));
 
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    let metrics = Arc::new(MemoryMetrics::default());
+    // The approval workflow runs in process, through the same step handlers
+    // the state machine calls on AWS; approvers' links point here.
+    let tasks = Arc::new(LocalTasks::default());
+    let callback = ApprovalCallbackHandler {
+        approvals: store.clone(),
+        tasks: tasks.clone(),
+        notifier: Arc::new(LogNotifier),
+        clock: Arc::new(SystemClock),
+    };
+    let workflow = LocalWorkflow {
+        decision_log: Arc::new(DecisionLogHandler {
+            log: store.clone(),
+            approvals: store.clone(),
+            clock: Arc::new(SystemClock),
+        }),
+        callback: callback.clone(),
+        metrics: Arc::new(DenialMetricsHandler {
+            sink: metrics.clone(),
+        }),
+        tasks,
+        base_url: format!("http://{addr}"),
+    };
     let service = AuthorizeService {
         engine: handle,
         log: store.clone(),
-        approvals: store.clone(),
-        metrics: Arc::new(MemoryMetrics::default()),
+        approvals: Arc::new(workflow),
+        metrics,
         clock: Arc::new(SystemClock),
         environment: args.environment,
     };
@@ -64,11 +95,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             "roles",
         )?),
         log: store.clone(),
+        approvals: store.clone(),
     };
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let addr = listener.local_addr()?;
     tracing::info!(
         %addr,
         data_dir = %args.data.data_dir.display(),
@@ -79,7 +107,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         "listening on http://{addr}  (try: govctl agent token agent-support-1 --data-dir {})",
         args.data.data_dir.display()
     );
-    axum::serve(listener, router(state))
+    axum::serve(listener, router(state).merge(callback.router()))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })

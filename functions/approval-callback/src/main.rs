@@ -4,9 +4,9 @@
 use std::sync::Arc;
 
 use governance::adapters::aws::sdk_config;
-use governance::lambda::approval_callback::ApprovalCallbackHandler;
-use governance::lambda::config::ApprovalCallbackConfig;
-use governance::lambda::init_tracing;
+use governance::handlers::approval_callback::ApprovalCallbackHandler;
+use governance::handlers::config::ApprovalCallbackConfig;
+use governance::handlers::init_tracing;
 use lambda_runtime::{service_fn, LambdaEvent};
 
 #[tokio::main]

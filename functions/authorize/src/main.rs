@@ -2,9 +2,9 @@
 //! behind API Gateway with IAM authorization.
 
 use governance::adapters::aws::sdk_config;
-use governance::lambda::authorize::{app, AuthorizePorts};
-use governance::lambda::config::AuthorizeConfig;
-use governance::lambda::init_tracing;
+use governance::handlers::authorize::{app, AuthorizePorts};
+use governance::handlers::config::AuthorizeConfig;
+use governance::handlers::init_tracing;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {

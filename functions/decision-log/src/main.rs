@@ -4,9 +4,9 @@
 use std::sync::Arc;
 
 use governance::adapters::aws::sdk_config;
-use governance::lambda::config::DecisionLogConfig;
-use governance::lambda::decision_log::DecisionLogHandler;
-use governance::lambda::init_tracing;
+use governance::handlers::config::DecisionLogConfig;
+use governance::handlers::decision_log::DecisionLogHandler;
+use governance::handlers::init_tracing;
 use lambda_runtime::{service_fn, LambdaEvent};
 
 #[tokio::main]

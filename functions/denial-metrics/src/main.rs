@@ -4,9 +4,9 @@
 use std::sync::Arc;
 
 use governance::adapters::aws::sdk_config;
-use governance::lambda::config::DenialMetricsConfig;
-use governance::lambda::denial_metrics::DenialMetricsHandler;
-use governance::lambda::init_tracing;
+use governance::handlers::config::DenialMetricsConfig;
+use governance::handlers::denial_metrics::DenialMetricsHandler;
+use governance::handlers::init_tracing;
 use lambda_runtime::{service_fn, LambdaEvent};
 
 #[tokio::main]

@@ -1,6 +1,7 @@
 //! The HTTP API, shared by `govctl serve` and the Lambda functions.
 //!
-//! Routes: `POST /v1/authorize`, `GET /v1/decisions/{id}`, `GET /healthz`.
+//! Routes: `POST /v1/authorize`, `GET /v1/decisions/{id}`,
+//! `GET /v1/approvals/{id}`, `GET /healthz`.
 //! The agent is whoever [`AgentAuthenticator`] says the transport
 //! authenticated; the user is the verified `X-On-Behalf-Of` token. The body
 //! never names the agent.
@@ -22,7 +23,7 @@ pub use error::{ApiError, ErrorBody, ErrorDetail};
 
 use crate::auth::{JwtVerifier, TokenError, UserVerifier};
 use crate::model::{AuthorizeRequest, Decision, DecisionRecord, Reason};
-use crate::ports::DecisionLog;
+use crate::ports::{ApprovalStore, DecisionLog};
 use crate::service::{limits, new_trace_id, AuthorizeService, ServiceError};
 
 /// The header that carries the verified token of the user an agent acts for.
@@ -77,6 +78,8 @@ pub struct AppState {
     pub users: Arc<dyn UserVerifier>,
     /// Reads recorded decisions.
     pub log: Arc<dyn DecisionLog>,
+    /// Reads approvals, for the agents that wait on them.
+    pub approvals: Arc<dyn ApprovalStore>,
 }
 
 /// The API's routes.
@@ -84,6 +87,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/authorize", post(authorize))
         .route("/v1/decisions/{id}", get(get_decision))
+        .route("/v1/approvals/{id}", get(get_approval))
         .route("/healthz", get(healthz))
         // The extractor's own limit is the one enforced; this only has to be as large.
         .layer(DefaultBodyLimit::max(limits::MAX_BODY_BYTES))
@@ -118,6 +122,9 @@ pub struct DecisionResponse<'a> {
     /// The approval a pending decision waits for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub approval_id: Option<&'a str>,
+    /// Where the agent polls that approval (`GET`, with its credential).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub poll_url: Option<String>,
     /// A stable error code, when the decision is a deny because of a failure.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorDetail>,
@@ -138,6 +145,10 @@ impl<'a> DecisionResponse<'a> {
             tool_id: &r.tool_id,
             timestamp: &r.timestamp,
             approval_id: r.approval_id.as_deref(),
+            poll_url: r
+                .approval_id
+                .as_ref()
+                .map(|id| format!("/v1/approvals/{id}")),
             error: None,
         }
     }
@@ -284,6 +295,53 @@ async fn get_decision(
     match state.log.get(&id).await.map_err(ApiError::Unavailable)? {
         // Another agent's decision is answered exactly like a missing one.
         Some(record) if record.agent_id == agent_id => Ok(Json(record)),
+        Some(_) | None => Err(ApiError::NotFound),
+    }
+}
+
+/// What an agent learns of its approval: where it stands, never who may approve.
+#[derive(Debug, Serialize)]
+pub struct ApprovalView {
+    /// The approval.
+    pub approval_id: String,
+    /// `pending`, `approved`, `rejected`, `expired` or `failed`.
+    pub status: crate::model::ApprovalStatus,
+    /// The pending decision.
+    pub decision_id: String,
+    /// The tool.
+    pub tool_id: String,
+    /// When it expires (or expired).
+    pub expires_at: String,
+    /// When it was decided.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decided_at: Option<String>,
+}
+
+async fn get_approval(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    extensions: Extensions,
+    Path(id): Path<String>,
+) -> Result<Json<ApprovalView>, ApiError> {
+    let agent_id = state.agents.authenticate(&headers, &extensions)?;
+    if id.len() > limits::MAX_ID_LEN {
+        return Err(ApiError::NotFound);
+    }
+    match state
+        .approvals
+        .get(&id)
+        .await
+        .map_err(ApiError::Unavailable)?
+    {
+        // Another agent's approval is answered exactly like a missing one.
+        Some(item) if item.request.decision.agent_id == agent_id => Ok(Json(ApprovalView {
+            approval_id: item.request.approval_id,
+            status: item.status,
+            decision_id: item.request.decision.decision_id,
+            tool_id: item.request.decision.tool_id,
+            expires_at: item.request.expires_at,
+            decided_at: item.decided_at,
+        })),
         Some(_) | None => Err(ApiError::NotFound),
     }
 }

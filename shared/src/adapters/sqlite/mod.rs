@@ -10,6 +10,7 @@
 //! refuse UPDATE and DELETE, so history cannot be rewritten through SQL
 //! either.
 
+mod approvals;
 mod schema;
 
 use std::path::{Path, PathBuf};
@@ -25,8 +26,8 @@ use crate::clock::rfc3339;
 use crate::model::DecisionRecord;
 use crate::policy::PolicyBundle;
 use crate::ports::{
-    version_id, ActivePolicy, Appended, ApprovalRequest, ApprovalWorkflow, Counters, DecisionLog,
-    PolicyStore, PolicyVersion, PublishRequest, StoreError,
+    version_id, ActivePolicy, Appended, Counters, DecisionLog, PolicyStore, PolicyVersion,
+    PublishRequest, StoreError,
 };
 
 /// The database file's name inside the data directory.
@@ -96,6 +97,7 @@ impl SqliteStore {
         let path = data_dir.join(DB_FILE);
         let control = open(&path)?;
         control.execute_batch(schema::SCHEMA).map_err(unavailable)?;
+        approvals::migrate(&control)?;
         let writer_conn = open(&path)?;
         // Checkpoints copy the WAL into the database and fsync both; done by
         // the committing writer they would stall every decision behind them.
@@ -431,30 +433,6 @@ impl Counters for SqliteStore {
             )
             .map_err(unavailable)
             .map(|n| u64::try_from(n).unwrap_or(0))
-        })
-        .await
-    }
-}
-
-#[async_trait]
-impl ApprovalWorkflow for SqliteStore {
-    async fn start(&self, request: &ApprovalRequest) -> Result<(), StoreError> {
-        let json =
-            serde_json::to_string(request).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let (id, decision_id, expires) = (
-            request.approval_id.clone(),
-            request.decision.decision_id.clone(),
-            request.expires_at.clone(),
-        );
-        let created = request.decision.timestamp.clone();
-        self.with_control(move |conn| {
-            conn.execute(
-                "INSERT INTO approvals (approval_id, decision_id, status, created_at, expires_at, request)
-                 VALUES (?1, ?2, 'pending', ?3, ?4, ?5)",
-                params![id, decision_id, created, expires, json],
-            )
-            .map_err(unavailable)?;
-            Ok(())
         })
         .await
     }

@@ -1,19 +1,26 @@
-//! The Lambda functions' handlers. Each function's `main.rs` reads its
-//! [`config`], builds its SDK clients, and hands events to one of these; the
-//! end-to-end tests call the very same handlers.
+//! The handlers of the four functions and of the approval workflow's steps.
+//!
+//! On AWS, each Lambda function's `main.rs` reads its [`config`], builds its
+//! SDK clients, and hands events to one of these; the end-to-end tests call
+//! the very same handlers. `govctl serve` runs the approval workflow's steps
+//! in process with the same handlers and the same payloads, on its embedded
+//! store.
 //!
 //! Handlers that Step Functions calls fail with a [`HandlerError`] whose
 //! `errorType` is one of a few stable names, which the state machine's
 //! `Retry` and `Catch` match.
 
 pub mod approval_callback;
+#[cfg(feature = "aws")]
 pub mod authorize;
 pub mod config;
 pub mod decision_log;
 pub mod denial_metrics;
 mod stream;
 
+#[cfg(feature = "aws")]
 use axum::Router;
+#[cfg(feature = "aws")]
 use lambda_runtime::{Context, Diagnostic, LambdaEvent, Service as _};
 
 use crate::ports::StoreError;
@@ -82,6 +89,7 @@ impl From<StoreError> for HandlerError {
     }
 }
 
+#[cfg(feature = "aws")]
 impl From<HandlerError> for Diagnostic {
     fn from(e: HandlerError) -> Self {
         tracing::error!(error_type = e.kind.as_str(), error = %e.message, "invocation failed");
@@ -92,6 +100,7 @@ impl From<HandlerError> for Diagnostic {
     }
 }
 
+#[cfg(feature = "aws")]
 /// Answers an API Gateway HTTP API event (payload 2.0) with `router`,
 /// exactly as `lambda_http::run` does, and returns the Lambda response.
 pub async fn invoke_http(
@@ -110,6 +119,7 @@ pub async fn invoke_http(
         .map_err(|e| HandlerError::invalid(format!("cannot encode the response: {e}")))
 }
 
+#[cfg(feature = "aws")]
 /// Logs as JSON lines on stdout, which Lambda's JSON log format keeps as
 /// they are; `RUST_LOG` filters (default `info`).
 pub fn init_tracing() {

@@ -1,5 +1,8 @@
 //! In-process adapters for the local control plane: metrics counted in
-//! memory and notifications written to the log.
+//! memory, notifications written to the log, and the approval workflow run
+//! in process ([`workflow`]).
+
+pub mod workflow;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -7,8 +10,9 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
+use crate::metrics::MetricDatum;
 use crate::model::{Decision, DecisionRecord};
-use crate::ports::{Metrics, Notification, Notifier, StoreError};
+use crate::ports::{MetricSink, Metrics, Notification, Notifier, StoreError};
 
 /// Decision counters kept in memory.
 #[derive(Debug, Default)]
@@ -18,6 +22,7 @@ pub struct MemoryMetrics {
     pending: AtomicU64,
     risky: AtomicU64,
     by_reason: Mutex<BTreeMap<String, u64>>,
+    series: Mutex<BTreeMap<String, f64>>,
 }
 
 /// A snapshot of [`MemoryMetrics`].
@@ -68,6 +73,35 @@ impl Metrics for MemoryMetrics {
                 *m.entry(first.code.as_str().to_owned()).or_default() += 1;
             }
         }
+    }
+}
+
+/// Data points kept in memory, summed per series (`Name{Dim=value,…}`).
+#[async_trait]
+impl MetricSink for MemoryMetrics {
+    async fn put(&self, datums: &[MetricDatum]) -> Result<(), StoreError> {
+        let mut series = self
+            .series
+            .lock()
+            .map_err(|_| StoreError::Unavailable("metrics lock poisoned".into()))?;
+        for d in datums {
+            let dims: Vec<String> = d
+                .dimensions
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            *series
+                .entry(format!("{}{{{}}}", d.name, dims.join(",")))
+                .or_default() += d.value;
+        }
+        Ok(())
+    }
+}
+
+impl MemoryMetrics {
+    /// The data points published so far, summed per series.
+    pub fn series(&self) -> BTreeMap<String, f64> {
+        self.series.lock().map(|m| m.clone()).unwrap_or_default()
     }
 }
 

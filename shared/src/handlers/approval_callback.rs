@@ -78,6 +78,7 @@ fn new_review_id() -> Result<String, HandlerError> {
 
 impl ApprovalCallbackHandler {
     /// The handler on DynamoDB, Step Functions and SNS.
+    #[cfg(feature = "aws")]
     pub fn aws(
         config: &super::config::ApprovalCallbackConfig,
         sdk: &aws_config::SdkConfig,
@@ -101,6 +102,7 @@ impl ApprovalCallbackHandler {
 
     /// Answers one invocation: the state machine's notify step, or an
     /// API Gateway request for the approver's pages.
+    #[cfg(feature = "aws")]
     pub async fn handle(
         &self,
         event: Value,

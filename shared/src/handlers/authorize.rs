@@ -20,7 +20,7 @@ use lambda_http::request::RequestContext;
 use tokio::sync::Mutex;
 
 use super::config::AuthorizeConfig;
-use crate::adapters::aws::dynamodb::{DynamoDecisionLog, DynamoPolicyStore};
+use crate::adapters::aws::dynamodb::{DynamoApprovals, DynamoDecisionLog, DynamoPolicyStore};
 use crate::adapters::aws::sfn::SfnApprovalWorkflow;
 use crate::adapters::local::MemoryMetrics;
 use crate::auth::{OidcVerifier, TokenError, UserVerifier};
@@ -28,7 +28,7 @@ use crate::clock::SystemClock;
 use crate::http::{router, AgentAuthenticator, ApiError, AppState};
 use crate::model::Registry;
 use crate::policy::{load_engine, LoadError, PolicyEngine, PolicyVersionRef};
-use crate::ports::{ApprovalWorkflow, DecisionLog, PolicyStore, StoreError};
+use crate::ports::{ApprovalStore, ApprovalWorkflow, DecisionLog, PolicyStore, StoreError};
 use crate::service::{AuthorizeService, EngineHandle};
 
 /// The agent is the IAM principal of the request context, never a header or
@@ -186,6 +186,8 @@ pub struct AuthorizePorts {
     pub log: Arc<dyn DecisionLog>,
     /// The approval workflow.
     pub approvals: Arc<dyn ApprovalWorkflow>,
+    /// Approvals, read for the agents that poll them.
+    pub approval_store: Arc<dyn ApprovalStore>,
     /// Verifies on-behalf-of tokens.
     pub users: Arc<dyn UserVerifier>,
 }
@@ -199,7 +201,11 @@ impl AuthorizePorts {
                 dynamodb.clone(),
                 &config.policy_table,
             )),
-            log: Arc::new(DynamoDecisionLog::new(dynamodb, &config.decisions_table)),
+            log: Arc::new(DynamoDecisionLog::new(
+                dynamodb.clone(),
+                &config.decisions_table,
+            )),
+            approval_store: Arc::new(DynamoApprovals::new(dynamodb, &config.approvals_table)),
             approvals: Arc::new(SfnApprovalWorkflow::new(
                 aws_sdk_sfn::Client::new(sdk),
                 &config.state_machine_arn,
@@ -240,6 +246,7 @@ pub async fn app(config: &AuthorizeConfig, ports: AuthorizePorts) -> Result<Rout
         agents: Arc::new(IamAgentAuth::new(engine)),
         users: ports.users,
         log: ports.log,
+        approvals: ports.approval_store,
     };
     Ok(router(state).layer(axum::middleware::from_fn_with_state(
         refresher,

@@ -34,6 +34,7 @@ pub struct DenialMetricsHandler {
 
 impl DenialMetricsHandler {
     /// The handler on CloudWatch.
+    #[cfg(feature = "aws")]
     pub fn aws(config: &super::config::DenialMetricsConfig, sdk: &aws_config::SdkConfig) -> Self {
         Self {
             sink: Arc::new(crate::adapters::aws::cloudwatch::CloudWatchMetrics::new(

@@ -54,6 +54,8 @@ pub struct AuthorizeConfig {
     pub policy_table: String,
     /// `DECISIONS_TABLE`: the decision log table.
     pub decisions_table: String,
+    /// `APPROVALS_TABLE`: where agents' approvals are read.
+    pub approvals_table: String,
     /// `APPROVAL_STATE_MACHINE_ARN`: the approval workflow.
     pub state_machine_arn: String,
     /// `OIDC_ISSUER`: the issuer of on-behalf-of tokens.
@@ -84,6 +86,7 @@ impl AuthorizeConfig {
             environment: environment()?,
             policy_table: var("POLICY_TABLE")?,
             decisions_table: var("DECISIONS_TABLE")?,
+            approvals_table: var("APPROVALS_TABLE")?,
             state_machine_arn: var("APPROVAL_STATE_MACHINE_ARN")?,
             oidc_issuer: var("OIDC_ISSUER")?,
             oidc_audience: var("OIDC_AUDIENCE")?,

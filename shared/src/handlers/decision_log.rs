@@ -87,6 +87,7 @@ pub struct DecisionLogHandler {
 
 impl DecisionLogHandler {
     /// The handler on DynamoDB.
+    #[cfg(feature = "aws")]
     pub fn aws(config: &super::config::DecisionLogConfig, sdk: &aws_config::SdkConfig) -> Self {
         use crate::adapters::aws::dynamodb::{DynamoApprovals, DynamoDecisionLog};
         let dynamodb = aws_sdk_dynamodb::Client::new(sdk);

@@ -1,0 +1,196 @@
+//! Approvals in the embedded store, with the DynamoDB adapter's semantics:
+//! every change of status is one conditional `UPDATE … WHERE status =
+//! 'pending'`, an answer needs the waiting step's token and an unexpired
+//! approval, and approver links are found by the hash of their review id.
+
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::{unavailable, SqliteStore};
+use crate::model::ApprovalStatus;
+use crate::ports::{
+    ApprovalItem, ApprovalRequest, ApprovalStore, Decided, HumanDecision, ReviewKey, StoreError,
+    TaskToken,
+};
+
+/// Columns added to the foundation's `approvals` table, for stores created before them.
+pub(super) const COLUMNS: [(&str, &str); 5] = [
+    ("task_token", "TEXT"),
+    ("review_key", "TEXT"),
+    ("approver", "TEXT"),
+    ("comment", "TEXT"),
+    ("decided_at", "TEXT"),
+];
+
+/// Adds the columns a store created by an older build lacks.
+pub(super) fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    let existing: Vec<String> = conn
+        .prepare("SELECT name FROM pragma_table_info('approvals')")
+        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+        .map_err(unavailable)?;
+    for (name, ty) in COLUMNS {
+        if !existing.iter().any(|c| c == name) {
+            conn.execute_batch(&format!("ALTER TABLE approvals ADD COLUMN {name} {ty}"))
+                .map_err(unavailable)?;
+        }
+    }
+    conn.execute_batch(
+        "CREATE UNIQUE INDEX IF NOT EXISTS approvals_review ON approvals (review_key)
+         WHERE review_key IS NOT NULL",
+    )
+    .map_err(unavailable)
+}
+
+/// request, status, approver, comment, decided_at, task_token.
+type Row = (
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+const SELECT: &str =
+    "SELECT request, status, approver, comment, decided_at, task_token FROM approvals";
+
+fn item(conn: &Connection, filter: &str, key: &str) -> Result<Option<ApprovalItem>, StoreError> {
+    let row: Option<Row> = conn
+        .query_row(&format!("{SELECT} WHERE {filter} = ?1"), [key], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
+        })
+        .optional()
+        .map_err(unavailable)?;
+    let Some((request, status, approver, comment, decided_at, token)) = row else {
+        return Ok(None);
+    };
+    let corrupt = |e: serde_json::Error| StoreError::Corrupt(e.to_string());
+    Ok(Some(ApprovalItem {
+        request: serde_json::from_str::<ApprovalRequest>(&request).map_err(corrupt)?,
+        status: serde_json::from_value(serde_json::Value::String(status)).map_err(corrupt)?,
+        approver,
+        comment,
+        decided_at,
+        task_token: token.map(TaskToken),
+    }))
+}
+
+#[async_trait]
+impl ApprovalStore for SqliteStore {
+    async fn record_pending(&self, request: &ApprovalRequest) -> Result<(), StoreError> {
+        let json =
+            serde_json::to_string(request).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let (id, decision_id, created, expires) = (
+            request.approval_id.clone(),
+            request.decision.decision_id.clone(),
+            request.decision.timestamp.clone(),
+            request.expires_at.clone(),
+        );
+        self.with_control(move |conn| {
+            conn.execute(
+                "INSERT INTO approvals (approval_id, decision_id, status, created_at, expires_at, request)
+                 VALUES (?1, ?2, 'pending', ?3, ?4, ?5) ON CONFLICT (approval_id) DO NOTHING",
+                params![id, decision_id, created, expires, json],
+            )
+            .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn attach_token(
+        &self,
+        approval_id: &str,
+        token: &TaskToken,
+        review: &ReviewKey,
+    ) -> Result<ApprovalItem, StoreError> {
+        let (id, token, review) = (approval_id.to_owned(), token.0.clone(), review.0.clone());
+        self.with_control(move |conn| {
+            let n = conn
+                .execute(
+                    "UPDATE approvals SET task_token = ?1, review_key = ?2
+                     WHERE approval_id = ?3 AND status = 'pending'",
+                    params![token, review, id],
+                )
+                .map_err(unavailable)?;
+            if n == 0 {
+                return Err(StoreError::NotFound(format!("pending approval `{id}`")));
+            }
+            item(conn, "approval_id", &id)?
+                .ok_or_else(|| StoreError::NotFound(format!("approval `{id}`")))
+        })
+        .await
+    }
+
+    async fn get(&self, approval_id: &str) -> Result<Option<ApprovalItem>, StoreError> {
+        let id = approval_id.to_owned();
+        self.with_control(move |conn| item(conn, "approval_id", &id))
+            .await
+    }
+
+    async fn find_by_review(&self, review: &ReviewKey) -> Result<Option<ApprovalItem>, StoreError> {
+        let key = review.0.clone();
+        self.with_control(move |conn| item(conn, "review_key", &key))
+            .await
+    }
+
+    async fn decide(
+        &self,
+        approval_id: &str,
+        answer: &HumanDecision,
+    ) -> Result<Decided, StoreError> {
+        let (id, answer) = (approval_id.to_owned(), answer.clone());
+        self.with_control(move |conn| {
+            let token: Option<String> = conn
+                .query_row(
+                    "UPDATE approvals SET status = ?1, approver = ?2, comment = ?3, decided_at = ?4
+                     WHERE approval_id = ?5 AND status = 'pending' AND expires_at > ?4
+                       AND task_token IS NOT NULL
+                     RETURNING task_token",
+                    params![
+                        answer.status.as_str(),
+                        answer.approver,
+                        answer.comment,
+                        answer.decided_at,
+                        id
+                    ],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(unavailable)?;
+            if let Some(token) = token {
+                return Ok(Decided::Recorded(TaskToken(token)));
+            }
+            Ok(match item(conn, "approval_id", &id)? {
+                None => Decided::NotFound,
+                Some(i) if i.status != ApprovalStatus::Pending => Decided::AlreadyClosed(i.status),
+                Some(i) if i.request.expires_at <= answer.decided_at => {
+                    Decided::AlreadyClosed(ApprovalStatus::Expired)
+                }
+                Some(_) => Decided::NotReady,
+            })
+        })
+        .await
+    }
+
+    async fn close(&self, approval_id: &str, status: ApprovalStatus) -> Result<(), StoreError> {
+        let id = approval_id.to_owned();
+        self.with_control(move |conn| {
+            conn.execute(
+                "UPDATE approvals SET status = ?1, task_token = NULL
+                 WHERE approval_id = ?2 AND status = 'pending'",
+                params![status.as_str(), id],
+            )
+            .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+}

@@ -1,0 +1,166 @@
+//! Human approval under `govctl serve`: the in-process workflow announces
+//! each pending call on the terminal with an approver link, the approver
+//! answers on the page, and the agent polls its approval.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::common::{poll, Reply, Server};
+
+fn transfer() -> Value {
+    json!({
+        "tool_id": "transfer_funds",
+        "arguments": {"amount": 250.0, "currency": "EUR", "to_account": "DE89370400440532013000"},
+        "reasoning": "supplier invoice INV-2291 is due today"
+    })
+}
+
+/// The review id of the newest approver link the server printed.
+fn review_id(server: &Server) -> String {
+    poll(
+        Duration::from_secs(10),
+        "an approver link on the terminal",
+        || {
+            let log = server.stderr_log();
+            log.rmatch_indices("/v1/reviews/")
+                .next()
+                .map(|(at, m)| log[at + m.len()..].chars().take(64).collect::<String>())
+                .filter(|id| id.len() == 64 && id.chars().all(|c| c.is_ascii_hexdigit()))
+                .ok_or_else(|| "no link yet".to_owned())
+        },
+    )
+}
+
+fn answer(server: &Server, review_id: &str, verb: &str, form: &str) -> (u16, String) {
+    let response = reqwest::blocking::Client::new()
+        .post(server.url(&format!("/v1/reviews/{review_id}/{verb}")))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form.to_owned())
+        .send()
+        .expect("POST the answer");
+    (
+        response.status().as_u16(),
+        response.text().unwrap_or_default(),
+    )
+}
+
+fn status_of(server: &Server, agent: &str, approval_id: &str) -> Reply {
+    server.get(&format!("/v1/approvals/{approval_id}"), Some(agent))
+}
+
+/// A pending transfer: the agent's token, its approval id, and the review id of the link.
+fn pending(server: &Server) -> (String, String, String) {
+    let agent = server.agent_token("agent-treasury-1");
+    let tom = server.user_token("tom", &["treasury_operator"], None);
+    let reply = server.authorize(&agent, &tom, &transfer());
+    reply.expect_decision(
+        202,
+        "pending_approval",
+        Some("approval_required"),
+        "a transfer waits for a human",
+    );
+    let approval_id = reply.str("approval_id").to_owned();
+    assert_eq!(
+        reply.str("poll_url"),
+        format!("/v1/approvals/{approval_id}")
+    );
+    let review = review_id(server);
+    assert_ne!(
+        review, approval_id,
+        "the agent's id is not the approvers' link"
+    );
+    (agent, approval_id, review)
+}
+
+#[test]
+fn an_approver_approves_on_the_page_and_the_agent_sees_it() {
+    let server = Server::start();
+    let (agent, approval_id, review) = pending(&server);
+    let waiting = status_of(&server, &agent, &approval_id);
+    waiting.expect_status(200, "the agent polls its approval");
+    assert_eq!(waiting.str("status"), "pending");
+    // Only the agent that asked sees it.
+    let other = server.agent_token("agent-support-1");
+    status_of(&server, &other, &approval_id).expect_error(404, "not_found", "another agent");
+    // The agent's own id opens nothing.
+    assert_eq!(
+        answer(&server, &approval_id, "approve", "approver=agent").0,
+        404
+    );
+
+    let page = server.get(&format!("/v1/reviews/{review}"), None);
+    page.expect_status(200, "the review page");
+    for shown in [
+        "agent-treasury-1",
+        "tom",
+        "transfer_funds",
+        "DE89370400440532013000",
+        "250.0",
+    ] {
+        assert!(page.text.contains(shown), "the page shows {shown}: {page}");
+    }
+    let (status, body) = answer(
+        &server,
+        &review,
+        "approve",
+        "approver=alice&comment=checked",
+    );
+    assert_eq!(status, 200, "{body}");
+    poll(
+        Duration::from_secs(10),
+        "the approval to be approved",
+        || {
+            let s = status_of(&server, &agent, &approval_id);
+            (s.str("status") == "approved")
+                .then_some(())
+                .ok_or(s.to_string())
+        },
+    );
+    // The outcome is a decision record of its own, naming the approver.
+    let outcome: Value = poll(Duration::from_secs(10), "the outcome record", || {
+        let db = server.db();
+        db.query_row(
+            "SELECT record FROM decisions WHERE json_extract(record, '$.approval.approval_id') = ?1",
+            [&approval_id],
+            |r| r.get::<_, String>(0),
+        )
+        .map_err(|e| e.to_string())
+        .and_then(|j| serde_json::from_str(&j).map_err(|e| e.to_string()))
+    });
+    assert_eq!(outcome["reasons"][0]["code"], "approval_granted");
+    assert_eq!(outcome["approval"]["approver"], "alice");
+    // A second answer sees the first.
+    let (again, body) = answer(&server, &review, "reject", "approver=bob");
+    assert_eq!(again, 409, "{body}");
+}
+
+#[test]
+fn a_rejection_is_recorded_as_a_denial() {
+    let server = Server::start();
+    let (agent, approval_id, review) = pending(&server);
+    let (status, body) = answer(
+        &server,
+        &review,
+        "reject",
+        "approver=carol&comment=unknown+account",
+    );
+    assert_eq!(status, 200, "{body}");
+    poll(
+        Duration::from_secs(10),
+        "the approval to be rejected",
+        || {
+            let s = status_of(&server, &agent, &approval_id);
+            (s.str("status") == "rejected")
+                .then_some(())
+                .ok_or(s.to_string())
+        },
+    );
+    poll(Duration::from_secs(10), "the denial record", || {
+        let n = server.count_decisions(
+            "json_extract(record, '$.approval.approval_id') = ?1 AND decision = 'deny'",
+            &[&approval_id],
+        );
+        (n == 1).then_some(()).ok_or(format!("{n} records"))
+    });
+}

@@ -1,4 +1,5 @@
-//! Human approval of high-impact calls: the record that closes an approval.
+//! Human approval of high-impact calls: the record that closes an approval,
+//! and the single-use grant an approval gives for exactly the approved call.
 //!
 //! The workflow that waits for a human is host-specific (a Step Functions
 //! state machine on AWS); what it records is not. Each outcome becomes a
@@ -9,7 +10,88 @@
 use sha2::{Digest, Sha256};
 
 use crate::model::{ApprovalOutcome, ApprovalStatus, Decision, DecisionRecord, Reason, ReasonCode};
-use crate::ports::ApprovalRequest;
+use crate::ports::{ApprovalItem, ApprovalRequest};
+
+/// How long after a human approved a call the agent may make it: the
+/// approval's single-use grant expires then.
+pub const GRANT_TTL_SECONDS: i64 = 900;
+
+/// Why a presented grant cannot be used for `call`, most specific first;
+/// `None` if nothing speaks against it (the store's conditional write then
+/// decides, so a grant is used once even when two calls race).
+pub fn grant_refusal(
+    item: Option<&ApprovalItem>,
+    call: &DecisionRecord,
+    decided_after: &str,
+) -> Option<Reason> {
+    let reason = |code: ReasonCode, message: String| {
+        Some(Reason {
+            code,
+            message,
+            policy_id: None,
+        })
+    };
+    let Some(item) = item else {
+        return reason(ReasonCode::GrantNotFound, "no such approval".to_owned());
+    };
+    let granted = &item.request.decision;
+    if granted.agent_id != call.agent_id {
+        return reason(
+            ReasonCode::GrantAgentMismatch,
+            "the approval was given to another agent".to_owned(),
+        );
+    }
+    if item.status != ApprovalStatus::Approved {
+        return reason(
+            ReasonCode::GrantNotApproved,
+            format!("the approval is {}", item.status.as_str()),
+        );
+    }
+    if granted.user_id != call.user_id {
+        return reason(
+            ReasonCode::GrantUserMismatch,
+            "the approval was given for another user".to_owned(),
+        );
+    }
+    if granted.tool_id != call.tool_id {
+        return reason(
+            ReasonCode::GrantToolMismatch,
+            format!("the approval was given for tool `{}`", granted.tool_id),
+        );
+    }
+    if granted.arguments_hash != call.arguments_hash {
+        return reason(
+            ReasonCode::GrantArgumentsMismatch,
+            "the approval was given for other arguments".to_owned(),
+        );
+    }
+    if granted.policy_version != call.policy_version {
+        return reason(
+            ReasonCode::GrantPolicyChanged,
+            "the policy version changed since the approval was requested".to_owned(),
+        );
+    }
+    if let Some(at) = &item.grant_used_at {
+        return reason(
+            ReasonCode::GrantAlreadyUsed,
+            format!("the approval's grant was used at {at}"),
+        );
+    }
+    if item
+        .decided_at
+        .as_deref()
+        .is_none_or(|at| at <= decided_after)
+    {
+        return reason(
+            ReasonCode::GrantExpired,
+            format!(
+                "the approval's grant expired {} minutes after it was given",
+                GRANT_TTL_SECONDS / 60
+            ),
+        );
+    }
+    None
+}
 
 /// The decision record of an approval's outcome.
 ///
@@ -152,6 +234,80 @@ mod tests {
         assert_eq!(outcome.approver.as_deref(), Some("alice"));
         let approved = outcome_record(&request(), ApprovalStatus::Approved, None, None, "t");
         assert_eq!(approved.decision, Decision::Allow);
+    }
+
+    fn approved(request: ApprovalRequest) -> ApprovalItem {
+        ApprovalItem {
+            request,
+            status: ApprovalStatus::Approved,
+            approver: Some("alice".into()),
+            comment: None,
+            decided_at: Some("2026-01-07T12:05:00.000Z".into()),
+            task_token: None,
+            grant_used_at: None,
+        }
+    }
+
+    #[test]
+    fn every_mismatch_has_its_own_reason() {
+        let item = approved(request());
+        let call = request().decision;
+        let after = "2026-01-07T12:00:00.000Z";
+        assert_eq!(grant_refusal(Some(&item), &call, after), None);
+        let code = |item: Option<&ApprovalItem>, call: &DecisionRecord, after: &str| {
+            grant_refusal(item, call, after).map(|r| r.code)
+        };
+        assert_eq!(code(None, &call, after), Some(ReasonCode::GrantNotFound));
+        let mut other = call.clone();
+        other.agent_id = "agent-ops-1".into();
+        assert_eq!(
+            code(Some(&item), &other, after),
+            Some(ReasonCode::GrantAgentMismatch)
+        );
+        let mut other = call.clone();
+        other.user_id = "mallory".into();
+        assert_eq!(
+            code(Some(&item), &other, after),
+            Some(ReasonCode::GrantUserMismatch)
+        );
+        let mut other = call.clone();
+        other.tool_id = "delete_customer_record".into();
+        assert_eq!(
+            code(Some(&item), &other, after),
+            Some(ReasonCode::GrantToolMismatch)
+        );
+        let mut other = call.clone();
+        other.arguments_hash = "sha256:ff".into();
+        assert_eq!(
+            code(Some(&item), &other, after),
+            Some(ReasonCode::GrantArgumentsMismatch)
+        );
+        let mut other = call.clone();
+        other.policy_version = "v2".into();
+        assert_eq!(
+            code(Some(&item), &other, after),
+            Some(ReasonCode::GrantPolicyChanged)
+        );
+        let used = ApprovalItem {
+            grant_used_at: Some("2026-01-07T12:06:00.000Z".into()),
+            ..item.clone()
+        };
+        assert_eq!(
+            code(Some(&used), &call, after),
+            Some(ReasonCode::GrantAlreadyUsed)
+        );
+        assert_eq!(
+            code(Some(&item), &call, "2026-01-07T12:05:00.000Z"),
+            Some(ReasonCode::GrantExpired)
+        );
+        let pending = ApprovalItem {
+            status: ApprovalStatus::Pending,
+            ..item
+        };
+        assert_eq!(
+            code(Some(&pending), &call, after),
+            Some(ReasonCode::GrantNotApproved)
+        );
     }
 
     #[test]

@@ -173,6 +173,8 @@ pub struct ApprovalItem {
     pub decided_at: Option<String>,
     /// The token of the waiting workflow step, once approvers were notified.
     pub task_token: Option<TaskToken>,
+    /// When the approved call's grant was used.
+    pub grant_used_at: Option<String>,
 }
 
 /// A human's answer to an approval request.
@@ -242,6 +244,16 @@ pub trait ApprovalStore: Send + Sync {
     ) -> Result<Decided, StoreError>;
     /// Closes a still-pending approval as expired or failed; a decided one is left as it is.
     async fn close(&self, approval_id: &str, status: ApprovalStatus) -> Result<(), StoreError>;
+    /// Uses an approval's single-use grant for `record`'s call and appends
+    /// `record`, in one atomic write, if the approval is approved, unused,
+    /// decided after `decided_after`, and bound to `record`'s agent, user,
+    /// tool, arguments hash and policy version. `false`: nothing was written.
+    async fn use_grant(
+        &self,
+        approval_id: &str,
+        record: &DecisionRecord,
+        decided_after: &str,
+    ) -> Result<bool, StoreError>;
 }
 
 /// Completing a waiting workflow step failed.

@@ -10,7 +10,7 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 use sha2::{Digest, Sha256};
 
-use crate::approval::outcome_record;
+use crate::approval::{grant_refusal, outcome_record, GRANT_TTL_SECONDS};
 use crate::clock::rfc3339;
 use crate::model::{
     ApprovalStatus, AuthorizeRequest, Decision, DecisionRecord, Environment, Reason, ReasonCode,
@@ -18,7 +18,8 @@ use crate::model::{
 };
 use crate::policy::{DecisionInput, PolicyEngine};
 use crate::ports::{
-    Appended, ApprovalRequest, ApprovalWorkflow, Clock, DecisionLog, Metrics, StoreError,
+    Appended, ApprovalRequest, ApprovalStore, ApprovalWorkflow, Clock, DecisionLog, Metrics,
+    StoreError,
 };
 
 /// Limits on what an agent may send.
@@ -89,6 +90,8 @@ pub struct AuthorizeService {
     pub log: Arc<dyn DecisionLog>,
     /// Where pending approvals start.
     pub approvals: Arc<dyn ApprovalWorkflow>,
+    /// Where approvals' single-use grants are used.
+    pub grants: Arc<dyn ApprovalStore>,
     /// Where decisions are counted.
     pub metrics: Arc<dyn Metrics>,
     /// The time.
@@ -196,6 +199,18 @@ impl AuthorizeService {
             request.idempotency_key.as_deref(),
             limits::MAX_ID_LEN,
         )?;
+        check_len(
+            "approval_id",
+            request.approval_id.as_deref(),
+            limits::MAX_ID_LEN,
+        )?;
+        if request.approval_id.is_some() && request.idempotency_key.is_some() {
+            // A grant is used once; a key would replay its use.
+            return Err(ServiceError::InvalidRequest(
+                "`approval_id` and `idempotency_key` cannot be combined: a grant is already single-use"
+                    .to_owned(),
+            ));
+        }
         if request
             .reasoning
             .as_ref()
@@ -252,6 +267,14 @@ impl AuthorizeService {
                 .then(|| uuid::Uuid::new_v4().simple().to_string()),
             approval: None,
         };
+
+        // An approved call: the policy still asks for a human, and the agent
+        // presents the approval a human gave.
+        if let (Decision::PendingApproval, Some(approval_id)) =
+            (record.decision, request.approval_id.clone())
+        {
+            return self.use_grant(record, approval_id, now).await;
+        }
 
         match self.log.append(&record).await {
             Ok(Appended::Stored) => {}
@@ -315,6 +338,57 @@ impl AuthorizeService {
             }
         }
 
+        self.metrics.record_decision(&record);
+        log_decision("decision", &record);
+        Ok(record)
+    }
+
+    /// Allows the call with the presented approval's grant, or denies it
+    /// with the reason the grant does not fit. Using the grant and recording
+    /// the allow are one atomic write.
+    async fn use_grant(
+        &self,
+        mut record: DecisionRecord,
+        approval_id: String,
+        now: time::OffsetDateTime,
+    ) -> Result<DecisionRecord, ServiceError> {
+        let decided_after = rfc3339(now - time::Duration::seconds(GRANT_TTL_SECONDS));
+        record.approval_id = Some(approval_id.clone());
+        let mut allow = record.clone();
+        allow.decision = Decision::Allow;
+        allow.reasons = vec![Reason {
+            code: ReasonCode::ApprovedCall,
+            message: format!("a human approved exactly this call (approval `{approval_id}`)"),
+            policy_id: None,
+        }];
+        match self
+            .grants
+            .use_grant(&approval_id, &allow, &decided_after)
+            .await
+        {
+            Ok(true) => {
+                self.metrics.record_decision(&allow);
+                log_decision("decision", &allow);
+                return Ok(allow);
+            }
+            Ok(false) => {}
+            Err(source) => return Err(self.not_recorded(record, source)),
+        }
+        let item = match self.grants.get(&approval_id).await {
+            Ok(item) => item,
+            Err(source) => return Err(self.not_recorded(record, source)),
+        };
+        let reason = grant_refusal(item.as_ref(), &record, &decided_after).unwrap_or(Reason {
+            // Everything fits, yet the write lost: a concurrent call used it.
+            code: ReasonCode::GrantAlreadyUsed,
+            message: "the approval's grant was used by a concurrent call".to_owned(),
+            policy_id: None,
+        });
+        record.decision = Decision::Deny;
+        record.reasons = vec![reason];
+        if let Err(source) = self.log.append(&record).await {
+            return Err(self.not_recorded(record, source));
+        }
         self.metrics.record_decision(&record);
         log_decision("decision", &record);
         Ok(record)

@@ -368,6 +368,25 @@ fn an_approved_transfer_succeeds_and_the_approval_is_recorded() {
         "approved"
     );
     assert_eq!(poll(&stack, "agent-support-1", &approval_id).status, 404);
+    // The approved call itself: one grant, used once, within two DynamoDB requests.
+    let tom = stack.user_token("tom", &["treasury_operator"]);
+    let mut call = transfer(250.0);
+    call["approval_id"] = json!(approval_id);
+    let before = stack.emu.stack_dynamodb_calls(&stack.name).len();
+    let used = stack.authorize("agent-treasury-1", &tom, &call);
+    let calls = stack.emu.stack_dynamodb_calls(&stack.name).len() - before;
+    assert_eq!(used.status, 200, "{}", used.body);
+    assert_eq!(used.json["reasons"][0]["code"], "approved_call");
+    assert!(
+        calls <= 2,
+        "the approved call made {calls} DynamoDB requests"
+    );
+    let again = stack.authorize("agent-treasury-1", &tom, &call);
+    assert_eq!(again.status, 403, "{}", again.body);
+    assert_eq!(again.json["reasons"][0]["code"], "grant_already_used");
+    call["arguments"]["amount"] = json!(300.0);
+    let other = stack.authorize("agent-treasury-1", &tom, &call);
+    assert_eq!(other.json["reasons"][0]["code"], "grant_arguments_mismatch");
     // A second click sees the outcome; it decides nothing.
     let again = approver_page(&stack, &review_id, "reject", "approver=bob");
     assert_eq!(again.status, 409);

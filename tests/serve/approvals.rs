@@ -133,6 +133,37 @@ fn an_approver_approves_on_the_page_and_the_agent_sees_it() {
     // A second answer sees the first.
     let (again, body) = answer(&server, &review, "reject", "approver=bob");
     assert_eq!(again, 409, "{body}");
+
+    // The approval is a single-use grant for exactly the approved call.
+    let tom = server.user_token("tom", &["treasury_operator"], None);
+    let with_grant = |user: &str, amount: f64| {
+        let mut call = transfer();
+        call["approval_id"] = json!(approval_id);
+        call["arguments"]["amount"] = json!(amount);
+        server.authorize(&agent, user, &call)
+    };
+    let tina = server.user_token("tina", &["treasury_operator"], None);
+    with_grant(&tina, 250.0).expect_decision(
+        403,
+        "deny",
+        Some("grant_user_mismatch"),
+        "another user",
+    );
+    with_grant(&tom, 300.0).expect_decision(
+        403,
+        "deny",
+        Some("grant_arguments_mismatch"),
+        "other arguments",
+    );
+    let used = with_grant(&tom, 250.0);
+    used.expect_decision(200, "allow", Some("approved_call"), "the approved call");
+    assert_eq!(used.str("approval_id"), approval_id);
+    with_grant(&tom, 250.0).expect_decision(
+        403,
+        "deny",
+        Some("grant_already_used"),
+        "a second use",
+    );
 }
 
 #[test]
@@ -155,6 +186,15 @@ fn a_rejection_is_recorded_as_a_denial() {
                 .then_some(())
                 .ok_or(s.to_string())
         },
+    );
+    let mut call = transfer();
+    call["approval_id"] = json!(approval_id);
+    let tom = server.user_token("tom", &["treasury_operator"], None);
+    server.authorize(&agent, &tom, &call).expect_decision(
+        403,
+        "deny",
+        Some("grant_not_approved"),
+        "a rejected approval grants nothing",
     );
     poll(Duration::from_secs(10), "the denial record", || {
         let n = server.count_decisions(

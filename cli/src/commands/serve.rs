@@ -75,6 +75,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         engine: handle,
         log: store.clone(),
         approvals: Arc::new(workflow),
+        grants: store.clone(),
         metrics,
         clock: Arc::new(SystemClock),
         environment: args.environment,

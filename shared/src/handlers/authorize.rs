@@ -205,7 +205,10 @@ impl AuthorizePorts {
                 dynamodb.clone(),
                 &config.decisions_table,
             )),
-            approval_store: Arc::new(DynamoApprovals::new(dynamodb, &config.approvals_table)),
+            approval_store: Arc::new(
+                DynamoApprovals::new(dynamodb, &config.approvals_table)
+                    .with_decisions(&config.decisions_table),
+            ),
             approvals: Arc::new(SfnApprovalWorkflow::new(
                 aws_sdk_sfn::Client::new(sdk),
                 &config.state_machine_arn,
@@ -236,6 +239,7 @@ pub async fn app(config: &AuthorizeConfig, ports: AuthorizePorts) -> Result<Rout
         engine: Arc::clone(&engine),
         log: Arc::clone(&ports.log),
         approvals: ports.approvals,
+        grants: Arc::clone(&ports.approval_store),
         // Denial metrics come from the decision table's stream, off the request path.
         metrics: Arc::new(MemoryMetrics::default()),
         clock: Arc::new(SystemClock),

@@ -67,6 +67,26 @@ pub enum ReasonCode {
     ApprovalExpired,
     /// The approval workflow failed (for example, approvers could not be notified).
     ApprovalFailed,
+    /// The call is the exact call a human approved; its single-use grant is now used.
+    ApprovedCall,
+    /// The presented approval does not exist.
+    GrantNotFound,
+    /// The presented approval is not approved (pending, rejected, expired or failed).
+    GrantNotApproved,
+    /// The presented approval was granted to another agent.
+    GrantAgentMismatch,
+    /// The presented approval was granted for another user.
+    GrantUserMismatch,
+    /// The presented approval was granted for another tool.
+    GrantToolMismatch,
+    /// The presented approval was granted for other arguments.
+    GrantArgumentsMismatch,
+    /// The policy version changed since the approval was requested.
+    GrantPolicyChanged,
+    /// The presented approval's grant was already used.
+    GrantAlreadyUsed,
+    /// The presented approval's grant has expired.
+    GrantExpired,
 }
 
 impl ReasonCode {
@@ -91,6 +111,16 @@ impl ReasonCode {
             ReasonCode::ApprovalRejected => "approval_rejected",
             ReasonCode::ApprovalExpired => "approval_expired",
             ReasonCode::ApprovalFailed => "approval_failed",
+            ReasonCode::ApprovedCall => "approved_call",
+            ReasonCode::GrantNotFound => "grant_not_found",
+            ReasonCode::GrantNotApproved => "grant_not_approved",
+            ReasonCode::GrantAgentMismatch => "grant_agent_mismatch",
+            ReasonCode::GrantUserMismatch => "grant_user_mismatch",
+            ReasonCode::GrantToolMismatch => "grant_tool_mismatch",
+            ReasonCode::GrantArgumentsMismatch => "grant_arguments_mismatch",
+            ReasonCode::GrantPolicyChanged => "grant_policy_changed",
+            ReasonCode::GrantAlreadyUsed => "grant_already_used",
+            ReasonCode::GrantExpired => "grant_expired",
         }
     }
 
@@ -170,7 +200,8 @@ pub struct DecisionRecord {
     pub reasoning: Option<String>,
     /// Time spent deciding, in microseconds, before recording.
     pub latency_us: u64,
-    /// The approval a pending decision waits for.
+    /// The approval a pending decision waits for, or the one whose grant an
+    /// agent presented.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval_id: Option<String>,
     /// Set on the record of a human approval's outcome; such a record

@@ -38,6 +38,10 @@ pub struct AuthorizeRequest {
     /// The agent's stated reasoning or a trace reference, kept with the decision.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reasoning: Option<String>,
+    /// The approval a human gave for exactly this call: presenting it uses
+    /// its single-use grant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_id: Option<String>,
 }
 
 fn empty_object() -> serde_json::Value {

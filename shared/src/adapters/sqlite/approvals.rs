@@ -8,18 +8,20 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{unavailable, SqliteStore};
 use crate::model::ApprovalStatus;
+use crate::model::DecisionRecord;
 use crate::ports::{
     ApprovalItem, ApprovalRequest, ApprovalStore, Decided, HumanDecision, ReviewKey, StoreError,
     TaskToken,
 };
 
 /// Columns added to the foundation's `approvals` table, for stores created before them.
-pub(super) const COLUMNS: [(&str, &str); 5] = [
+pub(super) const COLUMNS: [(&str, &str); 6] = [
     ("task_token", "TEXT"),
     ("review_key", "TEXT"),
     ("approver", "TEXT"),
     ("comment", "TEXT"),
     ("decided_at", "TEXT"),
+    ("grant_used_at", "TEXT"),
 ];
 
 /// Adds the columns a store created by an older build lacks.
@@ -41,7 +43,7 @@ pub(super) fn migrate(conn: &Connection) -> Result<(), StoreError> {
     .map_err(unavailable)
 }
 
-/// request, status, approver, comment, decided_at, task_token.
+/// request, status, approver, comment, decided_at, task_token, grant_used_at.
 type Row = (
     String,
     String,
@@ -49,10 +51,11 @@ type Row = (
     Option<String>,
     Option<String>,
     Option<String>,
+    Option<String>,
 );
 
-const SELECT: &str =
-    "SELECT request, status, approver, comment, decided_at, task_token FROM approvals";
+const SELECT: &str = "SELECT request, status, approver, comment, decided_at, task_token, \
+     grant_used_at FROM approvals";
 
 fn item(conn: &Connection, filter: &str, key: &str) -> Result<Option<ApprovalItem>, StoreError> {
     let row: Option<Row> = conn
@@ -64,11 +67,12 @@ fn item(conn: &Connection, filter: &str, key: &str) -> Result<Option<ApprovalIte
                 r.get(3)?,
                 r.get(4)?,
                 r.get(5)?,
+                r.get(6)?,
             ))
         })
         .optional()
         .map_err(unavailable)?;
-    let Some((request, status, approver, comment, decided_at, token)) = row else {
+    let Some((request, status, approver, comment, decided_at, token, used)) = row else {
         return Ok(None);
     };
     let corrupt = |e: serde_json::Error| StoreError::Corrupt(e.to_string());
@@ -79,6 +83,7 @@ fn item(conn: &Connection, filter: &str, key: &str) -> Result<Option<ApprovalIte
         comment,
         decided_at,
         task_token: token.map(TaskToken),
+        grant_used_at: used,
     }))
 }
 
@@ -190,6 +195,64 @@ impl ApprovalStore for SqliteStore {
             )
             .map_err(unavailable)?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn use_grant(
+        &self,
+        approval_id: &str,
+        record: &DecisionRecord,
+        decided_after: &str,
+    ) -> Result<bool, StoreError> {
+        let json = serde_json::to_string(record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let (id, after, r) = (
+            approval_id.to_owned(),
+            decided_after.to_owned(),
+            record.clone(),
+        );
+        self.with_control(move |conn| {
+            let tx = conn.transaction().map_err(unavailable)?;
+            let used = tx
+                .execute(
+                    "UPDATE approvals SET grant_used_at = ?1
+                     WHERE approval_id = ?2 AND status = 'approved' AND grant_used_at IS NULL
+                       AND decided_at > ?3
+                       AND json_extract(request, '$.decision.agent_id') = ?4
+                       AND json_extract(request, '$.decision.user_id') = ?5
+                       AND json_extract(request, '$.decision.tool_id') = ?6
+                       AND json_extract(request, '$.decision.arguments_hash') = ?7
+                       AND json_extract(request, '$.decision.policy_version') = ?8",
+                    params![
+                        r.timestamp,
+                        id,
+                        after,
+                        r.agent_id,
+                        r.user_id,
+                        r.tool_id,
+                        r.arguments_hash,
+                        r.policy_version
+                    ],
+                )
+                .map_err(unavailable)?;
+            if used == 0 {
+                return Ok(false);
+            }
+            tx.execute(
+                "INSERT INTO decisions (decision_id, agent_id, timestamp, decision, idempotency_key, record)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    r.decision_id,
+                    r.agent_id,
+                    r.timestamp,
+                    r.decision.as_str(),
+                    r.idempotency_key,
+                    json
+                ],
+            )
+            .map_err(unavailable)?;
+            tx.commit().map_err(unavailable)?;
+            Ok(true)
         })
         .await
     }

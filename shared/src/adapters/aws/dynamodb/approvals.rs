@@ -12,7 +12,7 @@ use aws_sdk_dynamodb::types::{Put, ReturnValue, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 
 use super::{corrupt, get_s, n, opt_s, s, unavailable, Item};
-use crate::model::ApprovalStatus;
+use crate::model::{ApprovalStatus, DecisionRecord};
 use crate::ports::{
     ApprovalItem, ApprovalRequest, ApprovalStore, Decided, HumanDecision, ReviewKey, StoreError,
     TaskToken,
@@ -27,6 +27,8 @@ const KEEP_SECONDS: i64 = 90 * 86_400;
 pub struct DynamoApprovals {
     client: Client,
     table: String,
+    /// Where a used grant's allow is recorded, in the same transaction.
+    decisions_table: Option<String>,
 }
 
 fn is_condition_failure<E, R>(e: &aws_sdk_dynamodb::error::SdkError<E, R>) -> bool
@@ -55,6 +57,7 @@ fn item_from(item: &Item) -> Result<ApprovalItem, StoreError> {
         comment: opt_s(item, "comment"),
         decided_at: opt_s(item, "decided_at"),
         task_token: opt_s(item, "task_token").map(TaskToken),
+        grant_used_at: opt_s(item, "grant_used_at"),
     })
 }
 
@@ -64,7 +67,14 @@ impl DynamoApprovals {
         Self {
             client,
             table: table.into(),
+            decisions_table: None,
         }
+    }
+
+    /// The same, able to use grants: their allows go into `decisions_table`.
+    pub fn with_decisions(mut self, decisions_table: impl Into<String>) -> Self {
+        self.decisions_table = Some(decisions_table.into());
+        self
     }
 }
 
@@ -84,6 +94,9 @@ impl ApprovalStore for DynamoApprovals {
         item.insert("agent_id".into(), s(&d.agent_id));
         item.insert("user_id".into(), s(&d.user_id));
         item.insert("tool_id".into(), s(&d.tool_id));
+        // What a grant is bound to, for the conditional write that uses it.
+        item.insert("arguments_hash".into(), s(&d.arguments_hash));
+        item.insert("policy_version".into(), s(&d.policy_version));
         if let Some(g) = &request.approver_group {
             item.insert("approver_group".into(), s(g));
         }
@@ -271,6 +284,64 @@ impl ApprovalStore for DynamoApprovals {
         match out {
             Ok(_) => Ok(()),
             Err(e) if is_condition_failure(&e) => Ok(()),
+            Err(e) => Err(unavailable(&e)),
+        }
+    }
+
+    async fn use_grant(
+        &self,
+        approval_id: &str,
+        record: &DecisionRecord,
+        decided_after: &str,
+    ) -> Result<bool, StoreError> {
+        let decisions = self.decisions_table.as_deref().ok_or_else(|| {
+            StoreError::Unavailable("this approval store records no decisions".into())
+        })?;
+        let json = serde_json::to_string(record).map_err(corrupt)?;
+        let use_it = Update::builder()
+            .table_name(&self.table)
+            .key("approval_id", s(approval_id))
+            .update_expression("SET grant_used_at = :now, grant_decision_id = :d")
+            .condition_expression(
+                "#st = :approved AND attribute_not_exists(grant_used_at) AND decided_at > :after \
+                 AND agent_id = :a AND user_id = :u AND tool_id = :t \
+                 AND arguments_hash = :h AND policy_version = :v",
+            )
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":approved", s(ApprovalStatus::Approved.as_str()))
+            .expression_attribute_values(":now", s(&record.timestamp))
+            .expression_attribute_values(":d", s(&record.decision_id))
+            .expression_attribute_values(":after", s(decided_after))
+            .expression_attribute_values(":a", s(&record.agent_id))
+            .expression_attribute_values(":u", s(&record.user_id))
+            .expression_attribute_values(":t", s(&record.tool_id))
+            .expression_attribute_values(":h", s(&record.arguments_hash))
+            .expression_attribute_values(":v", s(&record.policy_version))
+            .build()
+            .map_err(|e| unavailable(&e))?;
+        let put = Put::builder()
+            .table_name(decisions)
+            .set_item(Some(super::decisions::DynamoDecisionLog::item(
+                record, &json,
+            )))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(|e| unavailable(&e))?;
+        let written = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().update(use_it).build())
+            .transact_items(TransactWriteItem::builder().put(put).build())
+            .send()
+            .await;
+        match written {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_transaction_canceled_exception()) =>
+            {
+                Ok(false)
+            }
             Err(e) => Err(unavailable(&e)),
         }
     }

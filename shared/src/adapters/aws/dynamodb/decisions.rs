@@ -43,7 +43,8 @@ impl DynamoDecisionLog {
         }
     }
 
-    fn item(record: &DecisionRecord, json: &str) -> Item {
+    /// The item of one decision record.
+    pub(super) fn item(record: &DecisionRecord, json: &str) -> Item {
         let kind = if record.approval.is_some() {
             "approval"
         } else {

@@ -26,9 +26,10 @@ echo "== format and lints"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-echo "== SAM template"
+echo "== SAM template, state machine, OpenAPI"
 .venv/bin/cfn-lint infra/template.yaml
 python3 -c 'import json,sys; json.load(open("statemachines/approval.asl.json"))'
+.venv/bin/openapi-spec-validator docs/openapi.yaml
 
 echo "== example policy set"
 cargo run -q --locked -p govctl -- policy validate infra/policies

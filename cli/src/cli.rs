@@ -45,6 +45,9 @@ pub enum Command {
     /// On-behalf-of user tokens.
     #[command(subcommand)]
     User(UserCommand),
+    /// Approver tokens, for answering approval requests.
+    #[command(subcommand)]
+    Approver(ApproverCommand),
     /// Recorded decisions.
     #[command(subcommand)]
     Decision(DecisionCommand),
@@ -216,6 +219,24 @@ pub enum UserCommand {
         org: Option<String>,
         /// Lifetime (e.g. 15m, 1h, 1d).
         #[arg(long, default_value = "1h", value_parser = parse_ttl)]
+        ttl: u64,
+        #[command(flatten)]
+        data: DataDir,
+    },
+}
+
+/// `govctl approver …`.
+#[derive(Debug, Subcommand)]
+pub enum ApproverCommand {
+    /// Mint a token an approver pastes into the approval page.
+    Token {
+        /// Approver id.
+        approver_id: String,
+        /// Approver group (repeat for several), as tools' `approval.approver_group` names them.
+        #[arg(long = "group", required = true)]
+        groups: Vec<String>,
+        /// Lifetime (e.g. 15m, 1h, 1d).
+        #[arg(long, default_value = "8h", value_parser = parse_ttl)]
         ttl: u64,
         #[command(flatten)]
         data: DataDir,

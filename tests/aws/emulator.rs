@@ -27,6 +27,8 @@ pub const ACCOUNT: &str = "123456789012";
 pub const ISSUER: &str = "https://idp.agent-governance.test";
 /// The audience of user tokens.
 pub const AUDIENCE: &str = "agent-governance";
+/// The audience of approver tokens.
+pub const APPROVER_AUDIENCE: &str = "agent-governance-approvers";
 
 /// The four functions of one stack.
 #[derive(Clone)]

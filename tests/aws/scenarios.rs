@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::emulator::ACCOUNT;
-use crate::stack::{table, Stack, REFRESH};
+use crate::stack::{table, HttpAnswer, Stack, REFRESH};
 
 fn example_policies() -> PathBuf {
     crate::emulator::workspace_root().join("infra/policies")
@@ -80,11 +80,7 @@ fn pending_transfer(stack: &Stack) -> (String, String) {
         !text.contains(&approval_id),
         "the message does not carry the agent's id"
     );
-    assert_eq!(approver_page(stack, &approval_id, "review", "").status, 404);
-    assert_eq!(
-        approver_page(stack, &approval_id, "approve", "approver=agent").status,
-        404
-    );
+    assert_eq!(review_page(stack, &approval_id).status, 404);
     // The task token stays out of the link and the message.
     let item = stack
         .emu
@@ -115,25 +111,84 @@ fn pending_transfer(stack: &Stack) -> (String, String) {
     (approval_id, review_id)
 }
 
-fn approver_page(
-    stack: &Stack,
-    review_id: &str,
-    action: &str,
-    form: &str,
-) -> crate::stack::HttpAnswer {
-    let (method, path) = if action == "review" {
-        ("GET", format!("/v1/reviews/{review_id}"))
-    } else {
-        ("POST", format!("/v1/reviews/{review_id}/{action}"))
-    };
+/// The approver's page of `review_id`.
+fn review_page(stack: &Stack, review_id: &str) -> HttpAnswer {
     stack.http(
         "approval-callback",
-        method,
-        &path,
+        "GET",
+        &format!("/v1/reviews/{review_id}"),
         None,
-        &[("content-type", "application/x-www-form-urlencoded")],
-        form,
+        &[("x-forwarded-proto", "https")],
+        "",
     )
+}
+
+/// A review page opened in a browser: its CSRF form field and cookie.
+struct OpenedPage {
+    csrf: String,
+    cookie: String,
+}
+
+/// Opens the review page as a browser does.
+fn open_page(stack: &Stack, review_id: &str) -> Result<OpenedPage, Box<HttpAnswer>> {
+    let page = review_page(stack, review_id);
+    if page.status != 200 || !page.body.contains("name=\"csrf\"") {
+        return Err(Box::new(page));
+    }
+    let csrf = page
+        .body
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_default()
+        .to_owned();
+    let set = page
+        .cookies
+        .iter()
+        .find(|c| c.starts_with("agov_csrf="))
+        .unwrap_or_else(|| panic!("the page sets the CSRF cookie: {:?}", page.cookies));
+    for attribute in ["HttpOnly", "SameSite=Strict", "Secure"] {
+        assert!(
+            set.contains(attribute),
+            "the CSRF cookie is {attribute}: {set}"
+        );
+    }
+    let cookie = set.split(';').next().unwrap_or_default().to_owned();
+    Ok(OpenedPage { csrf, cookie })
+}
+
+/// Posts an answer from an opened page.
+fn post_answer(
+    stack: &Stack,
+    review_id: &str,
+    page: &OpenedPage,
+    verb: &str,
+    token: &str,
+    comment: &str,
+) -> HttpAnswer {
+    stack.http(
+        "approval-callback",
+        "POST",
+        &format!("/v1/reviews/{review_id}/{verb}"),
+        None,
+        &[
+            ("content-type", "application/x-www-form-urlencoded"),
+            ("cookie", &page.cookie),
+        ],
+        &format!(
+            "csrf={}&approver_token={token}&comment={}",
+            page.csrf,
+            comment.replace(' ', "+")
+        ),
+    )
+}
+
+/// Opens the page and answers, as an approver in a browser does.
+fn answer(stack: &Stack, review_id: &str, verb: &str, token: &str, comment: &str) -> HttpAnswer {
+    match open_page(stack, review_id) {
+        Ok(page) => post_answer(stack, review_id, &page, verb, token, comment),
+        Err(answer) => *answer,
+    }
 }
 
 /// `GET /v1/approvals/{id}` as the agent running as `role`.
@@ -327,7 +382,7 @@ fn the_agent_is_the_iam_principal_never_the_body() {
 fn an_approved_transfer_succeeds_and_the_approval_is_recorded() {
     let stack = Stack::new("approve", &example_policies());
     let (approval_id, review_id) = pending_transfer(&stack);
-    let page = approver_page(&stack, &review_id, "review", "");
+    let page = review_page(&stack, &review_id);
     assert_eq!(page.status, 200);
     // What is approved: the parties, the tool and the arguments themselves.
     for expected in [
@@ -349,11 +404,40 @@ fn an_approved_transfer_succeeds_and_the_approval_is_recorded() {
     assert!(page
         .body
         .contains(&format!("action=\"{review_id}/approve\"")));
-    let approved = approver_page(
+    // Two approvers open the page; the first answer decides.
+    let bobs_page = open_page(&stack, &review_id).expect("the page");
+    // Refused: no token, a token outside the group, the user the agent acts
+    // for, a post without the page's CSRF value.
+    let alice = stack.approver_token("alice", &["treasury-approvers"]);
+    let opened = open_page(&stack, &review_id).expect("the page");
+    assert_eq!(
+        post_answer(&stack, &review_id, &opened, "approve", "", "").status,
+        401
+    );
+    let outsider = stack.approver_token("olga", &["privacy-approvers"]);
+    assert_eq!(
+        post_answer(&stack, &review_id, &opened, "approve", &outsider, "").status,
+        403
+    );
+    let tom_approver = stack.approver_token("tom", &["treasury-approvers"]);
+    let own = post_answer(&stack, &review_id, &opened, "approve", &tom_approver, "");
+    assert_eq!(own.status, 403);
+    assert!(own.body.contains("someone else must answer"));
+    let forged = OpenedPage {
+        csrf: "0".repeat(64),
+        cookie: opened.cookie.clone(),
+    };
+    assert_eq!(
+        post_answer(&stack, &review_id, &forged, "approve", &alice, "").status,
+        403
+    );
+    let approved = post_answer(
         &stack,
         &review_id,
+        &opened,
         "approve",
-        "approver=alice&comment=invoice+checked",
+        &alice,
+        "invoice checked",
     );
     assert_eq!(approved.status, 200, "{}", approved.body);
     let (status, error) = stack.wait_for_execution(&approval_id, Duration::from_secs(30));
@@ -388,7 +472,8 @@ fn an_approved_transfer_succeeds_and_the_approval_is_recorded() {
     let other = stack.authorize("agent-treasury-1", &tom, &call);
     assert_eq!(other.json["reasons"][0]["code"], "grant_arguments_mismatch");
     // A second click sees the outcome; it decides nothing.
-    let again = approver_page(&stack, &review_id, "reject", "approver=bob");
+    let bob = stack.approver_token("bob", &["treasury-approvers"]);
+    let again = post_answer(&stack, &review_id, &bobs_page, "reject", &bob, "");
     assert_eq!(again.status, 409);
     assert!(again.body.contains("already approved"));
 }
@@ -397,12 +482,8 @@ fn an_approved_transfer_succeeds_and_the_approval_is_recorded() {
 fn a_rejected_transfer_fails_is_recorded_and_counted() {
     let stack = Stack::new("reject", &example_policies());
     let (approval_id, review_id) = pending_transfer(&stack);
-    let rejected = approver_page(
-        &stack,
-        &review_id,
-        "reject",
-        "approver=carol&comment=unknown+supplier",
-    );
+    let carol = stack.approver_token("carol", &["treasury-approvers"]);
+    let rejected = answer(&stack, &review_id, "reject", &carol, "unknown supplier");
     assert_eq!(rejected.status, 200, "{}", rejected.body);
     let (status, error) = stack.wait_for_execution(&approval_id, Duration::from_secs(30));
     assert_eq!(
@@ -465,10 +546,10 @@ fn an_unanswered_transfer_expires_is_recorded_and_counted() {
         ),
         1.0
     );
-    // A late click finds the approval closed.
-    let late = approver_page(&stack, &review_id, "approve", "approver=alice");
-    assert_eq!(late.status, 409, "{}", late.body);
-    assert!(late.body.contains("already expired"));
+    // A late visit finds the approval closed: no forms to answer.
+    let late = review_page(&stack, &review_id);
+    assert_eq!(late.status, 200, "{}", late.body);
+    assert!(late.body.contains("expired") && !late.body.contains("<form"));
 }
 
 #[test]

@@ -28,7 +28,8 @@ use governance::model::Environment;
 use serde_json::{json, Value};
 
 use crate::emulator::{
-    emulator, workspace_root, Emulator, Functions, ACCOUNT, AUDIENCE, ISSUER, REGION,
+    emulator, workspace_root, Emulator, Functions, ACCOUNT, APPROVER_AUDIENCE, AUDIENCE, ISSUER,
+    REGION,
 };
 
 /// How often the authorize function re-reads the active version in tests.
@@ -300,9 +301,14 @@ impl Stack {
                 &ApprovalCallbackConfig {
                     approvals_table: table(&self.name, "approvals"),
                     topic_arn: topic_arn.into(),
+                    approver_issuer: ISSUER.into(),
+                    approver_audience: APPROVER_AUDIENCE.into(),
+                    approver_jwks_url: self.emu.jwks_url(),
+                    approver_groups_claim: "groups".into(),
                 },
                 &self.sdk,
-            ),
+            )
+            .expect("approval-callback handler"),
         };
         self.emu.register(&self.name, functions);
     }
@@ -350,6 +356,27 @@ impl Stack {
         self.user_token_for(AUDIENCE, user, roles)
     }
 
+    /// An approver token of the test issuer, for `groups`.
+    pub fn approver_token(&self, approver: &str, groups: &[&str]) -> String {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        self.emu
+            .keys
+            .mint(&Claims {
+                iss: ISSUER.into(),
+                sub: approver.into(),
+                aud: APPROVER_AUDIENCE.into(),
+                exp: now + 600,
+                iat: now,
+                nbf: now,
+                jti: format!("{approver}-{now}"),
+                token_use: TokenUse::Approver,
+                roles: Vec::new(),
+                org: None,
+                groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+            })
+            .expect("mint an approver token")
+    }
+
     /// A user token of the test issuer for `audience`.
     pub fn user_token_for(&self, audience: &str, user: &str, roles: &[&str]) -> String {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
@@ -366,6 +393,7 @@ impl Stack {
                 token_use: TokenUse::User,
                 roles: roles.iter().map(|r| (*r).to_owned()).collect(),
                 org: None,
+                groups: Vec::new(),
             })
             .expect("mint a user token")
     }
@@ -426,7 +454,12 @@ impl Stack {
             }
         }
         for (k, v) in headers {
-            event["headers"][k.to_ascii_lowercase()] = json!(v);
+            if k.eq_ignore_ascii_case("cookie") {
+                // HTTP API payload 2.0 carries cookies apart from the headers.
+                event["cookies"] = json!(v.split("; ").collect::<Vec<_>>());
+            } else {
+                event["headers"][k.to_ascii_lowercase()] = json!(v);
+            }
         }
         let (status, error, payload) = self.invoke(function, &event);
         assert_eq!(
@@ -436,10 +469,20 @@ impl Stack {
         );
         assert_eq!(error, None, "the function failed: {payload}");
         let body = payload["body"].as_str().unwrap_or_default().to_owned();
+        let cookies = payload["cookies"]
+            .as_array()
+            .map(|c| {
+                c.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
         HttpAnswer {
             status: payload["statusCode"].as_u64().expect("a status code"),
             json: serde_json::from_str(&body).unwrap_or(Value::Null),
             body,
+            cookies,
         }
     }
 
@@ -691,6 +734,8 @@ pub struct HttpAnswer {
     pub body: String,
     /// The body as JSON, or null.
     pub json: Value,
+    /// The cookies it sets.
+    pub cookies: Vec<String>,
 }
 
 /// The `FilterCriteria` pattern of denial-metrics' stream event in the template.

@@ -32,11 +32,70 @@ fn review_id(server: &Server) -> String {
     )
 }
 
-fn answer(server: &Server, review_id: &str, verb: &str, form: &str) -> (u16, String) {
+/// An approver token minted by `govctl approver token`.
+fn approver(server: &Server, id: &str, group: &str) -> String {
+    server
+        .govctl(&["approver", "token", id, "--group", group])
+        .trim()
+        .to_owned()
+}
+
+/// Opens the review page as a browser does: its CSRF form value and cookie.
+fn open_page(server: &Server, review_id: &str) -> (String, String) {
+    let page = reqwest::blocking::Client::new()
+        .get(server.url(&format!("/v1/reviews/{review_id}")))
+        .send()
+        .expect("GET the review page");
+    let cookie = page
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .expect("the page sets the CSRF cookie")
+        .to_owned();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let cookie = cookie.split(';').next().unwrap_or_default().to_owned();
+    let body = page.text().unwrap_or_default();
+    let csrf = body
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the form carries the CSRF value")
+        .to_owned();
+    (csrf, cookie)
+}
+
+/// Opens the page and answers with `token`.
+fn answer(
+    server: &Server,
+    review_id: &str,
+    verb: &str,
+    token: &str,
+    comment: &str,
+) -> (u16, String) {
+    let (csrf, cookie) = open_page(server, review_id);
+    post(server, review_id, verb, &csrf, &cookie, token, comment)
+}
+
+fn post(
+    server: &Server,
+    review_id: &str,
+    verb: &str,
+    csrf: &str,
+    cookie: &str,
+    token: &str,
+    comment: &str,
+) -> (u16, String) {
     let response = reqwest::blocking::Client::new()
         .post(server.url(&format!("/v1/reviews/{review_id}/{verb}")))
         .header("content-type", "application/x-www-form-urlencoded")
-        .body(form.to_owned())
+        .header("cookie", cookie)
+        .body(format!(
+            "csrf={csrf}&approver_token={token}&comment={}",
+            comment.replace(' ', "+")
+        ))
         .send()
         .expect("POST the answer");
     (
@@ -85,7 +144,9 @@ fn an_approver_approves_on_the_page_and_the_agent_sees_it() {
     status_of(&server, &other, &approval_id).expect_error(404, "not_found", "another agent");
     // The agent's own id opens nothing.
     assert_eq!(
-        answer(&server, &approval_id, "approve", "approver=agent").0,
+        server
+            .get(&format!("/v1/reviews/{approval_id}"), None)
+            .status,
         404
     );
 
@@ -100,11 +161,57 @@ fn an_approver_approves_on_the_page_and_the_agent_sees_it() {
     ] {
         assert!(page.text.contains(shown), "the page shows {shown}: {page}");
     }
-    let (status, body) = answer(
-        &server,
-        &review,
-        "approve",
-        "approver=alice&comment=checked",
+    // Refused: an approver outside the tool's group, the user the agent acts
+    // for, an answer without the page's CSRF cookie, and no valid token.
+    let (csrf, cookie) = open_page(&server, &review);
+    let olga = approver(&server, "olga", "privacy-approvers");
+    assert_eq!(
+        post(&server, &review, "approve", &csrf, &cookie, &olga, "").0,
+        403
+    );
+    let tom_approver = approver(&server, "tom", "treasury-approvers");
+    assert_eq!(
+        post(
+            &server,
+            &review,
+            "approve",
+            &csrf,
+            &cookie,
+            &tom_approver,
+            ""
+        )
+        .0,
+        403
+    );
+    let alice = approver(&server, "alice", "treasury-approvers");
+    assert_eq!(
+        post(
+            &server,
+            &review,
+            "approve",
+            &csrf,
+            "agov_csrf=forged",
+            &alice,
+            ""
+        )
+        .0,
+        403
+    );
+    assert_eq!(
+        post(
+            &server,
+            &review,
+            "approve",
+            &csrf,
+            &cookie,
+            "not-a-token",
+            ""
+        )
+        .0,
+        401
+    );
+    let (status, body) = post(
+        &server, &review, "approve", &csrf, &cookie, &alice, "checked",
     );
     assert_eq!(status, 200, "{body}");
     poll(
@@ -130,8 +237,9 @@ fn an_approver_approves_on_the_page_and_the_agent_sees_it() {
     });
     assert_eq!(outcome["reasons"][0]["code"], "approval_granted");
     assert_eq!(outcome["approval"]["approver"], "alice");
-    // A second answer sees the first.
-    let (again, body) = answer(&server, &review, "reject", "approver=bob");
+    // A second answer, from a page opened before the first, sees the first.
+    let bob = approver(&server, "bob", "treasury-approvers");
+    let (again, body) = post(&server, &review, "reject", &csrf, &cookie, &bob, "");
     assert_eq!(again, 409, "{body}");
 
     // The approval is a single-use grant for exactly the approved call.
@@ -170,12 +278,8 @@ fn an_approver_approves_on_the_page_and_the_agent_sees_it() {
 fn a_rejection_is_recorded_as_a_denial() {
     let server = Server::start();
     let (agent, approval_id, review) = pending(&server);
-    let (status, body) = answer(
-        &server,
-        &review,
-        "reject",
-        "approver=carol&comment=unknown+account",
-    );
+    let carol = approver(&server, "carol", "treasury-approvers");
+    let (status, body) = answer(&server, &review, "reject", &carol, "unknown account");
     assert_eq!(status, 200, "{body}");
     poll(
         Duration::from_secs(10),

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use governance::adapters::sqlite::SqliteStore;
 
-use crate::cli::{AgentCommand, Cli, Command, DecisionCommand, UserCommand};
+use crate::cli::{AgentCommand, ApproverCommand, Cli, Command, DecisionCommand, UserCommand};
 
 /// Logs go to stderr, so that tokens and JSON on stdout stay pipeable.
 ///
@@ -53,6 +53,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ttl,
             data,
         }) => token::user(&data.data_dir, &user_id, roles, org, ttl).map(|()| ExitCode::SUCCESS),
+        Command::Approver(ApproverCommand::Token {
+            approver_id,
+            groups,
+            ttl,
+            data,
+        }) => {
+            token::approver(&data.data_dir, &approver_id, groups, ttl).map(|()| ExitCode::SUCCESS)
+        }
         Command::Decision(DecisionCommand::Show { id, data }) => {
             let store = open_store(&data.data_dir)?;
             let record = runtime()?

@@ -12,7 +12,9 @@ use anyhow::Context as _;
 use governance::adapters::local::workflow::{LocalTasks, LocalWorkflow};
 use governance::adapters::local::{LogNotifier, MemoryMetrics};
 use governance::adapters::sqlite::SqliteStore;
-use governance::auth::{JwtVerifier, LocalKeys, AGENT_AUDIENCE, LOCAL_ISSUER, USER_AUDIENCE};
+use governance::auth::{
+    JwtVerifier, LocalKeys, AGENT_AUDIENCE, APPROVER_AUDIENCE, LOCAL_ISSUER, USER_AUDIENCE,
+};
 use governance::clock::SystemClock;
 use governance::handlers::approval_callback::ApprovalCallbackHandler;
 use governance::handlers::decision_log::DecisionLogHandler;
@@ -56,6 +58,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         approvals: store.clone(),
         tasks: tasks.clone(),
         notifier: Arc::new(LogNotifier),
+        approvers: Arc::new(JwtVerifier::new(
+            &keys.jwks(),
+            LOCAL_ISSUER,
+            APPROVER_AUDIENCE,
+            "groups",
+        )?),
         clock: Arc::new(SystemClock),
     };
     let workflow = LocalWorkflow {

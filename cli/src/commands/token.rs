@@ -1,10 +1,13 @@
-//! `govctl agent token` and `govctl user token`: credentials signed with the
+//! `govctl agent token`, `govctl user token` and `govctl approver token`:
+//! credentials signed with the
 //! data directory's key, printed on stdout.
 
 use std::path::Path;
 
 use anyhow::Context as _;
-use governance::auth::{Claims, LocalKeys, TokenUse, AGENT_AUDIENCE, LOCAL_ISSUER, USER_AUDIENCE};
+use governance::auth::{
+    Claims, LocalKeys, TokenUse, AGENT_AUDIENCE, APPROVER_AUDIENCE, LOCAL_ISSUER, USER_AUDIENCE,
+};
 
 fn mint(data_dir: &Path, claims: Claims) -> anyhow::Result<()> {
     let keys = LocalKeys::load_or_create(data_dir)
@@ -30,6 +33,7 @@ fn claims(sub: &str, aud: &str, token_use: TokenUse, ttl: u64) -> anyhow::Result
         token_use,
         roles: Vec::new(),
         org: None,
+        groups: Vec::new(),
     })
 }
 
@@ -52,5 +56,17 @@ pub fn user(
     let mut c = claims(user_id, USER_AUDIENCE, TokenUse::User, ttl)?;
     c.roles = roles;
     c.org = org;
+    mint(data_dir, c)
+}
+
+/// Mints an approver token: the approver's id and the groups they approve for.
+pub fn approver(
+    data_dir: &Path,
+    approver_id: &str,
+    groups: Vec<String>,
+    ttl: u64,
+) -> anyhow::Result<()> {
+    let mut c = claims(approver_id, APPROVER_AUDIENCE, TokenUse::Approver, ttl)?;
+    c.groups = groups;
     mint(data_dir, c)
 }

@@ -16,7 +16,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let handler = Arc::new(ApprovalCallbackHandler::aws(
         &config,
         &sdk_config(None).await,
-    ));
+    )?);
     lambda_runtime::run(service_fn(|event: LambdaEvent<serde_json::Value>| {
         let handler = Arc::clone(&handler);
         async move { handler.handle(event.payload, event.context).await }

@@ -18,6 +18,8 @@ pub enum TokenUse {
     Agent,
     /// A user the agent acts for.
     User,
+    /// A person who approves or rejects high-impact calls.
+    Approver,
 }
 
 /// The claims this project mints and reads.
@@ -45,6 +47,9 @@ pub struct Claims {
     /// User organization (user tokens).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub org: Option<String>,
+    /// Approver groups (approver tokens).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
 }
 
 /// Why a token was refused. Messages are safe to return to clients.
@@ -78,6 +83,23 @@ pub enum TokenError {
 pub trait UserVerifier: Send + Sync {
     /// The verified user, or why the token was refused.
     async fn verify_user(&self, token: &str) -> Result<UserContext, TokenError>;
+}
+
+/// Verifies the token of a person who answers approval requests; the
+/// returned context's `roles` are the approver's groups.
+#[async_trait::async_trait]
+pub trait ApproverVerifier: Send + Sync {
+    /// The verified approver, or why the token was refused.
+    async fn verify_approver(&self, token: &str) -> Result<UserContext, TokenError>;
+}
+
+#[async_trait::async_trait]
+impl ApproverVerifier for JwtVerifier {
+    async fn verify_approver(&self, token: &str) -> Result<UserContext, TokenError> {
+        let claims = self.decode(token)?;
+        Self::check_use(&claims, TokenUse::Approver)?;
+        self.person(&claims)
+    }
 }
 
 #[async_trait::async_trait]
@@ -264,6 +286,14 @@ impl JwtVerifier {
     pub fn verify_user(&self, token: &str) -> Result<UserContext, TokenError> {
         let claims = self.decode(token)?;
         Self::check_use(&claims, TokenUse::User)?;
+        self.person(&claims)
+    }
+
+    /// The person a verified token names, with the roles (or groups) of the configured claim.
+    fn person(
+        &self,
+        claims: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<UserContext, TokenError> {
         let roles = match claims.get(&self.roles_claim) {
             None => Vec::new(),
             Some(serde_json::Value::Array(items)) => items
@@ -286,7 +316,7 @@ impl JwtVerifier {
             .and_then(|v| v.as_str())
             .map(str::to_owned);
         Ok(UserContext {
-            id: subject(&claims)?,
+            id: subject(claims)?,
             roles,
             organization,
         })
@@ -320,6 +350,7 @@ mod tests {
             token_use: use_,
             roles: vec!["underwriter".into()],
             org: Some("meridian-capital".into()),
+            groups: Vec::new(),
         }
     }
 

@@ -10,7 +10,7 @@ mod keys;
 #[cfg(feature = "aws")]
 mod oidc;
 
-pub use jwt::{Claims, JwtVerifier, TokenError, TokenUse, UserVerifier};
+pub use jwt::{ApproverVerifier, Claims, JwtVerifier, TokenError, TokenUse, UserVerifier};
 pub use keys::{KeyError, LocalKeys, LOCAL_ISSUER};
 #[cfg(feature = "aws")]
 pub use oidc::OidcVerifier;
@@ -19,3 +19,5 @@ pub use oidc::OidcVerifier;
 pub const AGENT_AUDIENCE: &str = "agent-governance/agent";
 /// The audience of on-behalf-of user tokens.
 pub const USER_AUDIENCE: &str = "agent-governance/user";
+/// The audience of approver tokens.
+pub const APPROVER_AUDIENCE: &str = "agent-governance/approver";

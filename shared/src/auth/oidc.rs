@@ -12,7 +12,7 @@ use arc_swap::ArcSwapOption;
 use jsonwebtoken::jwk::JwkSet;
 use tokio::sync::Mutex;
 
-use super::{JwtVerifier, TokenError, UserVerifier};
+use super::{ApproverVerifier, JwtVerifier, TokenError, UserVerifier};
 use crate::model::UserContext;
 
 /// Cached keys are refreshed after this long even when every key id is known.
@@ -132,5 +132,15 @@ impl UserVerifier for OidcVerifier {
             jsonwebtoken::decode_header(token).map_err(|e| TokenError::Malformed(e.to_string()))?;
         let keys = self.keys_for(header.kid.as_deref()).await?;
         keys.verifier.verify_user(token)
+    }
+}
+
+#[async_trait::async_trait]
+impl ApproverVerifier for OidcVerifier {
+    async fn verify_approver(&self, token: &str) -> Result<UserContext, TokenError> {
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|e| TokenError::Malformed(e.to_string()))?;
+        let keys = self.keys_for(header.kid.as_deref()).await?;
+        keys.verifier.verify_approver(token).await
     }
 }

@@ -13,14 +13,15 @@
 //!   decides the approval, then `SendTaskSuccess` or `SendTaskFailure`
 //!   resumes the workflow. A second answer sees the first one's outcome.
 //!
-//! Approver authentication and the approver group check are not here yet:
-//! the approver names themself in the form, and the unguessable review id,
-//! sent only to approvers, is what protects the link.
+//! Who may answer: an approver whose token verifies (pasted into the form,
+//! or sent as `Authorization: Bearer`), who belongs to the tool's approver
+//! group, and who is not the user the agent acts for. The forms carry a
+//! CSRF value that must match the page's cookie.
 
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
@@ -28,6 +29,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{ErrorType, HandlerError};
+use crate::auth::ApproverVerifier;
 use crate::clock::rfc3339;
 use crate::model::ApprovalStatus;
 use crate::ports::{
@@ -47,9 +49,17 @@ pub struct ApprovalCallbackHandler {
     pub tasks: Arc<dyn TaskCallbacks>,
     /// Tells approvers.
     pub notifier: Arc<dyn Notifier>,
+    /// Verifies approvers' tokens; their roles are their groups.
+    pub approvers: Arc<dyn ApproverVerifier>,
     /// The time.
     pub clock: Arc<dyn Clock>,
 }
+
+/// The cookie of the double-submit CSRF check: the review page sets it and
+/// puts the same random value in its forms; an answer must carry both.
+/// Another site can make a browser send the cookie, but cannot read it to
+/// put it in the form.
+const CSRF_COOKIE: &str = "agov_csrf";
 
 #[derive(Deserialize)]
 struct NotifyEvent {
@@ -77,16 +87,17 @@ fn new_review_id() -> Result<String, HandlerError> {
 }
 
 impl ApprovalCallbackHandler {
-    /// The handler on DynamoDB, Step Functions and SNS.
+    /// The handler on DynamoDB, Step Functions and SNS, with approvers of
+    /// the configured OIDC issuer.
     #[cfg(feature = "aws")]
     pub fn aws(
         config: &super::config::ApprovalCallbackConfig,
         sdk: &aws_config::SdkConfig,
-    ) -> Self {
+    ) -> Result<Self, crate::auth::TokenError> {
         use crate::adapters::aws::{
             dynamodb::DynamoApprovals, sfn::SfnTaskCallbacks, sns::SnsNotifier,
         };
-        Self {
+        Ok(Self {
             approvals: Arc::new(DynamoApprovals::new(
                 aws_sdk_dynamodb::Client::new(sdk),
                 &config.approvals_table,
@@ -96,8 +107,14 @@ impl ApprovalCallbackHandler {
                 aws_sdk_sns::Client::new(sdk),
                 &config.topic_arn,
             )),
+            approvers: Arc::new(crate::auth::OidcVerifier::new(
+                &config.approver_jwks_url,
+                &config.approver_issuer,
+                &config.approver_audience,
+                &config.approver_groups_claim,
+            )?),
             clock: Arc::new(crate::clock::SystemClock),
-        }
+        })
     }
 
     /// Answers one invocation: the state machine's notify step, or an
@@ -266,38 +283,61 @@ fn details(item: &ApprovalItem) -> String {
 async fn review(
     State(h): State<ApprovalCallbackHandler>,
     Path(review_id): Path<String>,
+    headers: HeaderMap,
 ) -> Response {
     let item = match h.approvals.find_by_review(&ReviewKey::of(&review_id)).await {
         Ok(Some(item)) => item,
         Ok(None) => return not_found(),
         Err(e) => return unavailable(e),
     };
+    if item.status != ApprovalStatus::Pending {
+        return page(StatusCode::OK, "Approve this call?", &details(&item));
+    }
+    let csrf = match new_review_id() {
+        Ok(c) => c,
+        Err(e) => return unavailable(e),
+    };
     let form = |verb: &str, label: &str| {
         // Relative to `/v1/reviews/{review_id}`, each form posts to a child.
         format!(
-            "<form method=\"post\" action=\"{id}/{verb}\"><label>Your name \
-             <input name=\"approver\" required maxlength=\"{MAX_FIELD}\"></label> \
+            "<form method=\"post\" action=\"{id}/{verb}\">\
+             <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+             <label>Approver token <input type=\"password\" name=\"approver_token\" \
+             autocomplete=\"off\" required></label> \
              <label>Comment <input name=\"comment\" maxlength=\"{MAX_FIELD}\"></label> \
              <button type=\"submit\">{label}</button></form>",
             id = escape(&review_id)
         )
     };
-    let forms = if item.status == ApprovalStatus::Pending {
-        form("approve", "Approve") + &form("reject", "Reject")
-    } else {
-        String::new()
-    };
-    page(
+    let mut response = page(
         StatusCode::OK,
         "Approve this call?",
-        &(details(&item) + &forms),
-    )
+        &(details(&item) + &form("approve", "Approve") + &form("reject", "Reject")),
+    );
+    let cookie = format!(
+        "{CSRF_COOKIE}={csrf}; Path=/v1/reviews/; HttpOnly; SameSite=Strict; Max-Age=3600{}",
+        // Over HTTPS (API Gateway says so), the cookie is never sent in clear.
+        if headers
+            .get("x-forwarded-proto")
+            .is_some_and(|p| p.as_bytes().eq_ignore_ascii_case(b"https"))
+        {
+            "; Secure"
+        } else {
+            ""
+        }
+    );
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    response
 }
 
 /// The approve and reject forms.
 #[derive(Debug, Deserialize)]
 struct AnswerForm {
-    approver: String,
+    csrf: String,
+    #[serde(default)]
+    approver_token: Option<String>,
     #[serde(default)]
     comment: Option<String>,
 }
@@ -305,21 +345,60 @@ struct AnswerForm {
 async fn approve(
     State(h): State<ApprovalCallbackHandler>,
     Path(review_id): Path<String>,
+    headers: HeaderMap,
     Form(form): Form<AnswerForm>,
 ) -> Response {
-    h.answer(&review_id, ApprovalStatus::Approved, form).await
+    h.answer(&review_id, ApprovalStatus::Approved, &headers, form)
+        .await
 }
 
 async fn reject(
     State(h): State<ApprovalCallbackHandler>,
     Path(review_id): Path<String>,
+    headers: HeaderMap,
     Form(form): Form<AnswerForm>,
 ) -> Response {
-    h.answer(&review_id, ApprovalStatus::Rejected, form).await
+    h.answer(&review_id, ApprovalStatus::Rejected, &headers, form)
+        .await
+}
+
+/// The CSRF cookie's value, if the request carries it.
+fn csrf_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == CSRF_COOKIE)
+        .map(|(_, v)| v.to_owned())
+}
+
+/// Equal, in time that does not depend on where they differ.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 impl ApprovalCallbackHandler {
-    async fn answer(&self, review_id: &str, status: ApprovalStatus, form: AnswerForm) -> Response {
+    async fn answer(
+        &self,
+        review_id: &str,
+        status: ApprovalStatus,
+        headers: &HeaderMap,
+        form: AnswerForm,
+    ) -> Response {
+        if !csrf_cookie(headers).is_some_and(|c| !c.is_empty() && same(&c, &form.csrf)) {
+            return page(
+                StatusCode::FORBIDDEN,
+                "Open the page again",
+                "<p>This answer did not come from the review page (CSRF check). \
+                 Open the link again and answer there.</p>",
+            );
+        }
         let item = match self
             .approvals
             .find_by_review(&ReviewKey::of(review_id))
@@ -330,14 +409,61 @@ impl ApprovalCallbackHandler {
             Err(e) => return unavailable(e),
         };
         let id = item.request.approval_id.as_str();
-        let approver = form.approver.trim();
-        if approver.is_empty() || approver.len() > MAX_FIELD {
+        // The approver's token, from the form or an `Authorization: Bearer` header.
+        let token = form
+            .approver_token
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .or_else(|| {
+                headers
+                    .get(header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("Bearer "))
+            });
+        let Some(token) = token else {
             return page(
-                StatusCode::BAD_REQUEST,
-                "Name needed",
-                "<p>Give your name (at most 1024 characters).</p>",
+                StatusCode::UNAUTHORIZED,
+                "Sign in",
+                "<p>An approver token is needed to answer.</p>",
+            );
+        };
+        let approver = match self.approvers.verify_approver(token).await {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(approval_id = %id, error = %e, "approver token refused");
+                return page(
+                    StatusCode::UNAUTHORIZED,
+                    "Not signed in",
+                    &format!(
+                        "<p>The approver token was refused: {}.</p>",
+                        escape(&e.to_string())
+                    ),
+                );
+            }
+        };
+        if let Some(group) = &item.request.approver_group {
+            if !approver.roles.iter().any(|g| g == group) {
+                tracing::warn!(approval_id = %id, approver = %approver.id, group = %group, "approver outside the group");
+                return page(
+                    StatusCode::FORBIDDEN,
+                    "Not an approver here",
+                    &format!(
+                        "<p>Only members of <code>{}</code> answer this request.</p>",
+                        escape(group)
+                    ),
+                );
+            }
+        }
+        if approver.id == item.request.decision.user_id {
+            tracing::warn!(approval_id = %id, approver = %approver.id, "self-approval refused");
+            return page(
+                StatusCode::FORBIDDEN,
+                "Not your own call",
+                "<p>The agent acts for you in this call; someone else must answer it.</p>",
             );
         }
+        let approver = approver.id;
         let comment = form
             .comment
             .map(|c| c.trim().to_owned())
@@ -351,7 +477,7 @@ impl ApprovalCallbackHandler {
         }
         let answer = HumanDecision {
             status,
-            approver: approver.to_owned(),
+            approver,
             comment,
             decided_at: rfc3339(self.clock.now()),
         };

@@ -139,6 +139,14 @@ pub struct ApprovalCallbackConfig {
     pub approvals_table: String,
     /// `APPROVAL_TOPIC_ARN`: where approvers are notified.
     pub topic_arn: String,
+    /// `APPROVER_OIDC_ISSUER`: the issuer of approvers' tokens.
+    pub approver_issuer: String,
+    /// `APPROVER_OIDC_AUDIENCE`: their audience.
+    pub approver_audience: String,
+    /// `APPROVER_OIDC_JWKS_URL`: the issuer's key set.
+    pub approver_jwks_url: String,
+    /// `APPROVER_GROUPS_CLAIM`: the claim listing an approver's groups (default `groups`).
+    pub approver_groups_claim: String,
 }
 
 impl ApprovalCallbackConfig {
@@ -147,6 +155,10 @@ impl ApprovalCallbackConfig {
         Ok(Self {
             approvals_table: var("APPROVALS_TABLE")?,
             topic_arn: var("APPROVAL_TOPIC_ARN")?,
+            approver_issuer: var("APPROVER_OIDC_ISSUER")?,
+            approver_audience: var("APPROVER_OIDC_AUDIENCE")?,
+            approver_jwks_url: var("APPROVER_OIDC_JWKS_URL")?,
+            approver_groups_claim: var_or("APPROVER_GROUPS_CLAIM", "groups"),
         })
     }
 }

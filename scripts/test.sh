@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check and test of agent-governance on a fresh machine that has
 # only Rust and Python 3. It installs what it needs itself: the Python tools
-# of scripts/requirements.txt into ./.venv (moto's AWS emulator, cfn-lint).
+# of scripts/requirements.txt into ./.venv (moto's AWS emulator, cfn-lint,
+# Selenium), and Debian's chromium and chromium-driver for the browser test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +23,11 @@ if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; th
   echo "$want" > "$stamp"
 fi
 
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+
 echo "== format and lints"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
@@ -37,3 +43,7 @@ cargo run -q --locked -p govctl -- policy test infra/policies
 
 echo "== unit, property, differential, black-box HTTP and end-to-end AWS tests"
 cargo test --workspace --locked
+
+echo "== an approval in headless Chromium"
+cargo build -q --locked -p govctl --features aws
+.venv/bin/python tests/browser/approve.py "$CARGO_TARGET_DIR/debug/govctl"

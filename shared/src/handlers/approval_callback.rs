@@ -200,22 +200,40 @@ fn escape(text: &str) -> String {
         .collect()
 }
 
+/// The pages' only style. The content security policy admits it by its
+/// hash, and nothing else: no script, no other style, no framing.
+const STYLE: &str = "body{font:15px/1.45 system-ui,sans-serif;max-width:46rem;margin:2rem auto;\
+padding:0 1rem;color:#1d2430}h1{font-size:1.4rem}table{border-collapse:collapse;width:100%;\
+margin:1rem 0}th,td{text-align:left;vertical-align:top;padding:.35rem .6rem;\
+border-bottom:1px solid #e3e6ea}th{width:16rem;color:#5a6472;font-weight:600}\
+td{word-break:break-all}form{display:flex;gap:.6rem;align-items:center;flex-wrap:wrap;\
+margin:.6rem 0;padding:.6rem;border:1px solid #e3e6ea;border-radius:6px}input{padding:.3rem}\
+button{padding:.4rem 1.1rem;border:0;border-radius:4px;color:#fff;font-weight:600}\
+form.approve button{background:#1f7a3f}form.reject button{background:#a32020}\
+.left{font-weight:600}";
+
 fn page(status: StatusCode, title: &str, body: &str) -> Response {
     let html = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width\">\
-         <meta name=\"referrer\" content=\"no-referrer\"><title>{t}</title></head>\
-         <body><h1>{t}</h1>{body}</body></html>",
+         <meta name=\"referrer\" content=\"no-referrer\"><title>{t}</title>\
+         <style>{STYLE}</style></head><body><h1>{t}</h1>{body}</body></html>",
         t = escape(title)
     );
     let mut response = (status, Html(html)).into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        "content-security-policy",
-        axum::http::HeaderValue::from_static(
-            "default-src 'none'; form-action 'self'; frame-ancestors 'none'",
-        ),
+    let style_hash = {
+        use base64::Engine as _;
+        use sha2::Digest as _;
+        base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(STYLE.as_bytes()))
+    };
+    let csp = format!(
+        "default-src 'none'; style-src 'sha256-{style_hash}'; form-action 'self'; \
+         frame-ancestors 'none'"
     );
+    let headers = response.headers_mut();
+    if let Ok(v) = axum::http::HeaderValue::from_str(&csp) {
+        headers.insert("content-security-policy", v);
+    }
     headers.insert(
         "cache-control",
         axum::http::HeaderValue::from_static("no-store"),
@@ -240,7 +258,24 @@ fn not_found() -> Response {
     )
 }
 
-fn details(item: &ApprovalItem) -> String {
+/// "12 min left", "expired" …, from RFC 3339 times.
+fn time_left(expires_at: &str, now: time::OffsetDateTime) -> String {
+    let format = time::format_description::well_known::Rfc3339;
+    match time::OffsetDateTime::parse(expires_at, &format) {
+        Ok(at) if at > now => {
+            let secs = (at - now).whole_seconds();
+            if secs >= 3600 {
+                format!("{} h {} min left", secs / 3600, (secs % 3600) / 60)
+            } else {
+                format!("{} min {} s left", secs / 60, secs % 60)
+            }
+        }
+        Ok(_) => "expired".to_owned(),
+        Err(_) => "unknown".to_owned(),
+    }
+}
+
+fn details(item: &ApprovalItem, now: time::OffsetDateTime) -> String {
     let d = &item.request.decision;
     let row = |k: &str, v: &str| format!("<tr><th>{}</th><td>{}</td></tr>", escape(k), escape(v));
     let arguments: Vec<String> = match &item.request.arguments {
@@ -273,7 +308,14 @@ fn details(item: &ApprovalItem) -> String {
                 .as_deref()
                 .unwrap_or("(none named)"),
         ),
-        row("Expires", &item.request.expires_at),
+        row(
+            "Expires",
+            &format!(
+                "{} ({})",
+                item.request.expires_at,
+                time_left(&item.request.expires_at, now)
+            ),
+        ),
         row("Status", item.status.as_str()),
         "</table>".to_owned(),
     ]
@@ -291,7 +333,11 @@ async fn review(
         Err(e) => return unavailable(e),
     };
     if item.status != ApprovalStatus::Pending {
-        return page(StatusCode::OK, "Approve this call?", &details(&item));
+        return page(
+            StatusCode::OK,
+            "Approve this call?",
+            &details(&item, h.clock.now()),
+        );
     }
     let csrf = match new_review_id() {
         Ok(c) => c,
@@ -300,7 +346,7 @@ async fn review(
     let form = |verb: &str, label: &str| {
         // Relative to `/v1/reviews/{review_id}`, each form posts to a child.
         format!(
-            "<form method=\"post\" action=\"{id}/{verb}\">\
+            "<form class=\"{verb}\" method=\"post\" action=\"{id}/{verb}\">\
              <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
              <label>Approver token <input type=\"password\" name=\"approver_token\" \
              autocomplete=\"off\" required></label> \
@@ -312,7 +358,7 @@ async fn review(
     let mut response = page(
         StatusCode::OK,
         "Approve this call?",
-        &(details(&item) + &form("approve", "Approve") + &form("reject", "Reject")),
+        &(details(&item, h.clock.now()) + &form("approve", "Approve") + &form("reject", "Reject")),
     );
     let cookie = format!(
         "{CSRF_COOKIE}={csrf}; Path=/v1/reviews/; HttpOnly; SameSite=Strict; Max-Age=3600{}",

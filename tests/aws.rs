@@ -11,6 +11,9 @@
 
 // Only the binary and path helpers of the shared test module are used here.
 #[cfg(test)]
+#[path = "approval_suite.rs"]
+mod approval_suite;
+#[cfg(test)]
 #[allow(dead_code)]
 mod common;
 #[cfg(test)]

@@ -6,6 +6,9 @@
 //! clippy's `allow-*-in-tests` settings cover their helpers too.
 
 #[cfg(test)]
+#[path = "approval_suite.rs"]
+mod approval_suite;
+#[cfg(test)]
 mod common;
 
 #[cfg(test)]

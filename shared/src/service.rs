@@ -318,7 +318,14 @@ impl AuthorizeService {
                 timeout_seconds: timeout,
                 arguments: request.arguments,
             };
-            if let Err(source) = self.approvals.start(&approval).await {
+            // The approval is kept before the workflow starts, so the agent's
+            // poll finds it at once (the workflow's first step records it
+            // again, which changes nothing).
+            let started = match self.grants.record_pending(&approval).await {
+                Ok(()) => self.approvals.start(&approval).await,
+                Err(e) => Err(e),
+            };
+            if let Err(source) = started {
                 // The log holds a pending decision that no workflow will
                 // close: close it here, so the log agrees with the deny the
                 // agent gets. A retried start of the same approval is a
@@ -333,6 +340,13 @@ impl AuthorizeService {
                 );
                 if let Err(e) = self.log.append(&failed).await {
                     tracing::error!(approval_id = %approval.approval_id, error = %e, "cannot close the pending decision");
+                }
+                if let Err(e) = self
+                    .grants
+                    .close(&approval.approval_id, ApprovalStatus::Failed)
+                    .await
+                {
+                    tracing::warn!(approval_id = %approval.approval_id, error = %e, "cannot close the approval");
                 }
                 return Err(self.not_recorded(record, source));
             }

@@ -55,6 +55,8 @@ pub struct DynamoCall {
 #[derive(Default)]
 struct Shared {
     functions: Mutex<HashMap<String, Functions>>,
+    /// Function name → how many of its next invocations fail, and how.
+    faults: Mutex<HashMap<String, (usize, governance::handlers::ErrorType)>>,
     dynamodb: Mutex<Vec<DynamoCall>>,
     sns: Mutex<HashMap<String, Vec<Value>>>,
 }
@@ -194,6 +196,22 @@ impl Emulator {
             .insert(stack.to_owned(), functions);
     }
 
+    /// Makes the next `times` invocations of `stack`'s `function` fail with
+    /// `error`, as a failing handler would.
+    pub fn fail_next(
+        &self,
+        stack: &str,
+        function: &str,
+        times: usize,
+        error: governance::handlers::ErrorType,
+    ) {
+        self.shared
+            .faults
+            .lock()
+            .expect("lock")
+            .insert(format!("{stack}-{function}"), (times, error));
+    }
+
     /// Every DynamoDB request so far that touched a table of `stack`.
     pub fn stack_dynamodb_calls(&self, stack: &str) -> Vec<DynamoCall> {
         let prefix = format!("{stack}-");
@@ -247,6 +265,26 @@ async fn invoke(
     let Some((function, functions)) = found else {
         return lambda_service_error(StatusCode::NOT_FOUND, "ResourceNotFoundException");
     };
+    let fault = {
+        let mut faults = state.shared.faults.lock().expect("lock");
+        match faults.get_mut(&name) {
+            Some((left, kind)) if *left > 0 => {
+                *left -= 1;
+                Some(*kind)
+            }
+            _ => None,
+        }
+    };
+    if let Some(kind) = fault {
+        let mut r = (
+            StatusCode::OK,
+            axum::Json(json!({"errorType": kind.as_str(), "errorMessage": "injected by the test"})),
+        )
+            .into_response();
+        r.headers_mut()
+            .insert("x-amz-function-error", "Unhandled".parse().expect("header"));
+        return r;
+    }
     let Ok(event) = serde_json::from_slice::<Value>(&body) else {
         return lambda_service_error(StatusCode::BAD_REQUEST, "InvalidRequestContentException");
     };

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use crate::approval_suite::{self, ApprovalHost};
 use crate::emulator::ACCOUNT;
 use crate::stack::{table, HttpAnswer, Stack, REFRESH};
 
@@ -635,20 +636,16 @@ fn without_the_decision_log_every_call_is_denied() {
 }
 
 #[test]
-fn a_workflow_store_failure_is_retried_then_closed_as_a_recorded_denial() {
+fn a_failing_workflow_step_is_retried_then_closed_as_a_recorded_denial() {
     let stack = Stack::new("wffail", &example_policies());
-    // Without the approvals table, the first step fails with StoreUnavailable.
-    stack
-        .emu
-        .block_on(
-            stack
-                .clients
-                .dynamodb
-                .delete_table()
-                .table_name(table(&stack.name, "approvals"))
-                .send(),
-        )
-        .expect("delete the approvals table");
+    // decision-log fails its first four invocations: the first step and its
+    // three retries.
+    stack.emu.fail_next(
+        &stack.name,
+        "decision-log",
+        4,
+        governance::handlers::ErrorType::StoreUnavailable,
+    );
     let tom = stack.user_token("tom", &["treasury_operator"]);
     let started = std::time::Instant::now();
     let answer = stack.authorize("agent-treasury-1", &tom, &transfer(250.0));
@@ -677,10 +674,124 @@ fn a_workflow_store_failure_is_retried_then_closed_as_a_recorded_denial() {
     // Nobody was asked to approve a call the workflow could not keep.
     assert!(stack.emu.sns_messages(&stack.name).is_empty());
     assert_eq!(
+        poll(&stack, "agent-treasury-1", &approval_id).json["status"],
+        "failed"
+    );
+    assert_eq!(
         stack.metric_sum(
             "PolicyDenied",
             &[("Environment", "dev"), ("Reason", "approval_failed")]
         ),
         1.0
     );
+}
+
+#[test]
+fn without_the_approvals_table_a_pending_call_is_denied_and_closed() {
+    let stack = Stack::new("noappr", &example_policies());
+    stack
+        .emu
+        .block_on(
+            stack
+                .clients
+                .dynamodb
+                .delete_table()
+                .table_name(table(&stack.name, "approvals"))
+                .send(),
+        )
+        .expect("delete the approvals table");
+    let tom = stack.user_token("tom", &["treasury_operator"]);
+    let answer = stack.authorize("agent-treasury-1", &tom, &transfer(250.0));
+    assert_eq!(answer.status, 503, "{}", answer.body);
+    assert_eq!(answer.json["decision"], "deny");
+    assert_eq!(answer.json["error"]["code"], "decision_not_recorded");
+    // The log agrees: the pending record is closed as failed.
+    let records = stack.decision_items();
+    let closed = records
+        .iter()
+        .find(|r| r["reasons"][0]["code"] == "approval_failed")
+        .expect("the pending decision is closed");
+    assert!(closed["approval"]["comment"]
+        .as_str()
+        .is_some_and(|c| c.contains("did not start")));
+}
+
+/// The AWS deployment on the emulator as a host of the shared approval scenarios.
+struct Aws(Stack);
+
+impl ApprovalHost for Aws {
+    fn authorize(&self, agent: &str, user: &str, roles: &[&str], body: &Value) -> (u16, Value) {
+        let answer = self
+            .0
+            .authorize(agent, &self.0.user_token(user, roles), body);
+        (u16::try_from(answer.status).unwrap_or(0), answer.json)
+    }
+
+    fn poll(&self, agent: &str, approval_id: &str) -> (u16, Value) {
+        let answer = poll(&self.0, agent, approval_id);
+        (u16::try_from(answer.status).unwrap_or(0), answer.json)
+    }
+
+    fn notifications(&self) -> usize {
+        self.0.emu.sns_messages(&self.0.name).len()
+    }
+
+    fn review_id(&self, after: usize) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let messages = self.0.emu.sns_messages(&self.0.name);
+            if let Some(m) = messages.get(after..).and_then(<[Value]>::last) {
+                let text = m["Message"].as_str().unwrap_or_default();
+                let prefix = format!("https://{}.approvals.test/v1/reviews/", self.0.name);
+                return text
+                    .lines()
+                    .find_map(|l| l.strip_prefix(&prefix))
+                    .expect("the message carries the review link")
+                    .to_owned();
+            }
+            assert!(std::time::Instant::now() < deadline, "no new notification");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn answer(
+        &self,
+        review_id: &str,
+        verb: &str,
+        approver: &str,
+        groups: &[&str],
+        comment: &str,
+    ) -> (u16, String) {
+        let token = self.0.approver_token(approver, groups);
+        let page = answer(&self.0, review_id, verb, &token, comment);
+        (u16::try_from(page.status).unwrap_or(0), page.body)
+    }
+
+    fn outcome(&self, approval_id: &str) -> Option<Value> {
+        self.0
+            .decision_items()
+            .into_iter()
+            .find(|r| r["approval"]["approval_id"] == approval_id)
+    }
+}
+
+#[test]
+fn suite_approved_calls_are_allowed_once() {
+    approval_suite::approved_calls_are_allowed_once(&Aws(Stack::new(
+        "s-approve",
+        &example_policies(),
+    )));
+}
+
+#[test]
+fn suite_rejected_calls_are_denied() {
+    approval_suite::rejected_calls_are_denied(&Aws(Stack::new("s-reject", &example_policies())));
+}
+
+#[test]
+fn suite_only_other_members_of_the_group_may_answer() {
+    approval_suite::only_other_members_of_the_group_may_answer(&Aws(Stack::new(
+        "s-members",
+        &example_policies(),
+    )));
 }

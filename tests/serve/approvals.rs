@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use crate::approval_suite::{self, ApprovalHost};
 use crate::common::{poll, Reply, Server};
 
 fn transfer() -> Value {
@@ -274,37 +275,78 @@ fn an_approver_approves_on_the_page_and_the_agent_sees_it() {
     );
 }
 
+/// `govctl serve` as a host of the shared approval scenarios.
+struct Local(Server);
+
+impl ApprovalHost for Local {
+    fn authorize(&self, agent: &str, user: &str, roles: &[&str], body: &Value) -> (u16, Value) {
+        let agent = self.0.agent_token(agent);
+        let user = self.0.user_token(user, roles, None);
+        let reply = self.0.authorize(&agent, &user, body);
+        (reply.status, reply.json)
+    }
+
+    fn poll(&self, agent: &str, approval_id: &str) -> (u16, Value) {
+        let reply = status_of(&self.0, &self.0.agent_token(agent), approval_id);
+        (reply.status, reply.json)
+    }
+
+    fn notifications(&self) -> usize {
+        self.0.stderr_log().matches("/v1/reviews/").count()
+    }
+
+    fn review_id(&self, after: usize) -> String {
+        poll(Duration::from_secs(10), "a new approver link", || {
+            (self.notifications() > after)
+                .then(|| review_id(&self.0))
+                .ok_or_else(|| "no new link yet".to_owned())
+        })
+    }
+
+    fn answer(
+        &self,
+        review_id: &str,
+        verb: &str,
+        approver_id: &str,
+        groups: &[&str],
+        comment: &str,
+    ) -> (u16, String) {
+        let page = self.0.get(&format!("/v1/reviews/{review_id}"), None);
+        if !page.text.contains("name=\"csrf\"") {
+            return (page.status, page.text);
+        }
+        let mut args = vec!["approver", "token", approver_id];
+        for g in groups {
+            args.extend(["--group", g]);
+        }
+        let token = self.0.govctl(&args).trim().to_owned();
+        answer(&self.0, review_id, verb, &token, comment)
+    }
+
+    fn outcome(&self, approval_id: &str) -> Option<Value> {
+        self.0
+            .db()
+            .query_row(
+                "SELECT record FROM decisions WHERE json_extract(record, '$.approval.approval_id') = ?1",
+                [approval_id],
+                |r| r.get::<_, String>(0),
+            )
+            .ok()
+            .and_then(|j| serde_json::from_str(&j).ok())
+    }
+}
+
 #[test]
-fn a_rejection_is_recorded_as_a_denial() {
-    let server = Server::start();
-    let (agent, approval_id, review) = pending(&server);
-    let carol = approver(&server, "carol", "treasury-approvers");
-    let (status, body) = answer(&server, &review, "reject", &carol, "unknown account");
-    assert_eq!(status, 200, "{body}");
-    poll(
-        Duration::from_secs(10),
-        "the approval to be rejected",
-        || {
-            let s = status_of(&server, &agent, &approval_id);
-            (s.str("status") == "rejected")
-                .then_some(())
-                .ok_or(s.to_string())
-        },
-    );
-    let mut call = transfer();
-    call["approval_id"] = json!(approval_id);
-    let tom = server.user_token("tom", &["treasury_operator"], None);
-    server.authorize(&agent, &tom, &call).expect_decision(
-        403,
-        "deny",
-        Some("grant_not_approved"),
-        "a rejected approval grants nothing",
-    );
-    poll(Duration::from_secs(10), "the denial record", || {
-        let n = server.count_decisions(
-            "json_extract(record, '$.approval.approval_id') = ?1 AND decision = 'deny'",
-            &[&approval_id],
-        );
-        (n == 1).then_some(()).ok_or(format!("{n} records"))
-    });
+fn suite_approved_calls_are_allowed_once() {
+    approval_suite::approved_calls_are_allowed_once(&Local(Server::start()));
+}
+
+#[test]
+fn suite_rejected_calls_are_denied() {
+    approval_suite::rejected_calls_are_denied(&Local(Server::start()));
+}
+
+#[test]
+fn suite_only_other_members_of_the_group_may_answer() {
+    approval_suite::only_other_members_of_the_group_may_answer(&Local(Server::start()));
 }

@@ -1,0 +1,162 @@
+//! The human-approval scenarios, written once and run against both hosts:
+//! `govctl serve` with its in-process workflow (tests/serve.rs) and the AWS
+//! deployment on the emulator, with the real state machine (tests/aws.rs).
+//! A host only says how to ask, poll, find the approvers' link and answer.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+/// What a scenario needs of a host.
+pub trait ApprovalHost {
+    /// `POST /v1/authorize` as `agent`, for `user` with `roles`: status and body.
+    fn authorize(&self, agent: &str, user: &str, roles: &[&str], body: &Value) -> (u16, Value);
+    /// `GET /v1/approvals/{id}` as `agent`: status and body.
+    fn poll(&self, agent: &str, approval_id: &str) -> (u16, Value);
+    /// The review id of the link in the newest notification to approvers,
+    /// waiting for it; none older than `after` (the number seen before).
+    fn review_id(&self, after: usize) -> String;
+    /// How many notifications approvers got so far.
+    fn notifications(&self) -> usize;
+    /// Opens the review page as a browser does and answers (`approve` or
+    /// `reject`) with a token of `approver` in `groups`: status and page.
+    fn answer(
+        &self,
+        review_id: &str,
+        verb: &str,
+        approver: &str,
+        groups: &[&str],
+        comment: &str,
+    ) -> (u16, String);
+    /// The record that closed `approval_id`, once there is one.
+    fn outcome(&self, approval_id: &str) -> Option<Value>;
+}
+
+const AGENT: &str = "agent-treasury-1";
+const OPERATOR: &[&str] = &["treasury_operator"];
+const APPROVERS: &[&str] = &["treasury-approvers"];
+
+fn transfer(amount: f64) -> Value {
+    json!({
+        "tool_id": "transfer_funds",
+        "arguments": {"amount": amount, "currency": "EUR", "to_account": "DE89370400440532013000"},
+        "reasoning": "supplier invoice INV-2291 is due today"
+    })
+}
+
+fn wait<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(v) = probe() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn code(body: &Value) -> &str {
+    body["reasons"][0]["code"].as_str().unwrap_or_default()
+}
+
+/// A transfer waits for a human: its approval id and the approvers' review id.
+fn pending(host: &impl ApprovalHost) -> (String, String) {
+    let seen = host.notifications();
+    let (status, body) = host.authorize(AGENT, "tom", OPERATOR, &transfer(250.0));
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["decision"], "pending_approval");
+    let approval_id = body["approval_id"]
+        .as_str()
+        .expect("an approval id")
+        .to_owned();
+    assert_eq!(body["poll_url"], format!("/v1/approvals/{approval_id}"));
+    let (status, polled) = host.poll(AGENT, &approval_id);
+    assert_eq!(
+        (status, polled["status"].as_str()),
+        (200, Some("pending")),
+        "{polled}"
+    );
+    let review_id = host.review_id(seen);
+    assert_ne!(
+        review_id, approval_id,
+        "approvers' links are not the agent's id"
+    );
+    (approval_id, review_id)
+}
+
+fn wait_status(host: &impl ApprovalHost, approval_id: &str, want: &str) {
+    wait(&format!("the approval to be {want}"), || {
+        (host.poll(AGENT, approval_id).1["status"] == want).then_some(())
+    });
+}
+
+/// Approved by an approver of the group: recorded with who and why, and the
+/// exact call is allowed once; nothing else is.
+pub fn approved_calls_are_allowed_once(host: &impl ApprovalHost) {
+    let (approval_id, review_id) = pending(host);
+    let (status, page) = host.answer(&review_id, "approve", "alice", APPROVERS, "invoice checked");
+    assert_eq!(status, 200, "{page}");
+    wait_status(host, &approval_id, "approved");
+    let outcome = wait("the outcome record", || host.outcome(&approval_id));
+    assert_eq!(outcome["decision"], "allow");
+    assert_eq!(code(&outcome), "approval_granted");
+    assert_eq!(outcome["approval"]["approver"], "alice");
+    assert_eq!(outcome["approval"]["comment"], "invoice checked");
+
+    let with_grant = |amount: f64| {
+        let mut call = transfer(amount);
+        call["approval_id"] = json!(approval_id);
+        call
+    };
+    let (status, body) = host.authorize(AGENT, "tina", OPERATOR, &with_grant(250.0));
+    assert_eq!(
+        (status, code(&body)),
+        (403, "grant_user_mismatch"),
+        "{body}"
+    );
+    let (status, body) = host.authorize(AGENT, "tom", OPERATOR, &with_grant(300.0));
+    assert_eq!(
+        (status, code(&body)),
+        (403, "grant_arguments_mismatch"),
+        "{body}"
+    );
+    let (status, body) = host.authorize(AGENT, "tom", OPERATOR, &with_grant(250.0));
+    assert_eq!((status, code(&body)), (200, "approved_call"), "{body}");
+    let (status, body) = host.authorize(AGENT, "tom", OPERATOR, &with_grant(250.0));
+    assert_eq!((status, code(&body)), (403, "grant_already_used"), "{body}");
+    // A second answer sees the first.
+    let (status, page) = host.answer(&review_id, "reject", "bob", APPROVERS, "");
+    assert!(
+        status == 200 && page.contains("approved") && !page.contains("<form"),
+        "{page}"
+    );
+}
+
+/// Rejected: recorded as a denial with who and why; the approval grants nothing.
+pub fn rejected_calls_are_denied(host: &impl ApprovalHost) {
+    let (approval_id, review_id) = pending(host);
+    let (status, page) = host.answer(&review_id, "reject", "carol", APPROVERS, "unknown account");
+    assert_eq!(status, 200, "{page}");
+    wait_status(host, &approval_id, "rejected");
+    let outcome = wait("the outcome record", || host.outcome(&approval_id));
+    assert_eq!(outcome["decision"], "deny");
+    assert_eq!(code(&outcome), "approval_rejected");
+    assert_eq!(outcome["approval"]["approver"], "carol");
+    let mut call = transfer(250.0);
+    call["approval_id"] = json!(approval_id);
+    let (status, body) = host.authorize(AGENT, "tom", OPERATOR, &call);
+    assert_eq!((status, code(&body)), (403, "grant_not_approved"), "{body}");
+}
+
+/// Only a member of the tool's approver group who is not the user the agent
+/// acts for may answer; refused answers decide nothing.
+pub fn only_other_members_of_the_group_may_answer(host: &impl ApprovalHost) {
+    let (approval_id, review_id) = pending(host);
+    let (status, _) = host.answer(&review_id, "approve", "olga", &["privacy-approvers"], "");
+    assert_eq!(status, 403, "outside the group");
+    let (status, page) = host.answer(&review_id, "approve", "tom", APPROVERS, "");
+    assert_eq!(status, 403, "the user the agent acts for: {page}");
+    assert_eq!(host.poll(AGENT, &approval_id).1["status"], "pending");
+    // Another agent sees nothing of it.
+    assert_eq!(host.poll("agent-support-1", &approval_id).0, 404);
+}

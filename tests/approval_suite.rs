@@ -30,6 +30,8 @@ pub trait ApprovalHost {
     ) -> (u16, String);
     /// The record that closed `approval_id`, once there is one.
     fn outcome(&self, approval_id: &str) -> Option<Value>;
+    /// The review page: status and body.
+    fn page(&self, review_id: &str) -> (u16, String);
 }
 
 const AGENT: &str = "agent-treasury-1";
@@ -159,4 +161,22 @@ pub fn only_other_members_of_the_group_may_answer(host: &impl ApprovalHost) {
     assert_eq!(host.poll(AGENT, &approval_id).1["status"], "pending");
     // Another agent sees nothing of it.
     assert_eq!(host.poll("agent-support-1", &approval_id).0, 404);
+}
+
+/// Arguments the tool's classification hides are masked on the approver's
+/// page; the approval still binds the exact values through their hash.
+pub fn personal_data_is_masked_for_approvers(host: &impl ApprovalHost) {
+    let seen = host.notifications();
+    let erase =
+        json!({"tool_id": "delete_customer_record", "arguments": {"customer_id": "C-98121"}});
+    let (status, body) = host.authorize("agent-privacy-1", "pia", &["privacy_officer"], &erase);
+    assert_eq!(status, 202, "{body}");
+    let review_id = host.review_id(seen);
+    let (status, page) = host.page(&review_id);
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("masked: pii"), "{page}");
+    assert!(
+        !page.contains("C-98121"),
+        "the customer id is not shown: {page}"
+    );
 }

@@ -114,6 +114,7 @@ fn registry(size: &Size, rng: &mut Lcg) -> Registry {
                     ArgumentSpec {
                         ty: ArgumentType::Long,
                         required: true,
+                        masked: None,
                     },
                 );
             }
@@ -122,6 +123,7 @@ fn registry(size: &Size, rng: &mut Lcg) -> Registry {
                 ArgumentSpec {
                     ty: ArgumentType::String,
                     required: false,
+                    masked: None,
                 },
             );
             // Tool 0 is the allowed request's tool: a read, so no approval is involved.

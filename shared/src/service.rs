@@ -316,7 +316,11 @@ impl AuthorizeService {
                     .and_then(|a| a.approver_group.clone()),
                 expires_at: rfc3339(expires),
                 timeout_seconds: timeout,
-                arguments: request.arguments,
+                // Approvers see what the tool's classification lets them see;
+                // the arguments hash binds the approval to the exact values.
+                arguments: tool.map_or(serde_json::Value::Null, |t| {
+                    t.arguments_for_approvers(&request.arguments)
+                }),
             };
             // The approval is kept before the workflow starts, so the agent's
             // poll finds it at once (the workflow's first step records it

@@ -533,6 +533,7 @@ fn resolve(w: &WorldGen) -> (Registry, Vec<Rule>) {
                     ArgumentSpec {
                         ty: ArgumentType::Long,
                         required,
+                        masked: None,
                     },
                 );
             }
@@ -542,6 +543,7 @@ fn resolve(w: &WorldGen) -> (Registry, Vec<Rule>) {
                     ArgumentSpec {
                         ty: ArgumentType::String,
                         required: false,
+                        masked: None,
                     },
                 );
             }

@@ -767,6 +767,11 @@ impl ApprovalHost for Aws {
         (u16::try_from(page.status).unwrap_or(0), page.body)
     }
 
+    fn page(&self, review_id: &str) -> (u16, String) {
+        let page = review_page(&self.0, review_id);
+        (u16::try_from(page.status).unwrap_or(0), page.body)
+    }
+
     fn outcome(&self, approval_id: &str) -> Option<Value> {
         self.0
             .decision_items()
@@ -786,6 +791,14 @@ fn suite_approved_calls_are_allowed_once() {
 #[test]
 fn suite_rejected_calls_are_denied() {
     approval_suite::rejected_calls_are_denied(&Aws(Stack::new("s-reject", &example_policies())));
+}
+
+#[test]
+fn suite_personal_data_is_masked_for_approvers() {
+    approval_suite::personal_data_is_masked_for_approvers(&Aws(Stack::new(
+        "s-masked",
+        &example_policies(),
+    )));
 }
 
 #[test]

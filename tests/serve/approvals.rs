@@ -323,6 +323,11 @@ impl ApprovalHost for Local {
         answer(&self.0, review_id, verb, &token, comment)
     }
 
+    fn page(&self, review_id: &str) -> (u16, String) {
+        let page = self.0.get(&format!("/v1/reviews/{review_id}"), None);
+        (page.status, page.text)
+    }
+
     fn outcome(&self, approval_id: &str) -> Option<Value> {
         self.0
             .db()
@@ -344,6 +349,11 @@ fn suite_approved_calls_are_allowed_once() {
 #[test]
 fn suite_rejected_calls_are_denied() {
     approval_suite::rejected_calls_are_denied(&Local(Server::start()));
+}
+
+#[test]
+fn suite_personal_data_is_masked_for_approvers() {
+    approval_suite::personal_data_is_masked_for_approvers(&Local(Server::start()));
 }
 
 #[test]

@@ -265,6 +265,10 @@ pub struct ArgumentSpec {
     /// Whether every call must carry it.
     #[serde(default)]
     pub required: bool,
+    /// Whether approvers see it masked. Default: masked when the tool's
+    /// classification is `pii`, shown otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub masked: Option<bool>,
 }
 
 /// A registered tool and its risk profile.
@@ -300,6 +304,38 @@ pub struct ToolSpec {
 }
 
 impl ToolSpec {
+    /// Whether approvers see argument `name` masked: as the argument says,
+    /// else when the tool's data is personal (`pii`). Undeclared arguments
+    /// never reach approvers (they are denied).
+    pub fn masks(&self, name: &str) -> bool {
+        self.arguments
+            .get(name)
+            .and_then(|a| a.masked)
+            .unwrap_or(self.classification == "pii")
+    }
+
+    /// The arguments as approvers may see them: masked ones replaced.
+    pub fn arguments_for_approvers(&self, arguments: &serde_json::Value) -> serde_json::Value {
+        match arguments {
+            serde_json::Value::Object(map) => serde_json::Value::Object(
+                map.iter()
+                    .map(|(k, v)| {
+                        let shown = if self.masks(k) {
+                            serde_json::Value::String(format!(
+                                "•••• (masked: {})",
+                                self.classification
+                            ))
+                        } else {
+                            v.clone()
+                        };
+                        (k.clone(), shown)
+                    })
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+
     /// Whether an allowed call still waits for a human.
     pub fn requires_approval(&self) -> bool {
         self.approval
@@ -378,6 +414,48 @@ pub fn iam_principal(arn: &str) -> Option<String> {
         _ => return None,
     };
     (!name.is_empty()).then(|| format!("arn:{partition}:iam::{account}:{kind}/{name}"))
+}
+
+#[cfg(test)]
+mod masking_tests {
+    use super::*;
+
+    fn tool(classification: &str, masked: Option<bool>) -> ToolSpec {
+        let arg = |masked| ArgumentSpec {
+            ty: ArgumentType::String,
+            required: true,
+            masked,
+        };
+        ToolSpec {
+            id: "t".into(),
+            description: None,
+            category: Category::Delete,
+            risk: Risk::High,
+            classification: classification.into(),
+            allowed_roles: Vec::new(),
+            rate_limit: None,
+            response_filter: Vec::new(),
+            approval: None,
+            arguments: [
+                ("a".to_owned(), arg(masked)),
+                ("b".to_owned(), arg(Some(false))),
+            ]
+            .into_iter()
+            .collect(),
+        }
+    }
+
+    #[test]
+    fn personal_data_is_masked_unless_an_argument_says_otherwise() {
+        let args = serde_json::json!({"a": "C-98121", "b": "erasure request 7"});
+        let shown = tool("pii", None).arguments_for_approvers(&args);
+        assert_eq!(shown["a"], "•••• (masked: pii)");
+        assert_eq!(shown["b"], "erasure request 7");
+        let shown = tool("internal", None).arguments_for_approvers(&args);
+        assert_eq!(shown["a"], "C-98121");
+        let shown = tool("internal", Some(true)).arguments_for_approvers(&args);
+        assert_eq!(shown["a"], "•••• (masked: internal)");
+    }
 }
 
 #[cfg(test)]

@@ -28,8 +28,8 @@ pub trait ApprovalHost {
         groups: &[&str],
         comment: &str,
     ) -> (u16, String);
-    /// The record that closed `approval_id`, once there is one.
-    fn outcome(&self, approval_id: &str) -> Option<Value>;
+    /// The records of `approval_id`'s steps so far (notified, and how it ended).
+    fn approval_records(&self, approval_id: &str) -> Vec<Value>;
     /// The review page: status and body.
     fn page(&self, review_id: &str) -> (u16, String);
 }
@@ -55,6 +55,15 @@ fn wait<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// The record that closed an approval, waiting for it.
+fn outcome(host: &impl ApprovalHost, approval_id: &str) -> Value {
+    wait("the outcome record", || {
+        host.approval_records(approval_id)
+            .into_iter()
+            .find(|r| r["approval"]["status"] != "pending")
+    })
 }
 
 fn code(body: &Value) -> &str {
@@ -83,6 +92,13 @@ fn pending(host: &impl ApprovalHost) -> (String, String) {
         review_id, approval_id,
         "approvers' links are not the agent's id"
     );
+    // The notification is a step in the decision log.
+    let notified = wait("the notification record", || {
+        host.approval_records(&approval_id)
+            .into_iter()
+            .find(|r| r["reasons"][0]["code"] == "approvers_notified")
+    });
+    assert_eq!(notified["decision"], "pending_approval");
     (approval_id, review_id)
 }
 
@@ -99,7 +115,7 @@ pub fn approved_calls_are_allowed_once(host: &impl ApprovalHost) {
     let (status, page) = host.answer(&review_id, "approve", "alice", APPROVERS, "invoice checked");
     assert_eq!(status, 200, "{page}");
     wait_status(host, &approval_id, "approved");
-    let outcome = wait("the outcome record", || host.outcome(&approval_id));
+    let outcome = outcome(host, &approval_id);
     assert_eq!(outcome["decision"], "allow");
     assert_eq!(code(&outcome), "approval_granted");
     assert_eq!(outcome["approval"]["approver"], "alice");
@@ -140,7 +156,7 @@ pub fn rejected_calls_are_denied(host: &impl ApprovalHost) {
     let (status, page) = host.answer(&review_id, "reject", "carol", APPROVERS, "unknown account");
     assert_eq!(status, 200, "{page}");
     wait_status(host, &approval_id, "rejected");
-    let outcome = wait("the outcome record", || host.outcome(&approval_id));
+    let outcome = outcome(host, &approval_id);
     assert_eq!(outcome["decision"], "deny");
     assert_eq!(code(&outcome), "approval_rejected");
     assert_eq!(outcome["approval"]["approver"], "carol");

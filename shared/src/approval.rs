@@ -93,7 +93,8 @@ pub fn grant_refusal(
     None
 }
 
-/// The decision record of an approval's outcome.
+/// The decision record of a step of an approval: approvers notified
+/// (`Pending`), or how it ended.
 ///
 /// Its id is derived from the approval and the outcome, so a workflow step
 /// that is retried after recording it records nothing twice.
@@ -106,6 +107,18 @@ pub fn outcome_record(
 ) -> DecisionRecord {
     let pending = &request.decision;
     let (decision, code, message) = match status {
+        ApprovalStatus::Pending => (
+            Decision::PendingApproval,
+            ReasonCode::ApproversNotified,
+            format!(
+                "approvers ({}) were notified; the call waits until {}",
+                request
+                    .approver_group
+                    .as_deref()
+                    .unwrap_or("no group named"),
+                request.expires_at
+            ),
+        ),
         ApprovalStatus::Approved => (
             Decision::Allow,
             ReasonCode::ApprovalGranted,
@@ -122,7 +135,7 @@ pub fn outcome_record(
                 approver.as_deref().unwrap_or("an approver")
             ),
         ),
-        ApprovalStatus::Expired | ApprovalStatus::Pending => (
+        ApprovalStatus::Expired => (
             Decision::Deny,
             ReasonCode::ApprovalExpired,
             format!(

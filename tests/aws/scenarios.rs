@@ -209,7 +209,9 @@ fn outcome_of(stack: &Stack, approval_id: &str) -> Value {
     stack
         .decision_items()
         .into_iter()
-        .find(|r| r["approval"]["approval_id"] == approval_id)
+        .find(|r| {
+            r["approval"]["approval_id"] == approval_id && r["approval"]["status"] != "pending"
+        })
         .unwrap_or_else(|| panic!("no outcome record for {approval_id}"))
 }
 
@@ -772,11 +774,12 @@ impl ApprovalHost for Aws {
         (u16::try_from(page.status).unwrap_or(0), page.body)
     }
 
-    fn outcome(&self, approval_id: &str) -> Option<Value> {
+    fn approval_records(&self, approval_id: &str) -> Vec<Value> {
         self.0
             .decision_items()
             .into_iter()
-            .find(|r| r["approval"]["approval_id"] == approval_id)
+            .filter(|r| r["approval"]["approval_id"] == approval_id)
+            .collect()
     }
 }
 

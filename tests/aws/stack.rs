@@ -300,6 +300,7 @@ impl Stack {
             approval_callback: ApprovalCallbackHandler::aws(
                 &ApprovalCallbackConfig {
                     approvals_table: table(&self.name, "approvals"),
+                    decisions_table: table(&self.name, "decisions"),
                     topic_arn: topic_arn.into(),
                     approver_issuer: ISSUER.into(),
                     approver_audience: APPROVER_AUDIENCE.into(),

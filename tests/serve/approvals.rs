@@ -229,7 +229,8 @@ fn an_approver_approves_on_the_page_and_the_agent_sees_it() {
     let outcome: Value = poll(Duration::from_secs(10), "the outcome record", || {
         let db = server.db();
         db.query_row(
-            "SELECT record FROM decisions WHERE json_extract(record, '$.approval.approval_id') = ?1",
+            "SELECT record FROM decisions WHERE json_extract(record, '$.approval.approval_id') = ?1 \
+             AND json_extract(record, '$.approval.status') <> 'pending'",
             [&approval_id],
             |r| r.get::<_, String>(0),
         )
@@ -328,16 +329,18 @@ impl ApprovalHost for Local {
         (page.status, page.text)
     }
 
-    fn outcome(&self, approval_id: &str) -> Option<Value> {
-        self.0
-            .db()
-            .query_row(
+    fn approval_records(&self, approval_id: &str) -> Vec<Value> {
+        let db = self.0.db();
+        let mut stmt = db
+            .prepare(
                 "SELECT record FROM decisions WHERE json_extract(record, '$.approval.approval_id') = ?1",
-                [approval_id],
-                |r| r.get::<_, String>(0),
             )
-            .ok()
-            .and_then(|j| serde_json::from_str(&j).ok())
+            .expect("a query");
+        stmt.query_map([approval_id], |r| r.get::<_, String>(0))
+            .expect("records")
+            .filter_map(Result::ok)
+            .filter_map(|j| serde_json::from_str(&j).ok())
+            .collect()
     }
 }
 

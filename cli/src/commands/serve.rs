@@ -58,6 +58,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         approvals: store.clone(),
         tasks: tasks.clone(),
         notifier: Arc::new(LogNotifier),
+        log: store.clone(),
         approvers: Arc::new(JwtVerifier::new(
             &keys.jwks(),
             LOCAL_ISSUER,

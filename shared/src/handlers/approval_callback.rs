@@ -33,8 +33,8 @@ use crate::auth::ApproverVerifier;
 use crate::clock::rfc3339;
 use crate::model::ApprovalStatus;
 use crate::ports::{
-    ApprovalItem, ApprovalStore, CallbackError, Clock, Decided, HumanDecision, Notification,
-    Notifier, ReviewKey, TaskCallbacks, TaskToken,
+    ApprovalItem, ApprovalStore, CallbackError, Clock, Decided, DecisionLog, HumanDecision,
+    Notification, Notifier, ReviewKey, TaskCallbacks, TaskToken,
 };
 
 /// The longest approver name and comment kept.
@@ -49,6 +49,8 @@ pub struct ApprovalCallbackHandler {
     pub tasks: Arc<dyn TaskCallbacks>,
     /// Tells approvers.
     pub notifier: Arc<dyn Notifier>,
+    /// Where the notification is recorded as a step of the approval.
+    pub log: Arc<dyn DecisionLog>,
     /// Verifies approvers' tokens; their roles are their groups.
     pub approvers: Arc<dyn ApproverVerifier>,
     /// The time.
@@ -101,6 +103,10 @@ impl ApprovalCallbackHandler {
             approvals: Arc::new(DynamoApprovals::new(
                 aws_sdk_dynamodb::Client::new(sdk),
                 &config.approvals_table,
+            )),
+            log: Arc::new(crate::adapters::aws::dynamodb::DynamoDecisionLog::new(
+                aws_sdk_dynamodb::Client::new(sdk),
+                &config.decisions_table,
             )),
             tasks: Arc::new(SfnTaskCallbacks::new(aws_sdk_sfn::Client::new(sdk))),
             notifier: Arc::new(SnsNotifier::new(
@@ -173,6 +179,16 @@ impl ApprovalCallbackHandler {
             .notify(&notification)
             .await
             .map_err(|e| HandlerError::new(ErrorType::NotifyFailed, e.to_string()))?;
+        // Evidence that approvers were asked; its id is derived from the
+        // approval, so a retried step records it once.
+        let notified = crate::approval::outcome_record(
+            &item.request,
+            ApprovalStatus::Pending,
+            None,
+            None,
+            &rfc3339(self.clock.now()),
+        );
+        self.log.append(&notified).await?;
         tracing::info!(approval_id = %event.approval_id, tool_id = %d.tool_id, "approvers notified");
         Ok(json!({ "approval_id": event.approval_id, "notified": true }))
     }

@@ -137,6 +137,8 @@ impl DenialMetricsConfig {
 pub struct ApprovalCallbackConfig {
     /// `APPROVALS_TABLE`.
     pub approvals_table: String,
+    /// `DECISIONS_TABLE`: where the notification is recorded.
+    pub decisions_table: String,
     /// `APPROVAL_TOPIC_ARN`: where approvers are notified.
     pub topic_arn: String,
     /// `APPROVER_OIDC_ISSUER`: the issuer of approvers' tokens.
@@ -154,6 +156,7 @@ impl ApprovalCallbackConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
             approvals_table: var("APPROVALS_TABLE")?,
+            decisions_table: var("DECISIONS_TABLE")?,
             topic_arn: var("APPROVAL_TOPIC_ARN")?,
             approver_issuer: var("APPROVER_OIDC_ISSUER")?,
             approver_audience: var("APPROVER_OIDC_AUDIENCE")?,

@@ -59,6 +59,8 @@ pub enum ReasonCode {
     PolicyEvaluationError,
     /// The decision could not be durably recorded, so it cannot be an allow.
     DecisionNotRecorded,
+    /// Approvers were told about the pending call (the workflow now waits).
+    ApproversNotified,
     /// A human approved the pending call.
     ApprovalGranted,
     /// A human rejected the pending call.
@@ -107,6 +109,7 @@ impl ReasonCode {
             ReasonCode::NotPermitted => "not_permitted",
             ReasonCode::PolicyEvaluationError => "policy_evaluation_error",
             ReasonCode::DecisionNotRecorded => "decision_not_recorded",
+            ReasonCode::ApproversNotified => "approvers_notified",
             ReasonCode::ApprovalGranted => "approval_granted",
             ReasonCode::ApprovalRejected => "approval_rejected",
             ReasonCode::ApprovalExpired => "approval_expired",

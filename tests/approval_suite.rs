@@ -190,6 +190,10 @@ pub fn personal_data_is_masked_for_approvers(host: &impl ApprovalHost) {
     let review_id = host.review_id(seen);
     let (status, page) = host.page(&review_id);
     assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("delete, critical risk"),
+        "the tool's category and risk: {page}"
+    );
     assert!(page.contains("masked: pii"), "{page}");
     assert!(
         !page.contains("C-98121"),

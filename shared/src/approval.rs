@@ -219,6 +219,8 @@ mod tests {
             expires_at: "2026-01-07T12:30:00.000Z".into(),
             timeout_seconds: 1800,
             arguments: serde_json::json!({"amount": 250.0}),
+            tool_category: None,
+            tool_risk: None,
         }
     }
 

@@ -138,6 +138,12 @@ pub struct ApprovalRequest {
     /// The call's arguments, for approvers to see what they approve.
     #[serde(default)]
     pub arguments: serde_json::Value,
+    /// The tool's category (`transfer`, `delete`, …), for approvers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_category: Option<crate::model::Category>,
+    /// The tool's risk, for approvers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_risk: Option<crate::model::Risk>,
 }
 
 /// Starts human approval of a pending call.

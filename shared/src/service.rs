@@ -321,6 +321,8 @@ impl AuthorizeService {
                 arguments: tool.map_or(serde_json::Value::Null, |t| {
                     t.arguments_for_approvers(&request.arguments)
                 }),
+                tool_category: tool.map(|t| t.category),
+                tool_risk: tool.map(|t| t.risk),
             };
             // The approval is kept before the workflow starts, so the agent's
             // poll finds it at once (the workflow's first step records it

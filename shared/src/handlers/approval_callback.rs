@@ -310,6 +310,18 @@ fn details(item: &ApprovalItem, now: time::OffsetDateTime) -> String {
         ),
         row("Acting for", &d.user_id),
         row("Tool", &d.tool_id),
+        row(
+            "Category and risk",
+            &format!(
+                "{}, {} risk",
+                item.request
+                    .tool_category
+                    .map_or("unknown", crate::model::Category::as_str),
+                item.request
+                    .tool_risk
+                    .map_or("unknown", crate::model::Risk::as_str)
+            ),
+        ),
         arguments.concat(),
         row("Arguments hash", &d.arguments_hash),
         row(

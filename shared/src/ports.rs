@@ -211,6 +211,23 @@ pub enum Decided {
     NotFound,
 }
 
+impl Decided {
+    /// Why an answer given at `decided_at` was not recorded, from the
+    /// approval as the store holds it (the same on every store).
+    pub fn refused(item: Option<&ApprovalItem>, decided_at: &str) -> Self {
+        match item {
+            None => Decided::NotFound,
+            Some(i) if i.status != ApprovalStatus::Pending => Decided::AlreadyClosed(i.status),
+            // Past its expiry, a pending approval is as good as expired: the
+            // workflow is about to record it so.
+            Some(i) if i.request.expires_at.as_str() <= decided_at => {
+                Decided::AlreadyClosed(ApprovalStatus::Expired)
+            }
+            Some(_) => Decided::NotReady,
+        }
+    }
+}
+
 /// The SHA-256 (hex) of an approver link's review id. Only the message to
 /// approvers carries the review id itself; the agent, which knows the
 /// approval id, never learns it, and the store keeps only its hash.

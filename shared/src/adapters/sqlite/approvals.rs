@@ -173,14 +173,10 @@ impl ApprovalStore for SqliteStore {
             if let Some(token) = token {
                 return Ok(Decided::Recorded(TaskToken(token)));
             }
-            Ok(match item(conn, "approval_id", &id)? {
-                None => Decided::NotFound,
-                Some(i) if i.status != ApprovalStatus::Pending => Decided::AlreadyClosed(i.status),
-                Some(i) if i.request.expires_at <= answer.decided_at => {
-                    Decided::AlreadyClosed(ApprovalStatus::Expired)
-                }
-                Some(_) => Decided::NotReady,
-            })
+            Ok(Decided::refused(
+                item(conn, "approval_id", &id)?.as_ref(),
+                &answer.decided_at,
+            ))
         })
         .await
     }

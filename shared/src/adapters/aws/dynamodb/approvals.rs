@@ -252,18 +252,10 @@ impl ApprovalStore for DynamoApprovals {
                 .task_token
                 .map(Decided::Recorded)
                 .ok_or_else(|| corrupt(format!("approval `{approval_id}` lost its token"))),
-            Err(e) if is_condition_failure(&e) => match self.get(approval_id).await? {
-                None => Ok(Decided::NotFound),
-                Some(item) if item.status != ApprovalStatus::Pending => {
-                    Ok(Decided::AlreadyClosed(item.status))
-                }
-                // Past its expiry, a pending approval is as good as expired:
-                // the workflow is about to record it so.
-                Some(item) if item.request.expires_at <= answer.decided_at => {
-                    Ok(Decided::AlreadyClosed(ApprovalStatus::Expired))
-                }
-                Some(_) => Ok(Decided::NotReady),
-            },
+            Err(e) if is_condition_failure(&e) => Ok(Decided::refused(
+                self.get(approval_id).await?.as_ref(),
+                &answer.decided_at,
+            )),
             Err(e) => Err(unavailable(&e)),
         }
     }

@@ -38,7 +38,9 @@ const AGENT: &str = "agent-treasury-1";
 const OPERATOR: &[&str] = &["treasury_operator"];
 const APPROVERS: &[&str] = &["treasury-approvers"];
 
-fn transfer(amount: f64) -> Value {
+/// The treasury agent's transfer of `amount` EUR, the call every host's
+/// approval tests ask for.
+pub fn transfer(amount: f64) -> Value {
     json!({
         "tool_id": "transfer_funds",
         "arguments": {"amount": amount, "currency": "EUR", "to_account": "DE89370400440532013000"},

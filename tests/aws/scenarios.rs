@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::approval_suite::{self, ApprovalHost};
+use crate::approval_suite::{self, transfer, ApprovalHost};
 use crate::emulator::ACCOUNT;
 use crate::stack::{table, HttpAnswer, Stack, REFRESH};
 
@@ -36,14 +36,6 @@ fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(entry.path(), target).expect("copy");
         }
     }
-}
-
-fn transfer(amount: f64) -> Value {
-    json!({
-        "tool_id": "transfer_funds",
-        "arguments": {"amount": amount, "currency": "EUR", "to_account": "DE89370400440532013000"},
-        "reasoning": "supplier invoice INV-2291 is due today"
-    })
 }
 
 /// A pending transfer: its approval id (the agent's) and the review id of

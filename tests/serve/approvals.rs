@@ -6,16 +6,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::approval_suite::{self, ApprovalHost};
+use crate::approval_suite::{self, transfer, ApprovalHost};
 use crate::common::{poll, Reply, Server};
-
-fn transfer() -> Value {
-    json!({
-        "tool_id": "transfer_funds",
-        "arguments": {"amount": 250.0, "currency": "EUR", "to_account": "DE89370400440532013000"},
-        "reasoning": "supplier invoice INV-2291 is due today"
-    })
-}
 
 /// The review id of the newest approver link the server printed.
 fn review_id(server: &Server) -> String {
@@ -113,7 +105,7 @@ fn status_of(server: &Server, agent: &str, approval_id: &str) -> Reply {
 fn pending(server: &Server) -> (String, String, String) {
     let agent = server.agent_token("agent-treasury-1");
     let tom = server.user_token("tom", &["treasury_operator"], None);
-    let reply = server.authorize(&agent, &tom, &transfer());
+    let reply = server.authorize(&agent, &tom, &transfer(250.0));
     reply.expect_decision(
         202,
         "pending_approval",
@@ -247,7 +239,7 @@ fn an_approver_approves_on_the_page_and_the_agent_sees_it() {
     // The approval is a single-use grant for exactly the approved call.
     let tom = server.user_token("tom", &["treasury_operator"], None);
     let with_grant = |user: &str, amount: f64| {
-        let mut call = transfer();
+        let mut call = transfer(250.0);
         call["approval_id"] = json!(approval_id);
         call["arguments"]["amount"] = json!(amount);
         server.authorize(&agent, user, &call)

@@ -168,6 +168,7 @@ pub fn outcome_record(
         tool_id: pending.tool_id.clone(),
         requested_risk: pending.requested_risk,
         arguments_hash: pending.arguments_hash.clone(),
+        arguments: pending.arguments.clone(),
         environment: pending.environment.clone(),
         policy_version: pending.policy_version.clone(),
         policy_hash: pending.policy_hash.clone(),

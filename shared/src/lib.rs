@@ -12,6 +12,7 @@
 
 pub mod adapters;
 pub mod approval;
+pub mod audit;
 pub mod auth;
 pub mod clock;
 pub mod handlers;

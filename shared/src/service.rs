@@ -26,6 +26,9 @@ use crate::ports::{
 pub mod limits {
     /// Largest request body, in bytes.
     pub const MAX_BODY_BYTES: usize = 64 * 1024;
+    /// Largest arguments kept, masked, in a decision record, in bytes; larger
+    /// ones are kept as their hash only.
+    pub const MAX_KEPT_ARGUMENTS_BYTES: usize = 4 * 1024;
     /// Largest `reasoning`, in bytes.
     pub const MAX_REASONING_BYTES: usize = 16 * 1024;
     /// Longest id-like field (`tool_id`, `session_id`, `idempotency_key`).
@@ -239,6 +242,15 @@ impl AuthorizeService {
             now,
         });
         let version = engine.version();
+        let kept_arguments = engine
+            .registry()
+            .tools
+            .iter()
+            .find(|t| t.id == request.tool_id)
+            .map(|t| t.arguments_for_approvers(&request.arguments))
+            .filter(|v| {
+                serde_json::to_string(v).is_ok_and(|s| s.len() <= limits::MAX_KEPT_ARGUMENTS_BYTES)
+            });
         let record = DecisionRecord {
             decision_id: uuid::Uuid::now_v7().to_string(),
             trace_id,
@@ -254,6 +266,7 @@ impl AuthorizeService {
             tool_id: request.tool_id,
             requested_risk: request.requested_risk,
             arguments_hash,
+            arguments: kept_arguments,
             environment: self.environment.to_string(),
             policy_version: version.id.clone(),
             policy_hash: version.content_hash.clone(),

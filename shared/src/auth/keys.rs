@@ -20,6 +20,10 @@ pub const LOCAL_ISSUER: &str = "urn:agent-governance:local";
 
 const KEY_FILE: &str = "signing-key.pem";
 
+/// The file of the key that signs audit digests: kept apart from the token
+/// key, so that rotating one never invalidates the other's history.
+const AUDIT_KEY_FILE: &str = "audit-key.pem";
+
 /// The local key could not be read, made or used.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -48,6 +52,7 @@ pub struct LocalKeys {
     pem: String,
     kid: String,
     public: [u8; 32],
+    key: SigningKey,
 }
 
 impl std::fmt::Debug for LocalKeys {
@@ -62,8 +67,17 @@ impl std::fmt::Debug for LocalKeys {
 impl LocalKeys {
     /// Loads the key from `data_dir/keys/`, creating it (mode 0600) on first use.
     pub fn load_or_create(data_dir: &Path) -> Result<Self, KeyError> {
+        Self::load_or_create_file(data_dir, KEY_FILE)
+    }
+
+    /// Loads the key that signs audit digests, creating it on first use.
+    pub fn audit(data_dir: &Path) -> Result<Self, KeyError> {
+        Self::load_or_create_file(data_dir, AUDIT_KEY_FILE)
+    }
+
+    fn load_or_create_file(data_dir: &Path, file: &str) -> Result<Self, KeyError> {
         let dir = data_dir.join("keys");
-        let path = dir.join(KEY_FILE);
+        let path = dir.join(file);
         let io = |source| KeyError::Io {
             path: path.clone(),
             source,
@@ -90,7 +104,12 @@ impl LocalKeys {
             .chars()
             .take(16)
             .collect();
-        Ok(Self { pem, kid, public })
+        Ok(Self {
+            pem,
+            kid,
+            public,
+            key,
+        })
     }
 
     /// The key id, as tokens' `kid` header carries it.
@@ -116,6 +135,17 @@ impl LocalKeys {
                 }),
             }],
         }
+    }
+
+    /// The raw Ed25519 public key.
+    pub fn public_key(&self) -> [u8; 32] {
+        self.public
+    }
+
+    /// Signs `message` (Ed25519), for audit digests.
+    pub fn sign(&self, message: &[u8]) -> [u8; 64] {
+        use ed25519_dalek::Signer as _;
+        self.key.sign(message).to_bytes()
     }
 
     /// Signs claims into a compact JWT.

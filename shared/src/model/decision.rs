@@ -186,6 +186,11 @@ pub struct DecisionRecord {
     pub requested_risk: Option<Risk>,
     /// SHA-256 of the canonical JSON of the arguments.
     pub arguments_hash: String,
+    /// The data the call touches, as the audit trail keeps it: the arguments
+    /// with every value the tool marks personal masked (the hash commits to
+    /// the real ones). Absent for unknown tools and above 4 KiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arguments: Option<serde_json::Value>,
     /// The environment the control plane runs in.
     pub environment: String,
     /// The policy version that decided.

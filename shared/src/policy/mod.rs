@@ -11,7 +11,7 @@ mod diagnostics;
 mod engine;
 mod index;
 mod testcases;
-mod yaml;
+pub(crate) mod yaml;
 
 pub use bundle::{BundleError, PolicyBundle, REGISTRY_FILE};
 pub use compile::{compile, CompiledPolicies};

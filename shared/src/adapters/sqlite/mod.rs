@@ -11,8 +11,10 @@
 //! either.
 
 mod approvals;
+mod audit;
 mod schema;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex, Weak};
 use std::time::Duration;
@@ -22,6 +24,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use time::OffsetDateTime;
 use tokio::sync::oneshot;
 
+use crate::audit::{link_hash, partition_of, GENESIS};
 use crate::clock::rfc3339;
 use crate::model::DecisionRecord;
 use crate::policy::PolicyBundle;
@@ -59,6 +62,8 @@ struct PreparedRecord {
     decision: &'static str,
     idempotency_key: Option<String>,
     json: String,
+    /// The chain it is linked into.
+    partition: String,
 }
 
 /// The SQLite adapter of every store port.
@@ -95,9 +100,10 @@ impl SqliteStore {
         std::fs::create_dir_all(data_dir)
             .map_err(|e| unavailable(format!("cannot create `{}`: {e}", data_dir.display())))?;
         let path = data_dir.join(DB_FILE);
-        let control = open(&path)?;
+        let mut control = open(&path)?;
         control.execute_batch(schema::SCHEMA).map_err(unavailable)?;
         approvals::migrate(&control)?;
+        audit::migrate(&mut control)?;
         let writer_conn = open(&path)?;
         // Checkpoints copy the WAL into the database and fsync both; done by
         // the committing writer they would stall every decision behind them.
@@ -193,29 +199,51 @@ fn write_loop(mut conn: Connection, rx: &mpsc::Receiver<Job>) {
     }
 }
 
+/// Writes a group of records in one transaction, each linked after the head
+/// of its agent's chain. The heads are read inside the (immediate) write
+/// transaction, so a second writer on the same file cannot fork a chain: the
+/// unique (partition, seq) index would refuse the commit.
 fn commit(conn: &mut Connection, batch: &[Job]) -> Result<Vec<Appended>, rusqlite::Error> {
-    let tx = conn.transaction()?;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut outcomes = Vec::with_capacity(batch.len());
+    let mut heads: HashMap<&str, Option<(u64, String)>> = HashMap::new();
     {
         let mut stmt = tx.prepare_cached(
-            "INSERT INTO decisions (decision_id, agent_id, timestamp, decision, idempotency_key, record)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+            "INSERT INTO decisions (decision_id, agent_id, timestamp, decision, idempotency_key, record,
+                                    partition, seq, prev_hash, hash)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+             ON CONFLICT (agent_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING",
         )?;
         for job in batch {
             let r = &job.record;
+            let head = match heads.get(r.partition.as_str()) {
+                Some(h) => h.clone(),
+                None => audit::head(&tx, &r.partition)
+                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?,
+            };
+            let prev_hash = head.as_ref().map_or(GENESIS, |(_, h)| h.as_str());
+            let seq = head.as_ref().map_or(1, |(s, _)| s + 1);
+            let hash = link_hash(&r.partition, seq, prev_hash, &r.json);
             let n = stmt.execute(params![
                 r.decision_id,
                 r.agent_id,
                 r.timestamp,
                 r.decision,
                 r.idempotency_key,
-                r.json
+                r.json,
+                r.partition,
+                seq,
+                prev_hash,
+                hash
             ])?;
-            outcomes.push(if n == 1 {
-                Appended::Stored
+            if n == 1 {
+                // Only a stored record advances its chain; a repeated key is not stored.
+                heads.insert(&r.partition, Some((seq, hash)));
+                outcomes.push(Appended::Stored);
             } else {
-                Appended::DuplicateKey
-            });
+                heads.insert(&r.partition, head);
+                outcomes.push(Appended::DuplicateKey);
+            }
         }
     }
     tx.commit()?;
@@ -278,8 +306,11 @@ impl PolicyStore for SqliteStore {
                 params![id, content_hash, parent, req.author, req.message, created_at, bundle],
             )
             .map_err(unavailable)?;
+            let version = PolicyVersion { id, content_hash, parent, author: req.author, message: req.message, created_at };
+            let event = audit::published_event(&tx, &version, &req.bundle)?;
+            audit::append_control(&tx, &event)?;
             tx.commit().map_err(unavailable)?;
-            Ok(PolicyVersion { id, content_hash, parent, author: req.author, message: req.message, created_at })
+            Ok(version)
         })
         .await
     }
@@ -328,13 +359,20 @@ impl PolicyStore for SqliteStore {
     ) -> Result<ActivePolicy, StoreError> {
         let (id, by) = (id.to_owned(), by.to_owned());
         self.with_control(move |conn| {
-            let full = resolve(conn, &id)?;
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(unavailable)?;
+            let full = resolve(&tx, &id)?;
+            let previous = active(&tx)?.map(|a| a.version_id);
             let activated_at = rfc3339(at);
-            conn.execute(
+            tx.execute(
                 "INSERT INTO policy_activations (version_id, activated_by, activated_at) VALUES (?1, ?2, ?3)",
                 params![full, by, activated_at],
             )
             .map_err(unavailable)?;
+            let event = audit::activated_event(&tx, previous.as_deref(), &full, &by, &activated_at)?;
+            audit::append_control(&tx, &event)?;
+            tx.commit().map_err(unavailable)?;
             Ok(ActivePolicy { version_id: full, activated_by: by, activated_at })
         })
         .await
@@ -354,6 +392,7 @@ impl DecisionLog for SqliteStore {
                 decision: record.decision.as_str(),
                 idempotency_key: record.idempotency_key.clone(),
                 json,
+                partition: partition_of(&record.agent_id),
             },
             reply,
         };

@@ -34,7 +34,11 @@ CREATE TABLE IF NOT EXISTS decisions (
     timestamp       TEXT NOT NULL,
     decision        TEXT NOT NULL,
     idempotency_key TEXT,
-    record          TEXT NOT NULL
+    record          TEXT NOT NULL,
+    partition       TEXT,
+    seq             INTEGER,
+    prev_hash       TEXT,
+    hash            TEXT
 );
 CREATE UNIQUE INDEX IF NOT EXISTS decisions_idempotency
     ON decisions (agent_id, idempotency_key) WHERE idempotency_key IS NOT NULL;
@@ -43,6 +47,31 @@ CREATE TRIGGER IF NOT EXISTS decisions_no_update BEFORE UPDATE ON decisions
 BEGIN SELECT RAISE(ABORT, 'the decision log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS decisions_no_delete BEFORE DELETE ON decisions
 BEGIN SELECT RAISE(ABORT, 'the decision log is append-only'); END;
+
+CREATE TABLE IF NOT EXISTS control_events (
+    seq       INTEGER PRIMARY KEY,
+    event_id  TEXT NOT NULL UNIQUE,
+    timestamp TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash      TEXT NOT NULL,
+    event     TEXT NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS control_events_no_update BEFORE UPDATE ON control_events
+BEGIN SELECT RAISE(ABORT, 'the control-plane audit trail is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS control_events_no_delete BEFORE DELETE ON control_events
+BEGIN SELECT RAISE(ABORT, 'the control-plane audit trail is append-only'); END;
+
+CREATE TABLE IF NOT EXISTS audit_digests (
+    digest_seq INTEGER PRIMARY KEY,
+    created_at TEXT NOT NULL,
+    body       TEXT NOT NULL,
+    hash       TEXT NOT NULL,
+    signature  TEXT
+);
+CREATE TRIGGER IF NOT EXISTS audit_digests_no_update BEFORE UPDATE ON audit_digests
+BEGIN SELECT RAISE(ABORT, 'audit digests are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_digests_no_delete BEFORE DELETE ON audit_digests
+BEGIN SELECT RAISE(ABORT, 'audit digests are append-only'); END;
 
 CREATE TABLE IF NOT EXISTS counters (
     key          TEXT NOT NULL,

@@ -19,6 +19,7 @@ fn record(id: &str, key: Option<&str>) -> DecisionRecord {
         tool_id: "t".into(),
         requested_risk: None,
         arguments_hash: "h".into(),
+        arguments: None,
         environment: "dev".into(),
         policy_version: "v".into(),
         policy_hash: "sha256:x".into(),

@@ -48,6 +48,9 @@ pub enum Command {
     /// Approver tokens, for answering approval requests.
     #[command(subcommand)]
     Approver(ApproverCommand),
+    /// The tamper-evident audit trail: verify it, explain a decision, export it.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Recorded decisions.
     #[command(subcommand)]
     Decision(DecisionCommand),
@@ -68,6 +71,10 @@ pub struct ServeArgs {
     /// The environment this control plane runs in.
     #[arg(long, default_value = "dev", value_parser = parse_env)]
     pub environment: Environment,
+    /// Seconds between signed audit digests (written only when records were
+    /// appended since the last one, and once more at shutdown).
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    pub digest_interval: u64,
     /// Seconds between checks for a newly activated policy version.
     #[arg(long, default_value_t = 1)]
     pub reload_interval: u64,
@@ -238,6 +245,56 @@ pub enum ApproverCommand {
         /// Lifetime (e.g. 15m, 1h, 1d).
         #[arg(long, default_value = "8h", value_parser = parse_ttl)]
         ttl: u64,
+        #[command(flatten)]
+        data: DataDir,
+    },
+}
+
+/// `govctl audit …`.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check every hash link and signed digest; name the first broken link.
+    /// Exits 1 when the trail was tampered with.
+    Verify {
+        /// The audit key's public half (64 hex digits) to check digests
+        /// against; default: the key in the data directory.
+        #[arg(long, value_name = "HEX")]
+        public_key: Option<String>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Tell one decision's whole story: agent version, policy version and the
+    /// text of the determining policies, the data touched, approvals, reasoning.
+    Explain {
+        /// Decision id.
+        id: String,
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Write the records of a time range, both layers, oldest first.
+    Export {
+        /// Start, inclusive: RFC 3339 (`2026-01-07T00:00:00Z`), a date
+        /// (`2026-01-07`), or an age (`90m`, `24h`, `30d` ago).
+        #[arg(long, default_value = "1970-01-01")]
+        since: String,
+        /// End, exclusive, in the same forms; default: now.
+        #[arg(long)]
+        until: Option<String>,
+        /// `jsonl` (each record's exact bytes with its chain links) or `csv`.
+        #[arg(long, default_value = "jsonl", value_parser = ["jsonl", "csv"])]
+        format: String,
+        /// Write to this file instead of standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Seal every chain's head now in a signed digest (`govctl serve` also
+    /// writes one every `--digest-interval` and when it stops).
+    Digest {
         #[command(flatten)]
         data: DataDir,
     },

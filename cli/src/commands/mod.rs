@@ -1,5 +1,6 @@
 //! One module per command; [`run`] dispatches.
 
+mod audit;
 mod authorize;
 mod policy;
 #[cfg(feature = "aws")]
@@ -13,7 +14,9 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use governance::adapters::sqlite::SqliteStore;
 
-use crate::cli::{AgentCommand, ApproverCommand, Cli, Command, DecisionCommand, UserCommand};
+use crate::cli::{
+    AgentCommand, ApproverCommand, AuditCommand, Cli, Command, DecisionCommand, UserCommand,
+};
 
 /// Logs go to stderr, so that tokens and JSON on stdout stay pipeable.
 ///
@@ -61,6 +64,26 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }) => {
             token::approver(&data.data_dir, &approver_id, groups, ttl).map(|()| ExitCode::SUCCESS)
         }
+        Command::Audit(AuditCommand::Verify {
+            public_key,
+            json,
+            data,
+        }) => audit::verify(&data.data_dir, public_key.as_deref(), json),
+        Command::Audit(AuditCommand::Explain { id, data }) => audit::explain(&data.data_dir, &id),
+        Command::Audit(AuditCommand::Digest { data }) => audit::digest(&data.data_dir),
+        Command::Audit(AuditCommand::Export {
+            since,
+            until,
+            format,
+            output,
+            data,
+        }) => audit::export(&audit::ExportArgs {
+            dir: &data.data_dir,
+            since: &since,
+            until: until.as_deref(),
+            format: &format,
+            output: output.as_deref(),
+        }),
         Command::Decision(DecisionCommand::Show { id, data }) => {
             let store = open_store(&data.data_dir)?;
             let record = runtime()?

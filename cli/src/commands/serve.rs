@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use governance::adapters::local::workflow::{LocalTasks, LocalWorkflow};
+use governance::adapters::local::prometheus::{MeteredLog, PrometheusMetrics};
 use governance::adapters::local::{LogNotifier, MemoryMetrics};
 use governance::adapters::sqlite::SqliteStore;
 use governance::auth::{
@@ -19,7 +20,7 @@ use governance::clock::SystemClock;
 use governance::handlers::approval_callback::ApprovalCallbackHandler;
 use governance::handlers::decision_log::DecisionLogHandler;
 use governance::handlers::denial_metrics::DenialMetricsHandler;
-use governance::http::{router, AppState, BearerAgentAuth};
+use governance::http::{metrics_router, router, AppState, BearerAgentAuth};
 use governance::policy::{compile, load_engine, PolicyBundle, PolicyEngine, PolicyVersionRef};
 use governance::ports::{PolicyStore, PublishRequest};
 use governance::service::{AuthorizeService, EngineHandle};
@@ -31,6 +32,7 @@ use crate::cli::ServeArgs;
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let store = Arc::new(open_store(&args.data.data_dir)?);
     let keys = LocalKeys::load_or_create(&args.data.data_dir)?;
+    let audit_key = Arc::new(LocalKeys::audit(&args.data.data_dir)?);
     let engine = bootstrap(&store, &args).await?;
     tracing::info!(
         version = %engine.version().id,
@@ -46,11 +48,23 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         Duration::from_secs(args.reload_interval.max(1)),
     ));
 
+    tokio::spawn(digest_loop(
+        Arc::clone(&store),
+        Arc::clone(&audit_key),
+        Duration::from_secs(args.digest_interval.max(1)),
+    ));
+
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
     let metrics = Arc::new(MemoryMetrics::default());
+    let prometheus = Arc::new(PrometheusMetrics::default());
+    // Approval outcomes are counted as the workflow's steps store them.
+    let metered_log = Arc::new(MeteredLog {
+        inner: (*store).clone(),
+        metrics: Arc::clone(&prometheus),
+    });
     // The approval workflow runs in process, through the same step handlers
     // the state machine calls on AWS; approvers' links point here.
     let tasks = Arc::new(LocalTasks::default());
@@ -58,7 +72,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         approvals: store.clone(),
         tasks: tasks.clone(),
         notifier: Arc::new(LogNotifier),
-        log: store.clone(),
+        log: metered_log.clone(),
         approvers: Arc::new(JwtVerifier::new(
             &keys.jwks(),
             LOCAL_ISSUER,
@@ -69,7 +83,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     let workflow = LocalWorkflow {
         decision_log: Arc::new(DecisionLogHandler {
-            log: store.clone(),
+            log: metered_log.clone(),
             approvals: store.clone(),
             clock: Arc::new(SystemClock),
         }),
@@ -85,7 +99,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         log: store.clone(),
         approvals: Arc::new(workflow),
         grants: store.clone(),
-        metrics,
+        metrics: prometheus.clone(),
         clock: Arc::new(SystemClock),
         environment: args.environment,
     };
@@ -117,12 +131,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         "listening on http://{addr}  (try: govctl agent token agent-support-1 --data-dir {})",
         args.data.data_dir.display()
     );
-    axum::serve(listener, router(state).merge(callback.router()))
+    let app = router(state)
+        .merge(callback.router())
+        .merge(metrics_router(prometheus));
+    axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await
         .context("the HTTP server failed")?;
+    // Seal what this run appended, so no record is left outside a digest.
+    seal(&store, &audit_key).await;
     tracing::info!("stopped");
     Ok(())
 }
@@ -204,5 +223,31 @@ async fn reload_loop(store: Arc<SqliteStore>, handle: Arc<EngineHandle>, every: 
                 tracing::error!(version = %active.version_id, error = %e, "cannot load the activated version; still serving the previous one")
             }
         }
+    }
+}
+
+/// Writes a signed digest every `every`, when records were appended since the last.
+async fn digest_loop(store: Arc<SqliteStore>, key: Arc<LocalKeys>, every: Duration) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        seal(&store, &key).await;
+    }
+}
+
+async fn seal(store: &Arc<SqliteStore>, key: &Arc<LocalKeys>) {
+    let (store, key) = (Arc::clone(store), Arc::clone(key));
+    let written = tokio::task::spawn_blocking(move || {
+        store.write_digest(&key, time::OffsetDateTime::now_utc())
+    })
+    .await;
+    match written {
+        Ok(Ok(Some(d))) => {
+            tracing::info!(digest = d.digest_seq, records = d.records, "audit digest written")
+        }
+        Ok(Ok(None)) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "cannot write the audit digest; it is retried"),
+        Err(e) => tracing::error!(error = %e, "the audit digest task failed"),
     }
 }

@@ -134,22 +134,29 @@ pub fn render(s: &Story) -> String {
     let _ = writeln!(o, "\nPolicy");
     let _ = writeln!(o, "  version       {}", r.policy_version);
     let _ = writeln!(o, "  content       {}", r.policy_hash);
-    match &s.policy {
-        Some(p) => {
-            let _ = writeln!(
-                o,
-                "  published     {} by {}: {}",
-                p.version.created_at, p.version.author, p.version.message
-            );
-        }
-        None => {
-            let _ = writeln!(o, "  (this version is not in the store)");
+    if s.control.is_empty() {
+        match &s.policy {
+            Some(p) => {
+                let _ = writeln!(
+                    o,
+                    "  published     {} by {}: {}",
+                    p.version.created_at, p.version.author, p.version.message
+                );
+            }
+            None => {
+                let _ = writeln!(o, "  (this version is not in the store)");
+            }
         }
     }
     for c in &s.control {
+        let message = c
+            .message
+            .as_deref()
+            .map(|m| format!(": {m}"))
+            .unwrap_or_default();
         let _ = writeln!(
             o,
-            "  {:<13} {} by {}",
+            "  {:<13} {} by {}{message}",
             c.action.as_str().trim_start_matches("policy_"),
             c.timestamp,
             c.actor

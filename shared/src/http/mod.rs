@@ -82,6 +82,26 @@ pub struct AppState {
     pub approvals: Arc<dyn ApprovalStore>,
 }
 
+/// `GET /metrics`: the local host's counters in the OpenMetrics text format,
+/// which Prometheus scrapes.
+pub fn metrics_router(metrics: Arc<crate::adapters::local::prometheus::PrometheusMetrics>) -> Router {
+    Router::new().route(
+        "/metrics",
+        get(move || {
+            let metrics = Arc::clone(&metrics);
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    metrics.render(),
+                )
+            }
+        }),
+    )
+}
+
 /// The API's routes.
 pub fn router(state: AppState) -> Router {
     Router::new()

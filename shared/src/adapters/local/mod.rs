@@ -2,6 +2,7 @@
 //! memory, notifications written to the log, and the approval workflow run
 //! in process ([`workflow`]).
 
+pub mod prometheus;
 pub mod workflow;
 
 use std::collections::BTreeMap;

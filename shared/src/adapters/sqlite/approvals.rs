@@ -208,7 +208,10 @@ impl ApprovalStore for SqliteStore {
             record.clone(),
         );
         self.with_control(move |conn| {
-            let tx = conn.transaction().map_err(unavailable)?;
+            // Immediate: the chain's head is read and extended in one write transaction.
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(unavailable)?;
             let used = tx
                 .execute(
                     "UPDATE approvals SET grant_used_at = ?1
@@ -234,19 +237,7 @@ impl ApprovalStore for SqliteStore {
             if used == 0 {
                 return Ok(false);
             }
-            tx.execute(
-                "INSERT INTO decisions (decision_id, agent_id, timestamp, decision, idempotency_key, record)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![
-                    r.decision_id,
-                    r.agent_id,
-                    r.timestamp,
-                    r.decision.as_str(),
-                    r.idempotency_key,
-                    json
-                ],
-            )
-            .map_err(unavailable)?;
+            super::audit::insert_chained(&tx, &r, json)?;
             tx.commit().map_err(unavailable)?;
             Ok(true)
         })

@@ -97,6 +97,37 @@ pub(super) fn head(conn: &Connection, partition: &str) -> Result<Option<(u64, St
     .map_err(unavailable)
 }
 
+/// Inserts one decision linked after its chain's head, inside the caller's
+/// (immediate) write transaction.
+pub(super) fn insert_chained(
+    tx: &Connection,
+    r: &DecisionRecord,
+    json: String,
+) -> Result<(), StoreError> {
+    let partition = partition_of(&r.agent_id);
+    let prev = head(tx, &partition)?;
+    let e = ChainEntry::link(&partition, prev.as_ref().map(|(s, h)| (*s, h.as_str())), json);
+    tx.execute(
+        "INSERT INTO decisions (decision_id, agent_id, timestamp, decision, idempotency_key, record,
+                                partition, seq, prev_hash, hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        params![
+            r.decision_id,
+            r.agent_id,
+            r.timestamp,
+            r.decision.as_str(),
+            r.idempotency_key,
+            e.body,
+            e.partition,
+            e.seq,
+            e.prev_hash,
+            e.hash
+        ],
+    )
+    .map_err(unavailable)?;
+    Ok(())
+}
+
 fn control_head(conn: &Connection) -> Result<Option<(u64, String)>, StoreError> {
     conn.query_row(
         "SELECT seq, hash FROM control_events ORDER BY seq DESC LIMIT 1",

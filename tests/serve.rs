@@ -15,6 +15,9 @@ mod common;
 #[path = "serve/approvals.rs"]
 mod approvals;
 #[cfg(test)]
+#[path = "serve/audit.rs"]
+mod audit;
+#[cfg(test)]
 #[path = "serve/body.rs"]
 mod body;
 #[cfg(test)]

@@ -5,7 +5,12 @@
 //! recomputed links. `verify` must catch every edit, name the chain it is
 //! in, and pass on the untouched log.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -27,10 +32,23 @@ fn record(i: usize) -> DecisionRecord {
     DecisionRecord {
         decision_id: format!("{i:08}-0000-7000-8000-000000000000"),
         trace_id: format!("trace-{i}"),
-        timestamp: format!("2026-01-07T12:{:02}:{:02}.{:03}Z", (i / 60) % 60, i % 60, i % 1000),
-        decision: if i % 3 == 0 { Decision::Deny } else { Decision::Allow },
+        timestamp: format!(
+            "2026-01-07T12:{:02}:{:02}.{:03}Z",
+            (i / 60) % 60,
+            i % 60,
+            i % 1000
+        ),
+        decision: if i % 3 == 0 {
+            Decision::Deny
+        } else {
+            Decision::Allow
+        },
         reasons: vec![Reason {
-            code: if i % 3 == 0 { ReasonCode::ToolNotGranted } else { ReasonCode::Allowed },
+            code: if i % 3 == 0 {
+                ReasonCode::ToolNotGranted
+            } else {
+                ReasonCode::Allowed
+            },
             message: "m".into(),
             policy_id: None,
         }],
@@ -62,15 +80,26 @@ fn pristine() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap().keep();
-        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async {
             let store = SqliteStore::open(&dir).unwrap();
             let now = OffsetDateTime::now_utc();
-            for (n, text) in ["tools: []\n", "tools: []\nagents: []\n"].iter().enumerate() {
+            for (n, text) in ["tools: []\n", "tools: []\nagents: []\n"]
+                .iter()
+                .enumerate()
+            {
                 let mut bundle = PolicyBundle::default();
                 bundle.files.insert("registry.yaml".into(), (*text).into());
                 let v = store
-                    .publish(PublishRequest { bundle, author: "ana".into(), message: format!("v{n}"), at: now })
+                    .publish(PublishRequest {
+                        bundle,
+                        author: "ana".into(),
+                        message: format!("v{n}"),
+                        at: now,
+                    })
                     .await
                     .unwrap();
                 store.activate(&v.id, "ana", now).await.unwrap();
@@ -84,10 +113,14 @@ fn pristine() -> &'static Path {
                 r.unwrap();
             }
             let keys = LocalKeys::audit(&dir).unwrap();
-            store.write_digest(&keys, OffsetDateTime::now_utc()).unwrap().unwrap();
+            store
+                .write_digest(&keys, OffsetDateTime::now_utc())
+                .unwrap()
+                .unwrap();
             store
                 .blocking(|c| {
-                    c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).unwrap();
+                    c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+                        .unwrap();
                     Ok(())
                 })
                 .unwrap();
@@ -103,7 +136,11 @@ fn tamperable() -> (tempfile::TempDir, Connection) {
     std::fs::create_dir_all(copy.path().join("keys")).unwrap();
     for entry in std::fs::read_dir(pristine().join("keys")).unwrap() {
         let entry = entry.unwrap();
-        std::fs::copy(entry.path(), copy.path().join("keys").join(entry.file_name())).unwrap();
+        std::fs::copy(
+            entry.path(),
+            copy.path().join("keys").join(entry.file_name()),
+        )
+        .unwrap();
     }
     let conn = Connection::open(copy.path().join(DB_FILE)).unwrap();
     conn.execute_batch(
@@ -147,7 +184,9 @@ fn link_of(conn: &Connection, partition: &str, seq: u64) -> String {
 /// knows the scheme would after an edit.
 fn relink(conn: &Connection, partition: &str, from: u64) {
     let rows: Vec<(u64, String)> = conn
-        .prepare("SELECT seq, record FROM decisions WHERE partition = ?1 AND seq >= ?2 ORDER BY seq")
+        .prepare(
+            "SELECT seq, record FROM decisions WHERE partition = ?1 AND seq >= ?2 ORDER BY seq",
+        )
         .unwrap()
         .query_map(params![partition, from], |r| Ok((r.get(0)?, r.get(1)?)))
         .unwrap()
@@ -215,11 +254,16 @@ fn apply(conn: &Connection, edit: Edit, at: u64, other: u64) -> String {
             .unwrap();
         }
         Edit::Delete => {
-            conn.execute("DELETE FROM decisions WHERE partition = ?1 AND seq = ?2", w).unwrap();
+            conn.execute("DELETE FROM decisions WHERE partition = ?1 AND seq = ?2", w)
+                .unwrap();
         }
         Edit::Reorder => {
             let len: u64 = conn
-                .query_row("SELECT MAX(seq) FROM decisions WHERE partition = ?1", [&partition], |r| r.get(0))
+                .query_row(
+                    "SELECT MAX(seq) FROM decisions WHERE partition = ?1",
+                    [&partition],
+                    |r| r.get(0),
+                )
                 .unwrap();
             // Another record of the same chain; never the same one.
             let mut with = 1 + other % len;
@@ -227,9 +271,21 @@ fn apply(conn: &Connection, edit: Edit, at: u64, other: u64) -> String {
                 with = if seq == len { 1 } else { seq + 1 };
             }
             conn.execute_batch("BEGIN").unwrap();
-            conn.execute("UPDATE decisions SET seq = -1 WHERE partition = ?1 AND seq = ?2", w).unwrap();
-            conn.execute("UPDATE decisions SET seq = ?3 WHERE partition = ?1 AND seq = ?2", params![partition, with, seq]).unwrap();
-            conn.execute("UPDATE decisions SET seq = ?2 WHERE partition = ?1 AND seq = -1", params![partition, with]).unwrap();
+            conn.execute(
+                "UPDATE decisions SET seq = -1 WHERE partition = ?1 AND seq = ?2",
+                w,
+            )
+            .unwrap();
+            conn.execute(
+                "UPDATE decisions SET seq = ?3 WHERE partition = ?1 AND seq = ?2",
+                params![partition, with, seq],
+            )
+            .unwrap();
+            conn.execute(
+                "UPDATE decisions SET seq = ?2 WHERE partition = ?1 AND seq = -1",
+                params![partition, with],
+            )
+            .unwrap();
             conn.execute_batch("COMMIT").unwrap();
         }
         Edit::Insert => {
@@ -251,7 +307,8 @@ fn apply(conn: &Connection, edit: Edit, at: u64, other: u64) -> String {
                 )
                 .unwrap();
             let forged = body.replace("\"decision_id\":\"", "\"decision_id\":\"f");
-            let id: String = serde_json::from_str::<serde_json::Value>(&forged).unwrap()["decision_id"]
+            let id: String = serde_json::from_str::<serde_json::Value>(&forged).unwrap()
+                ["decision_id"]
                 .as_str()
                 .unwrap()
                 .to_owned();
@@ -274,7 +331,9 @@ fn apply(conn: &Connection, edit: Edit, at: u64, other: u64) -> String {
             relink(conn, &partition, seq);
         }
         Edit::ModifyControl => {
-            let n: u64 = conn.query_row("SELECT COUNT(*) FROM control_events", [], |r| r.get(0)).unwrap();
+            let n: u64 = conn
+                .query_row("SELECT COUNT(*) FROM control_events", [], |r| r.get(0))
+                .unwrap();
             conn.execute(
                 "UPDATE control_events SET event = replace(event, '\"actor\":\"ana\"', '\"actor\":\"eve\"') WHERE seq = ?1",
                 [1 + other % n],
@@ -290,8 +349,16 @@ fn apply(conn: &Connection, edit: Edit, at: u64, other: u64) -> String {
 fn the_untouched_log_verifies() {
     let report = verify(pristine());
     assert!(report.is_intact(), "{:#?}", report.findings);
-    assert_eq!(report.records, RECORDS as u64 + 4, "decisions and control events");
-    assert_eq!(report.chains.len(), 17, "16 decision chains and the control chain");
+    assert_eq!(
+        report.records,
+        RECORDS as u64 + 4,
+        "decisions and control events"
+    );
+    assert_eq!(
+        report.chains.len(),
+        17,
+        "16 decision chains and the control chain"
+    );
     assert_eq!(report.digests, 1);
     assert_eq!(report.records_after_newest_digest, 0);
 }

@@ -467,7 +467,8 @@ impl Server {
         }
     }
 
-    fn data_dir_str(&self) -> &str {
+    /// The data directory, as a string for command lines.
+    pub fn data_dir_str(&self) -> &str {
         self.data_dir.to_str().expect("UTF-8 temp path")
     }
 

@@ -269,7 +269,7 @@ fn an_approver_approves_on_the_page_and_the_agent_sees_it() {
 }
 
 /// `govctl serve` as a host of the shared approval scenarios.
-struct Local(Server);
+pub(crate) struct Local(pub(crate) Server);
 
 impl ApprovalHost for Local {
     fn authorize(&self, agent: &str, user: &str, roles: &[&str], body: &Value) -> (u16, Value) {

@@ -95,11 +95,7 @@ fn print_report(r: &Report, signed: bool) {
     }
     println!("TAMPERED: {} problems", r.findings.len());
     for (i, f) in r.first_broken_links().into_iter().enumerate() {
-        let label = if i == 0 {
-            "first broken link"
-        } else {
-            "also"
-        };
+        let label = if i == 0 { "first broken link" } else { "also" };
         println!("  {label}: {f}");
     }
 }
@@ -152,7 +148,10 @@ pub fn export(args: &ExportArgs<'_>) -> anyhow::Result<ExitCode> {
         Some(u) => parse_time(u, now).context("`--until`")?,
         None => rfc3339(now),
     };
-    anyhow::ensure!(since < until, "`--since` ({since}) must be before `--until` ({until})");
+    anyhow::ensure!(
+        since < until,
+        "`--since` ({since}) must be before `--until` ({until})"
+    );
     let store = open_store(args.dir)?;
     let out: Box<dyn Write> = match args.output {
         Some(path) => Box::new(
@@ -204,15 +203,21 @@ fn parse_time(s: &str, now: OffsetDateTime) -> anyhow::Result<String> {
     }
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (digits, unit) = s.split_at(split);
-    let n: i64 = digits.parse().ok().filter(|_| !digits.is_empty()).with_context(|| {
-        format!("`{s}` is not a time: use RFC 3339, YYYY-MM-DD, or an age like 90m, 24h, 30d")
-    })?;
+    let n: i64 = digits
+        .parse()
+        .ok()
+        .filter(|_| !digits.is_empty())
+        .with_context(|| {
+            format!("`{s}` is not a time: use RFC 3339, YYYY-MM-DD, or an age like 90m, 24h, 30d")
+        })?;
     let age = match unit {
         "s" => time::Duration::seconds(n),
         "m" => time::Duration::minutes(n),
         "h" => time::Duration::hours(n),
         "d" => time::Duration::days(n),
-        _ => anyhow::bail!("`{s}` is not a time: use RFC 3339, YYYY-MM-DD, or an age like 90m, 24h, 30d"),
+        _ => anyhow::bail!(
+            "`{s}` is not a time: use RFC 3339, YYYY-MM-DD, or an age like 90m, 24h, 30d"
+        ),
     };
     Ok(rfc3339(now - age))
 }
@@ -224,8 +229,14 @@ mod tests {
     #[test]
     fn times_parse_in_every_form() {
         let now = OffsetDateTime::from_unix_timestamp(1_767_787_200).unwrap();
-        assert_eq!(parse_time("2026-01-07T12:00:00Z", now).unwrap(), "2026-01-07T12:00:00.000Z");
-        assert_eq!(parse_time("2026-01-07", now).unwrap(), "2026-01-07T00:00:00.000Z");
+        assert_eq!(
+            parse_time("2026-01-07T12:00:00Z", now).unwrap(),
+            "2026-01-07T12:00:00.000Z"
+        );
+        assert_eq!(
+            parse_time("2026-01-07", now).unwrap(),
+            "2026-01-07T00:00:00.000Z"
+        );
         assert_eq!(parse_time("90m", now).unwrap(), "2026-01-07T10:30:00.000Z");
         assert!(parse_time("yesterday", now).is_err());
         assert!(parse_time("5w", now).is_err());

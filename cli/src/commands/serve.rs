@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use governance::adapters::local::workflow::{LocalTasks, LocalWorkflow};
 use governance::adapters::local::prometheus::{MeteredLog, PrometheusMetrics};
+use governance::adapters::local::workflow::{LocalTasks, LocalWorkflow};
 use governance::adapters::local::{LogNotifier, MemoryMetrics};
 use governance::adapters::sqlite::SqliteStore;
 use governance::auth::{
@@ -244,7 +244,11 @@ async fn seal(store: &Arc<SqliteStore>, key: &Arc<LocalKeys>) {
     .await;
     match written {
         Ok(Ok(Some(d))) => {
-            tracing::info!(digest = d.digest_seq, records = d.records, "audit digest written")
+            tracing::info!(
+                digest = d.digest_seq,
+                records = d.records,
+                "audit digest written"
+            )
         }
         Ok(Ok(None)) => {}
         Ok(Err(e)) => tracing::error!(error = %e, "cannot write the audit digest; it is retried"),

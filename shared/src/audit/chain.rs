@@ -82,8 +82,9 @@ mod tests {
     #[test]
     fn partitions_are_stable_and_bounded() {
         assert_eq!(partition_of("agent-a"), partition_of("agent-a"));
-        let all: std::collections::BTreeSet<String> =
-            (0..500).map(|i| partition_of(&format!("agent-{i}"))).collect();
+        let all: std::collections::BTreeSet<String> = (0..500)
+            .map(|i| partition_of(&format!("agent-{i}")))
+            .collect();
         assert_eq!(all.len(), usize::from(DECISION_PARTITIONS));
         assert!(all.iter().all(|p| p.len() == 2 && p.starts_with('d')));
     }

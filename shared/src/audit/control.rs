@@ -237,8 +237,9 @@ mod tests {
             registry.map(|c| c.summary.clone()),
             Some(vec!["agent a changed: version".to_owned()])
         );
-        assert!(registry.is_some_and(|c| c.diff.contains("-    version: \"1\"")
-            && c.diff.contains("+    version: \"2\"")));
+        assert!(registry
+            .is_some_and(|c| c.diff.contains("-    version: \"1\"")
+                && c.diff.contains("+    version: \"2\"")));
     }
 
     #[test]

@@ -93,7 +93,10 @@ impl SignedDigest {
 
 /// The id of a public key: the first 16 hex digits of its SHA-256.
 pub fn key_id(public: &[u8; 32]) -> String {
-    hex::encode(Sha256::digest(public)).chars().take(16).collect()
+    hex::encode(Sha256::digest(public))
+        .chars()
+        .take(16)
+        .collect()
 }
 
 #[cfg(test)]
@@ -131,7 +134,10 @@ mod tests {
         edited.body = edited.body.replace("\"seq\":3", "\"seq\":2");
         assert!(edited.open(None).is_err(), "the hash no longer matches");
         edited.hash = hex::encode(Sha256::digest(edited.body.as_bytes()));
-        assert!(edited.open(None).is_ok(), "unsigned, only the hash is checked");
+        assert!(
+            edited.open(None).is_ok(),
+            "unsigned, only the hash is checked"
+        );
         assert!(edited.open(Some(&public)).is_err(), "the signature is not");
         let unsigned = SignedDigest::new(&digest(), None);
         assert!(unsigned.open(Some(&public)).is_err());

@@ -46,10 +46,6 @@ pub struct PolicyStory {
     pub tool: Option<ToolSpec>,
 }
 
-fn short(id: &str) -> &str {
-    id.get(..12).unwrap_or(id)
-}
-
 fn args_line(r: &DecisionRecord) -> String {
     r.arguments
         .as_ref()
@@ -72,7 +68,11 @@ pub fn render(s: &Story) -> String {
 
     let _ = writeln!(o, "\nWho");
     let agent_version = r.agent_version.as_deref().unwrap_or("(unregistered)");
-    let _ = writeln!(o, "  agent         {} (version {agent_version})", r.agent_id);
+    let _ = writeln!(
+        o,
+        "  agent         {} (version {agent_version})",
+        r.agent_id
+    );
     if let Some(a) = s.policy.as_ref().and_then(|p| p.agent.as_ref()) {
         let _ = writeln!(
             o,
@@ -163,7 +163,10 @@ pub fn render(s: &Story) -> String {
         );
     }
     if r.determining_policies.is_empty() {
-        let _ = writeln!(o, "  determining   none (nothing permitted the call: default deny)");
+        let _ = writeln!(
+            o,
+            "  determining   none (nothing permitted the call: default deny)"
+        );
     }
     for id in &r.determining_policies {
         let source = s.policy.as_ref().and_then(|p| p.sources.get(id));
@@ -226,7 +229,7 @@ pub fn render(s: &Story) -> String {
                 }
             }
             if d.decision == Decision::Allow && d.approval.is_none() {
-                let _ = write!(line, " decision {}", short(&d.decision_id));
+                let _ = write!(line, " decision {}", d.decision_id);
             }
             let _ = writeln!(o, "{}", line.trim_end());
         }

@@ -124,9 +124,7 @@ pub fn csv_row(e: &ChainEntry) -> Result<Vec<String>, serde_json::Error> {
                 .as_ref()
                 .map(|a| a.status.as_str().to_owned())
                 .unwrap_or_default(),
-            d.approval
-                .and_then(|a| a.approver)
-                .unwrap_or_default(),
+            d.approval.and_then(|a| a.approver).unwrap_or_default(),
             d.reasoning.unwrap_or_default(),
             String::new(),
             String::new(),

@@ -121,7 +121,13 @@ impl Verifier {
         }
     }
 
-    fn find(&mut self, partition: Option<&str>, seq: Option<u64>, record: Option<String>, problem: String) {
+    fn find(
+        &mut self,
+        partition: Option<&str>,
+        seq: Option<u64>,
+        record: Option<String>,
+        problem: String,
+    ) {
         self.report.findings.push(Finding {
             partition: partition.map(str::to_owned),
             seq,
@@ -141,7 +147,12 @@ impl Verifier {
                 Ok(d) => d,
                 Err(e) => {
                     let n = previous.as_ref().map_or(1, |(n, _)| n + 1);
-                    self.find(None, None, Some(format!("digest #{n}")), format!("digest is not intact: {e}"));
+                    self.find(
+                        None,
+                        None,
+                        Some(format!("digest #{n}")),
+                        format!("digest is not intact: {e}"),
+                    );
                     previous = Some((n, signed.hash.clone()));
                     continue;
                 }
@@ -151,13 +162,28 @@ impl Verifier {
                 .as_ref()
                 .map_or((1, GENESIS.to_owned()), |(n, h)| (n + 1, h.clone()));
             if digest.digest_seq != expected_seq {
-                self.find(None, None, Some(name.clone()), format!("expected digest #{expected_seq}: a digest was removed or inserted"));
+                self.find(
+                    None,
+                    None,
+                    Some(name.clone()),
+                    format!("expected digest #{expected_seq}: a digest was removed or inserted"),
+                );
             } else if digest.previous_digest_hash != expected_prev {
-                self.find(None, None, Some(name.clone()), "does not follow the previous digest".into());
+                self.find(
+                    None,
+                    None,
+                    Some(name.clone()),
+                    "does not follow the previous digest".into(),
+                );
             }
             for head in &digest.heads {
                 if heads.get(&head.partition).is_some_and(|&s| s > head.seq) {
-                    self.find(Some(&head.partition), Some(head.seq), Some(name.clone()), "the digest moves the chain's head backwards".into());
+                    self.find(
+                        Some(&head.partition),
+                        Some(head.seq),
+                        Some(name.clone()),
+                        "the digest moves the chain's head backwards".into(),
+                    );
                 }
                 heads.insert(head.partition.clone(), head.seq);
                 self.sealed
@@ -168,13 +194,22 @@ impl Verifier {
             self.report.digests += 1;
             self.report.newest_digest_at = Some(digest.created_at.clone());
             previous = Some((digest.digest_seq, signed.hash));
-            self.newest = digest.heads.iter().map(|h| (h.partition.clone(), h.seq)).collect();
+            self.newest = digest
+                .heads
+                .iter()
+                .map(|h| (h.partition.clone(), h.seq))
+                .collect();
         }
     }
 
     /// A record the store holds outside any chain: one inserted around it.
     pub fn unchained(&mut self, record: String) {
-        self.find(None, None, Some(record), "the record is not in any chain: it was inserted around the chain".into());
+        self.find(
+            None,
+            None,
+            Some(record),
+            "the record is not in any chain: it was inserted around the chain".into(),
+        );
     }
 
     /// A problem the store found in a record's stored form (for example, an
@@ -199,10 +234,21 @@ impl Verifier {
             };
             self.find(Some(&e.partition), Some(e.seq), id.clone(), what);
         } else if e.prev_hash != expected_prev {
-            self.find(Some(&e.partition), Some(e.seq), id.clone(), "does not follow its predecessor: records were deleted, reordered or inserted here".into());
+            self.find(
+                Some(&e.partition),
+                Some(e.seq),
+                id.clone(),
+                "does not follow its predecessor: records were deleted, reordered or inserted here"
+                    .into(),
+            );
         }
         if link_hash(&e.partition, e.seq, &e.prev_hash, &e.body) != e.hash {
-            self.find(Some(&e.partition), Some(e.seq), id.clone(), "its content does not match its link: the record was modified".into());
+            self.find(
+                Some(&e.partition),
+                Some(e.seq),
+                id.clone(),
+                "its content does not match its link: the record was modified".into(),
+            );
         }
         if let Some(problem) = wrong_chain(&e.partition, &e.body) {
             self.find(Some(&e.partition), Some(e.seq), id, problem);

@@ -84,7 +84,9 @@ pub struct AppState {
 
 /// `GET /metrics`: the local host's counters in the OpenMetrics text format,
 /// which Prometheus scrapes.
-pub fn metrics_router(metrics: Arc<crate::adapters::local::prometheus::PrometheusMetrics>) -> Router {
+pub fn metrics_router(
+    metrics: Arc<crate::adapters::local::prometheus::PrometheusMetrics>,
+) -> Router {
     Router::new().route(
         "/metrics",
         get(move || {

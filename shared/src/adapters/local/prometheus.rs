@@ -123,13 +123,19 @@ impl PrometheusMetrics {
                     .inc();
             }
             Decision::Deny => {
-                let reason = r.reasons.first().map_or(ReasonCode::NotPermitted, |x| x.code);
+                let reason = r
+                    .reasons
+                    .first()
+                    .map_or(ReasonCode::NotPermitted, |x| x.code);
                 self.denials
                     .get_or_create(&ReasonLabel {
                         reason: reason.as_str().to_owned(),
                     })
                     .inc();
-                if r.reasons.iter().any(|x| x.code == ReasonCode::RiskExceedsPolicy) {
+                if r.reasons
+                    .iter()
+                    .any(|x| x.code == ReasonCode::RiskExceedsPolicy)
+                {
                     self.risky.inc();
                 }
             }
@@ -202,7 +208,10 @@ mod tests {
         .unwrap();
         m.record_decision(&record);
         let text = m.render();
-        assert!(text.contains("governance_decisions_total{result=\"deny\"} 1"), "{text}");
+        assert!(
+            text.contains("governance_decisions_total{result=\"deny\"} 1"),
+            "{text}"
+        );
         assert!(text.contains("governance_denials_total{reason=\"risk_exceeds_policy\"} 1"));
         assert!(text.contains("governance_risky_attempts_total 1"));
         assert!(text.contains("governance_decision_latency_seconds_count 1"));

@@ -60,8 +60,13 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 fn chain_legacy(conn: &mut Connection) -> Result<(), StoreError> {
     let tx = conn.transaction().map_err(unavailable)?;
     let rows: Vec<(i64, String, String)> = tx
-        .prepare("SELECT rowid, agent_id, record FROM decisions WHERE partition IS NULL ORDER BY rowid")
-        .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect())
+        .prepare(
+            "SELECT rowid, agent_id, record FROM decisions WHERE partition IS NULL ORDER BY rowid",
+        )
+        .and_then(|mut s| {
+            s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect()
+        })
         .map_err(unavailable)?;
     tx.execute_batch("DROP TRIGGER IF EXISTS decisions_no_update")
         .map_err(unavailable)?;
@@ -72,7 +77,11 @@ fn chain_legacy(conn: &mut Connection) -> Result<(), StoreError> {
             Some(h) => Some(h.clone()),
             None => head(&tx, &partition)?,
         };
-        let e = ChainEntry::link(&partition, prev.as_ref().map(|(s, h)| (*s, h.as_str())), body);
+        let e = ChainEntry::link(
+            &partition,
+            prev.as_ref().map(|(s, h)| (*s, h.as_str())),
+            body,
+        );
         tx.execute(
             "UPDATE decisions SET partition = ?1, seq = ?2, prev_hash = ?3, hash = ?4 WHERE rowid = ?5",
             params![e.partition, e.seq, e.prev_hash, e.hash, rowid],
@@ -89,11 +98,17 @@ fn chain_legacy(conn: &mut Connection) -> Result<(), StoreError> {
 }
 
 /// The head (position, link) of a decision chain.
-pub(super) fn head(conn: &Connection, partition: &str) -> Result<Option<(u64, String)>, StoreError> {
+pub(super) fn head(
+    conn: &Connection,
+    partition: &str,
+) -> Result<Option<(u64, String)>, StoreError> {
     conn.prepare_cached(
         "SELECT seq, hash FROM decisions WHERE partition = ?1 ORDER BY seq DESC LIMIT 1",
     )
-    .and_then(|mut s| s.query_row([partition], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+    .and_then(|mut s| {
+        s.query_row([partition], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()
+    })
     .map_err(unavailable)
 }
 
@@ -106,7 +121,11 @@ pub(super) fn insert_chained(
 ) -> Result<(), StoreError> {
     let partition = partition_of(&r.agent_id);
     let prev = head(tx, &partition)?;
-    let e = ChainEntry::link(&partition, prev.as_ref().map(|(s, h)| (*s, h.as_str())), json);
+    let e = ChainEntry::link(
+        &partition,
+        prev.as_ref().map(|(s, h)| (*s, h.as_str())),
+        json,
+    );
     tx.execute(
         "INSERT INTO decisions (decision_id, agent_id, timestamp, decision, idempotency_key, record,
                                 partition, seq, prev_hash, hash)
@@ -157,10 +176,15 @@ pub(super) fn append_control(tx: &Transaction<'_>, event: &ControlEvent) -> Resu
 
 fn stored_bundle(conn: &Connection, id: &str) -> Result<Option<PolicyBundle>, StoreError> {
     let text: Option<String> = conn
-        .query_row("SELECT bundle FROM policy_versions WHERE id = ?1", [id], |r| r.get(0))
+        .query_row(
+            "SELECT bundle FROM policy_versions WHERE id = ?1",
+            [id],
+            |r| r.get(0),
+        )
         .optional()
         .map_err(unavailable)?;
-    text.map(|t| serde_json::from_str(&t).map_err(corrupt)).transpose()
+    text.map(|t| serde_json::from_str(&t).map_err(corrupt))
+        .transpose()
 }
 
 /// The event of a publication, with the diff against the parent version.
@@ -467,8 +491,10 @@ impl SqliteStore {
                      WHERE timestamp >= ?1 AND timestamp < ?2 ORDER BY timestamp, seq"
                 ))
                 .and_then(|mut s| {
-                    s.query_map(params![since, until], |r| Ok((r.get(0)?, chain_entry(r, 1)?)))?
-                        .collect()
+                    s.query_map(params![since, until], |r| {
+                        Ok((r.get(0)?, chain_entry(r, 1)?))
+                    })?
+                    .collect()
                 })
                 .map_err(unavailable)?;
             let mut control = control.into_iter().peekable();
@@ -579,14 +605,24 @@ fn records(
 }
 
 /// The first digest whose head of `partition` is at or past `seq`.
-fn first_seal(conn: &Connection, partition: &str, seq: u64) -> Result<Option<(u64, String)>, StoreError> {
+fn first_seal(
+    conn: &Connection,
+    partition: &str,
+    seq: u64,
+) -> Result<Option<(u64, String)>, StoreError> {
     let digests: Vec<(u64, String, String)> = conn
         .prepare("SELECT digest_seq, created_at, body FROM audit_digests ORDER BY digest_seq")
-        .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect())
+        .and_then(|mut s| {
+            s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect()
+        })
         .map_err(unavailable)?;
     for (n, at, body) in digests {
         let d: Digest = serde_json::from_str(&body).map_err(corrupt)?;
-        if d.heads.iter().any(|h| h.partition == partition && h.seq >= seq) {
+        if d.heads
+            .iter()
+            .any(|h| h.partition == partition && h.seq >= seq)
+        {
             return Ok(Some((n, at)));
         }
     }
@@ -595,7 +631,10 @@ fn first_seal(conn: &Connection, partition: &str, seq: u64) -> Result<Option<(u6
 
 /// The deciding version, the determining policies' text, and the agent and
 /// tool as that version registered them.
-fn policy_story(conn: &Connection, record: &DecisionRecord) -> Result<Option<PolicyStory>, StoreError> {
+fn policy_story(
+    conn: &Connection,
+    record: &DecisionRecord,
+) -> Result<Option<PolicyStory>, StoreError> {
     let row: Option<(PolicyVersion, String)> = conn
         .query_row(
             "SELECT id, content_hash, parent, author, message, created_at, bundle FROM policy_versions WHERE id = ?1",
@@ -652,13 +691,20 @@ fn policy_story(conn: &Connection, record: &DecisionRecord) -> Result<Option<Pol
 }
 
 /// The publication of `version` and its activations up to `until`.
-fn control_for(conn: &Connection, version: &str, until: &str) -> Result<Vec<ControlEvent>, StoreError> {
+fn control_for(
+    conn: &Connection,
+    version: &str,
+    until: &str,
+) -> Result<Vec<ControlEvent>, StoreError> {
     let bodies: Vec<String> = conn
         .prepare(
             "SELECT event FROM control_events
              WHERE json_extract(event, '$.version_id') = ?1 AND timestamp <= ?2 ORDER BY seq",
         )
-        .and_then(|mut s| s.query_map(params![version, until], |r| r.get(0))?.collect())
+        .and_then(|mut s| {
+            s.query_map(params![version, until], |r| r.get(0))?
+                .collect()
+        })
         .map_err(unavailable)?;
     bodies
         .iter()

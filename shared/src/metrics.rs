@@ -1,9 +1,13 @@
 //! Which metric data points a recorded decision produces.
 //!
-//! The same rules serve every host: denials become `PolicyDenied` (by
-//! environment, and by environment and reason), and a denial because the
-//! declared risk exceeded a ceiling is also a `RiskyAttempt`. The seed's alarm
-//! watches `PolicyDenied` by environment.
+//! The same rules serve every host: every decision counts in `Decisions` (by
+//! environment and result) and its time in `DecisionLatency`
+//! (microseconds); denials become `PolicyDenied` (by environment, and by
+//! environment and reason), and a denial because the declared risk exceeded
+//! a ceiling is also a `RiskyAttempt`. A pending decision is an `Approvals`
+//! request; the records that close approvals count as `Approvals` by
+//! outcome ([`approval_datums`]). The seed's alarm watches `PolicyDenied` by
+//! environment.
 
 use std::collections::BTreeMap;
 
@@ -15,6 +19,21 @@ pub const NAMESPACE: &str = "AgentGovernance";
 pub const POLICY_DENIED: &str = "PolicyDenied";
 /// Denials because the call's risk was above the agent's ceiling.
 pub const RISKY_ATTEMPT: &str = "RiskyAttempt";
+/// Decisions, by result.
+pub const DECISIONS: &str = "Decisions";
+/// Human approvals, by outcome (`requested`, `approved`, `rejected`, `expired`, `failed`).
+pub const APPROVALS: &str = "Approvals";
+/// Time spent deciding, in microseconds.
+pub const DECISION_LATENCY: &str = "DecisionLatency";
+
+/// What a data point's value measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Unit {
+    /// A count; equal series are summed.
+    Count,
+    /// A duration; each value is kept, so that percentiles can be taken.
+    Microseconds,
+}
 
 /// A metric series: its name and dimensions.
 type Series = (&'static str, Vec<(&'static str, String)>);
@@ -26,60 +45,106 @@ pub struct MetricDatum {
     pub name: &'static str,
     /// Dimension name → value, in a stable order.
     pub dimensions: Vec<(&'static str, String)>,
-    /// The count.
+    /// The value.
     pub value: f64,
+    /// What the value measures.
+    pub unit: Unit,
 }
 
-/// The data points of one recorded decision: none for an allow or a pending approval.
-pub fn datums(record: &DecisionRecord) -> Vec<MetricDatum> {
-    if record.decision != Decision::Deny {
-        return Vec::new();
+fn count(name: &'static str, dimensions: Vec<(&'static str, String)>) -> MetricDatum {
+    MetricDatum {
+        name,
+        dimensions,
+        value: 1.0,
+        unit: Unit::Count,
     }
+}
+
+/// The data points of one recorded decision. A record that closes an
+/// approval counts here only if it denies (`PolicyDenied`); its outcome is
+/// counted by [`approval_datums`].
+pub fn datums(record: &DecisionRecord) -> Vec<MetricDatum> {
     let env = || ("Environment", record.environment.clone());
+    let mut out = Vec::new();
+    if record.approval.is_none() {
+        out.push(count(
+            DECISIONS,
+            vec![env(), ("Result", record.decision.as_str().to_owned())],
+        ));
+        #[allow(clippy::cast_precision_loss)] // microseconds fit an f64's mantissa
+        out.push(MetricDatum {
+            name: DECISION_LATENCY,
+            dimensions: vec![env()],
+            value: record.latency_us as f64,
+            unit: Unit::Microseconds,
+        });
+        if record.decision == Decision::PendingApproval {
+            out.push(count(
+                APPROVALS,
+                vec![env(), ("Outcome", "requested".to_owned())],
+            ));
+        }
+    }
+    if record.decision != Decision::Deny {
+        return out;
+    }
     let reason = record
         .reasons
         .first()
         .map_or(ReasonCode::NotPermitted, |r| r.code);
-    let mut out = vec![
-        MetricDatum {
-            name: POLICY_DENIED,
-            dimensions: vec![env()],
-            value: 1.0,
-        },
-        MetricDatum {
-            name: POLICY_DENIED,
-            dimensions: vec![env(), ("Reason", reason.as_str().to_owned())],
-            value: 1.0,
-        },
-    ];
+    out.push(count(POLICY_DENIED, vec![env()]));
+    out.push(count(
+        POLICY_DENIED,
+        vec![env(), ("Reason", reason.as_str().to_owned())],
+    ));
     if record
         .reasons
         .iter()
         .any(|r| r.code == ReasonCode::RiskExceedsPolicy)
     {
-        out.push(MetricDatum {
-            name: RISKY_ATTEMPT,
-            dimensions: vec![env()],
-            value: 1.0,
-        });
+        out.push(count(RISKY_ATTEMPT, vec![env()]));
     }
     out
+}
+
+/// The outcome of an approval, from the record that closes it: `Approvals`
+/// by outcome. None for other records (and for "approvers notified").
+pub fn approval_datums(record: &DecisionRecord) -> Vec<MetricDatum> {
+    match &record.approval {
+        Some(a) if a.status != crate::model::ApprovalStatus::Pending => vec![count(
+            APPROVALS,
+            vec![
+                ("Environment", record.environment.clone()),
+                ("Outcome", a.status.as_str().to_owned()),
+            ],
+        )],
+        _ => Vec::new(),
+    }
 }
 
 /// Sums data points with the same name and dimensions, so that a batch of
 /// decisions costs one data point per distinct series.
 pub fn aggregate(datums: impl IntoIterator<Item = MetricDatum>) -> Vec<MetricDatum> {
     let mut sums: BTreeMap<Series, f64> = BTreeMap::new();
+    let mut kept = Vec::new();
     for d in datums {
-        *sums.entry((d.name, d.dimensions)).or_default() += d.value;
+        if d.unit == Unit::Count {
+            *sums.entry((d.name, d.dimensions)).or_default() += d.value;
+        } else {
+            kept.push(d);
+        }
     }
-    sums.into_iter()
+    let mut out: Vec<MetricDatum> = sums
+        .into_iter()
         .map(|((name, dimensions), value)| MetricDatum {
             name,
             dimensions,
             value,
+            unit: Unit::Count,
         })
-        .collect()
+        .collect();
+    out.extend(kept);
+    out
 }
 
 #[cfg(test)]
@@ -107,18 +172,27 @@ mod tests {
         r
     }
 
+    fn names(d: &[MetricDatum]) -> Vec<&str> {
+        d.iter().map(|d| d.name).collect()
+    }
+
     #[test]
-    fn only_denials_count_and_risk_denials_count_twice() {
-        assert!(datums(&record(Decision::Allow, &[ReasonCode::Allowed])).is_empty());
-        assert!(datums(&record(
+    fn every_decision_counts_and_denials_count_more() {
+        let allow = datums(&record(Decision::Allow, &[ReasonCode::Allowed]));
+        assert_eq!(names(&allow), [DECISIONS, DECISION_LATENCY]);
+        assert_eq!(allow[0].dimensions[1], ("Result", "allow".to_owned()));
+        let pending = datums(&record(
             Decision::PendingApproval,
-            &[ReasonCode::ApprovalRequired]
-        ))
-        .is_empty());
+            &[ReasonCode::ApprovalRequired],
+        ));
+        assert_eq!(names(&pending), [DECISIONS, DECISION_LATENCY, APPROVALS]);
         let d = datums(&record(Decision::Deny, &[ReasonCode::ToolNotGranted]));
-        assert_eq!(d.len(), 2);
         assert_eq!(
-            d[1].dimensions[1],
+            names(&d),
+            [DECISIONS, DECISION_LATENCY, POLICY_DENIED, POLICY_DENIED]
+        );
+        assert_eq!(
+            d[3].dimensions[1],
             ("Reason", "tool_not_granted".to_owned())
         );
         let d = datums(&record(
@@ -132,7 +206,13 @@ mod tests {
     fn aggregation_sums_equal_series() {
         let one = record(Decision::Deny, &[ReasonCode::ToolNotGranted]);
         let all = aggregate([datums(&one), datums(&one), datums(&one)].concat());
-        assert_eq!(all.len(), 2);
-        assert!(all.iter().all(|d| (d.value - 3.0).abs() < f64::EPSILON));
+        let counts: Vec<&MetricDatum> = all.iter().filter(|d| d.unit == Unit::Count).collect();
+        assert_eq!(counts.len(), 3, "Decisions and the two PolicyDenied series");
+        assert!(counts.iter().all(|d| (d.value - 3.0).abs() < f64::EPSILON));
+        let latencies = all.iter().filter(|d| d.name == DECISION_LATENCY).count();
+        assert_eq!(
+            latencies, 3,
+            "latencies are kept one by one, for percentiles"
+        );
     }
 }

@@ -1,9 +1,10 @@
 //! The denial-metrics function: denials and risky attempts become
 //! CloudWatch data points.
 //!
-//! Decisions arrive in batches from the decision table's stream (the
-//! template filters it to denials made by authorize); approvals that end in
-//! a denial arrive one at a time from the approval state machine. Each
+//! Decisions and the records that close approvals arrive in batches from the
+//! decision table's stream (the template's filter lets nothing else through);
+//! approvals that end in a denial also arrive one at a time from the
+//! approval state machine, for their `PolicyDenied`. Each
 //! invocation sends its data points in as few `PutMetricData` calls as
 //! possible. A failure fails the invocation, so the stream or the state
 //! machine retries it.
@@ -15,7 +16,7 @@ use serde_json::{json, Value};
 
 use super::stream::{decisions, is_stream_event};
 use super::{ErrorType, HandlerError};
-use crate::metrics::datums;
+use crate::metrics::{approval_datums, datums};
 use crate::model::DecisionRecord;
 use crate::ports::MetricSink;
 
@@ -46,20 +47,27 @@ impl DenialMetricsHandler {
 
     /// Handles a stream batch or a state machine step.
     pub async fn handle(&self, event: Value) -> Result<Value, HandlerError> {
-        let records: Vec<DecisionRecord> = if is_stream_event(&event) {
-            decisions(event)?
-                .into_iter()
-                // Approval outcomes are counted by the state machine that
-                // closes them, so they are not counted twice.
-                .filter(|d| d.kind == "decision")
-                .map(|d| d.record)
-                .collect()
+        let (records, points): (Vec<DecisionRecord>, Vec<_>) = if is_stream_event(&event) {
+            let mut points = Vec::new();
+            let mut records = Vec::new();
+            for d in decisions(event)? {
+                match d.kind.as_str() {
+                    "decision" => points.extend(datums(&d.record)),
+                    // An approval's closing record counts its outcome only:
+                    // a denial's PolicyDenied comes from the state machine
+                    // step that closes it, so nothing is counted twice.
+                    "approval" => points.extend(approval_datums(&d.record)),
+                    _ => continue,
+                }
+                records.push(d.record);
+            }
+            (records, points)
         } else {
             let StepEvent::ApprovalDenied { record } = serde_json::from_value(event)
                 .map_err(|e| HandlerError::invalid(format!("not a metrics event: {e}")))?;
-            vec![*record]
+            let points = datums(&record);
+            (vec![*record], points)
         };
-        let points: Vec<_> = records.iter().flat_map(datums).collect();
         if !points.is_empty() {
             self.sink
                 .put(&points)

@@ -6,7 +6,7 @@ use aws_sdk_cloudwatch::types::{Dimension, MetricDatum as CwDatum, StandardUnit}
 use aws_sdk_cloudwatch::Client;
 
 use super::describe;
-use crate::metrics::{aggregate, MetricDatum};
+use crate::metrics::{aggregate, MetricDatum, Unit};
 use crate::ports::{MetricSink, StoreError};
 
 /// Data points per `PutMetricData` call (the API takes up to 1,000).
@@ -43,7 +43,10 @@ impl MetricSink for CloudWatchMetrics {
                             .map(|(k, v)| Dimension::builder().name(k).value(v).build())
                             .collect(),
                     ))
-                    .unit(StandardUnit::Count)
+                    .unit(match d.unit {
+                        Unit::Count => StandardUnit::Count,
+                        Unit::Microseconds => StandardUnit::Microseconds,
+                    })
                     .value(d.value)
                     .build()
             })

@@ -303,6 +303,25 @@ pub trait TaskCallbacks: Send + Sync {
     async fn fail(&self, token: &TaskToken, error: &str, cause: &str) -> Result<(), CallbackError>;
 }
 
+/// The archive of the audit trail where the log itself is not chained (on
+/// AWS: chain heads in DynamoDB, segments of chained records in an S3 bucket
+/// under Object Lock). See [`crate::audit::archive`].
+#[async_trait]
+pub trait AuditArchive: Send + Sync {
+    /// The head (position, link) of a chain; none before its first record.
+    async fn head(&self, partition: &str) -> Result<Option<(u64, String)>, StoreError>;
+    /// Stores an immutable segment of chained records under `key`.
+    async fn put_segment(&self, key: &str, body: Vec<u8>) -> Result<(), StoreError>;
+    /// Moves a chain's head from `from` (none: the chain is new) to `to`, in
+    /// one conditional write; `false` when another writer moved it first.
+    async fn advance(
+        &self,
+        partition: &str,
+        from: Option<u64>,
+        to: (u64, &str),
+    ) -> Result<bool, StoreError>;
+}
+
 /// Where metric data points go (CloudWatch on AWS).
 #[async_trait]
 pub trait MetricSink: Send + Sync {

@@ -803,3 +803,129 @@ fn suite_only_other_members_of_the_group_may_answer() {
         &example_policies(),
     )));
 }
+
+/// The decision table's stream lands in the evidence bucket: every record
+/// chained in its agent's chain, in segments that Object Lock retains, and
+/// a later batch links on after the first. The same records count in
+/// CloudWatch by result, with their latency.
+#[test]
+fn every_record_lands_chained_in_the_locked_evidence_bucket() {
+    use governance::audit::{ChainEntry, Verifier};
+
+    let stack = Stack::new("evidence", &example_policies());
+    let alice = stack.user_token("alice", &["support_agent"]);
+    let sam = stack.user_token("sam", &["sre"]);
+    let ask = |role: &str, user: &str, tool: &str, args: Value| {
+        stack.authorize(role, user, &json!({"tool_id": tool, "arguments": args}))
+    };
+    assert_eq!(
+        ask(
+            "agent-support-1",
+            &alice,
+            "search_kb",
+            json!({"query": "vpn"})
+        )
+        .status,
+        200
+    );
+    assert_eq!(
+        ask(
+            "agent-support-1",
+            &alice,
+            "search_logs",
+            json!({"query": "x"})
+        )
+        .status,
+        403
+    );
+    assert_eq!(
+        ask("agent-ops-1", &sam, "search_logs", json!({"query": "5xx"})).status,
+        200
+    );
+    assert_eq!(stack.pump_stream(), 3);
+    assert_eq!(
+        ask(
+            "agent-support-1",
+            &alice,
+            "search_kb",
+            json!({"query": "sso"})
+        )
+        .status,
+        200
+    );
+    assert_eq!(stack.pump_stream(), 1);
+
+    let bucket = stack.evidence_bucket();
+    let s3 = &stack.clients.s3;
+    let keys: Vec<String> = stack
+        .emu
+        .block_on(
+            s3.list_objects_v2()
+                .bucket(&bucket)
+                .prefix("chains/")
+                .send(),
+        )
+        .expect("list evidence")
+        .contents
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|o| o.key)
+        .collect();
+    assert_eq!(keys.len(), 3, "one segment per chain per batch: {keys:?}");
+    let mut entries: Vec<ChainEntry> = Vec::new();
+    for key in &keys {
+        let object = stack
+            .emu
+            .block_on(s3.get_object().bucket(&bucket).key(key).send())
+            .expect("get segment");
+        let body = stack
+            .emu
+            .block_on(object.body.collect())
+            .expect("body")
+            .into_bytes();
+        for line in String::from_utf8(body.to_vec()).expect("UTF-8").lines() {
+            let v: Value = serde_json::from_str(line).expect("a JSON line");
+            assert_eq!(v["layer"], "decision");
+            entries.push(governance::audit::export::parse_jsonl(line).expect("a chain entry"));
+        }
+        // The bucket's default retention locks every segment as it lands.
+        let head = stack
+            .emu
+            .block_on(s3.head_object().bucket(&bucket).key(key).send())
+            .expect("head segment");
+        assert_eq!(
+            head.object_lock_mode
+                .map(|m| m.as_str().to_owned())
+                .as_deref(),
+            Some("GOVERNANCE"),
+            "{key} is locked"
+        );
+        assert!(
+            head.object_lock_retain_until_date.is_some(),
+            "{key} has a retention date"
+        );
+    }
+    entries.sort_by(|a, b| (&a.partition, a.seq).cmp(&(&b.partition, b.seq)));
+    let mut verifier = Verifier::new(None);
+    for e in &entries {
+        verifier.entry(e);
+    }
+    let report = verifier.finish();
+    assert!(report.is_intact(), "{:?}", report.findings);
+    assert_eq!(report.records, 4);
+    let support = governance::audit::partition_of("agent-support-1");
+    assert_eq!(
+        report.chains.get(&support).map(|c| c.head_seq),
+        Some(3),
+        "the second batch linked on after the first"
+    );
+
+    assert_eq!(
+        stack.metric_sum("Decisions", &[("Environment", "dev"), ("Result", "allow")]),
+        3.0
+    );
+    assert_eq!(
+        stack.metric_sum("Decisions", &[("Environment", "dev"), ("Result", "deny")]),
+        1.0
+    );
+}

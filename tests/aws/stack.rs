@@ -47,6 +47,8 @@ pub struct Clients {
     pub sns: aws_sdk_sns::Client,
     /// CloudWatch.
     pub cloudwatch: aws_sdk_cloudwatch::Client,
+    /// S3 (path-style, as against any emulator).
+    pub s3: aws_sdk_s3::Client,
 }
 
 /// A provisioned stack.
@@ -108,6 +110,11 @@ impl Stack {
                 sfn: aws_sdk_sfn::Client::new(&sdk),
                 sns: aws_sdk_sns::Client::new(&sdk),
                 cloudwatch: aws_sdk_cloudwatch::Client::new(&sdk),
+                s3: aws_sdk_s3::Client::from_conf(
+                    aws_sdk_s3::config::Builder::from(&sdk)
+                        .force_path_style(true)
+                        .build(),
+                ),
             };
             let stack = Stack {
                 state_machine_arn: format!(
@@ -120,6 +127,7 @@ impl Stack {
                 shard_iterators: std::sync::Mutex::new(Vec::new()),
             };
             stack.create_tables().await;
+            stack.create_evidence_bucket().await;
             stack.create_state_machine().await;
             stack
         });
@@ -178,6 +186,12 @@ impl Stack {
                 false,
             ),
             (
+                "audit-chain",
+                vec![s("partition")],
+                vec![key("partition", KeyType::Hash)],
+                false,
+            ),
+            (
                 "counters",
                 vec![s("pk"), n],
                 vec![
@@ -207,6 +221,51 @@ impl Stack {
             }
             create.send().await.expect("create table");
         }
+    }
+
+    /// The evidence bucket, as the template makes it: versioned, with Object
+    /// Lock and a default retention (GOVERNANCE, one day, in tests).
+    async fn create_evidence_bucket(&self) {
+        use aws_sdk_s3::types::{
+            DefaultRetention, ObjectLockConfiguration, ObjectLockEnabled, ObjectLockRetentionMode,
+            ObjectLockRule,
+        };
+        let bucket = self.evidence_bucket();
+        self.clients
+            .s3
+            .create_bucket()
+            .bucket(&bucket)
+            .object_lock_enabled_for_bucket(true)
+            .send()
+            .await
+            .expect("create bucket");
+        self.clients
+            .s3
+            .put_object_lock_configuration()
+            .bucket(&bucket)
+            .object_lock_configuration(
+                ObjectLockConfiguration::builder()
+                    .object_lock_enabled(ObjectLockEnabled::Enabled)
+                    .rule(
+                        ObjectLockRule::builder()
+                            .default_retention(
+                                DefaultRetention::builder()
+                                    .mode(ObjectLockRetentionMode::Governance)
+                                    .days(1)
+                                    .build(),
+                            )
+                            .build(),
+                    )
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("object lock configuration");
+    }
+
+    /// The evidence bucket's name.
+    pub fn evidence_bucket(&self) -> String {
+        format!("{}-evidence", self.name).to_ascii_lowercase()
     }
 
     async fn create_state_machine(&self) {
@@ -288,6 +347,8 @@ impl Stack {
                 &DecisionLogConfig {
                     decisions_table: table(&self.name, "decisions"),
                     approvals_table: table(&self.name, "approvals"),
+                    evidence_bucket: self.evidence_bucket(),
+                    audit_chain_table: table(&self.name, "audit-chain"),
                 },
                 &self.sdk,
             )),

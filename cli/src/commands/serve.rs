@@ -86,6 +86,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             log: metered_log.clone(),
             approvals: store.clone(),
             clock: Arc::new(SystemClock),
+            // The embedded store chains every record as it writes it.
+            archive: None,
         }),
         callback: callback.clone(),
         metrics: Arc::new(DenialMetricsHandler {

@@ -80,6 +80,27 @@ pub fn jsonl(e: &ChainEntry) -> Result<String, serde_json::Error> {
     })
 }
 
+/// A JSON line back into its chain entry, the record's bytes as exported.
+pub fn parse_jsonl(line: &str) -> Result<ChainEntry, serde_json::Error> {
+    #[derive(serde::Deserialize)]
+    struct Owned<'a> {
+        partition: String,
+        seq: u64,
+        prev_hash: String,
+        hash: String,
+        #[serde(borrow)]
+        record: &'a serde_json::value::RawValue,
+    }
+    let l: Owned<'_> = serde_json::from_str(line)?;
+    Ok(ChainEntry {
+        partition: l.partition,
+        seq: l.seq,
+        prev_hash: l.prev_hash,
+        hash: l.hash,
+        body: l.record.get().to_owned(),
+    })
+}
+
 /// The CSV row of `e`, in [`CSV_HEADER`]'s order.
 pub fn csv_row(e: &ChainEntry) -> Result<Vec<String>, serde_json::Error> {
     let position = [
@@ -148,5 +169,6 @@ mod tests {
         let line: serde_json::Value = serde_json::from_str(&jsonl(&e).unwrap()).unwrap();
         assert_eq!(line["record"]["actor"], "ana");
         assert_eq!(line["hash"], e.hash.as_str());
+        assert_eq!(parse_jsonl(&jsonl(&e).unwrap()).unwrap(), e, "lossless");
     }
 }

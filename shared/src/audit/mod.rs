@@ -13,6 +13,7 @@
 //! names the first broken link; [`explain`] tells one decision's story;
 //! [`export`] writes records as JSON Lines or CSV.
 
+pub mod archive;
 pub mod chain;
 pub mod control;
 pub mod digest;

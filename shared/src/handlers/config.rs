@@ -104,6 +104,10 @@ pub struct DecisionLogConfig {
     pub decisions_table: String,
     /// `APPROVALS_TABLE`.
     pub approvals_table: String,
+    /// `EVIDENCE_BUCKET`: the Object Lock bucket of audit evidence.
+    pub evidence_bucket: String,
+    /// `AUDIT_CHAIN_TABLE`: the heads of the audit trail's chains.
+    pub audit_chain_table: String,
 }
 
 impl DecisionLogConfig {
@@ -112,6 +116,8 @@ impl DecisionLogConfig {
         Ok(Self {
             decisions_table: var("DECISIONS_TABLE")?,
             approvals_table: var("APPROVALS_TABLE")?,
+            evidence_bucket: var("EVIDENCE_BUCKET")?,
+            audit_chain_table: var("AUDIT_CHAIN_TABLE")?,
         })
     }
 }

@@ -3,7 +3,10 @@
 //! - From the decision table's stream, it writes the seed's structured
 //!   decision line (`agent_id`, `tool_id`, `policy_result`, `reason`,
 //!   `trace_id`) for every record, into its own log group, whose retention
-//!   the template sets for audit rather than for operations.
+//!   the template sets for audit rather than for operations; and it chains
+//!   every decision and approval record into the audit archive (S3 under
+//!   Object Lock), failing the batch, so that it is delivered again, if the
+//!   evidence cannot be written.
 //! - From the approval state machine, it records each step of an approval:
 //!   the pending request, and the outcome as a decision record of its own.
 
@@ -13,11 +16,11 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::stream::{decisions, is_stream_event};
-use super::HandlerError;
+use super::{ErrorType, HandlerError};
 use crate::approval::outcome_record;
 use crate::clock::rfc3339;
 use crate::model::ApprovalStatus;
-use crate::ports::{ApprovalRequest, ApprovalStore, Clock, DecisionLog};
+use crate::ports::{ApprovalRequest, ApprovalStore, AuditArchive, Clock, DecisionLog};
 use crate::service::log_decision;
 
 /// The approval steps the state machine records.
@@ -83,6 +86,9 @@ pub struct DecisionLogHandler {
     pub approvals: Arc<dyn ApprovalStore>,
     /// The time.
     pub clock: Arc<dyn Clock>,
+    /// Where stream records are chained as evidence; none where the log
+    /// chains them itself (the embedded store).
+    pub archive: Option<Arc<dyn AuditArchive>>,
 }
 
 impl DecisionLogHandler {
@@ -91,23 +97,54 @@ impl DecisionLogHandler {
     pub fn aws(config: &super::config::DecisionLogConfig, sdk: &aws_config::SdkConfig) -> Self {
         use crate::adapters::aws::dynamodb::{DynamoApprovals, DynamoDecisionLog};
         let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
+        // Path-style addressing only against another endpoint (an emulator),
+        // where bucket subdomains do not resolve.
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(sdk)
+                .force_path_style(sdk.endpoint_url().is_some())
+                .build(),
+        );
         Self {
             log: Arc::new(DynamoDecisionLog::new(
                 dynamodb.clone(),
                 &config.decisions_table,
             )),
-            approvals: Arc::new(DynamoApprovals::new(dynamodb, &config.approvals_table)),
+            approvals: Arc::new(DynamoApprovals::new(
+                dynamodb.clone(),
+                &config.approvals_table,
+            )),
             clock: Arc::new(crate::clock::SystemClock),
+            archive: Some(Arc::new(crate::adapters::aws::evidence::S3Evidence::new(
+                s3,
+                dynamodb,
+                &config.evidence_bucket,
+                &config.audit_chain_table,
+            ))),
         }
     }
 
     /// Handles a stream batch or a state machine step.
     pub async fn handle(&self, event: Value) -> Result<Value, HandlerError> {
         if is_stream_event(&event) {
+            let mut evidence = Vec::new();
             for d in decisions(event)? {
                 log_decision(&d.kind, &d.record);
+                if d.kind == "decision" || d.kind == "approval" {
+                    evidence.push(d.record);
+                }
             }
-            return Ok(json!({ "batchItemFailures": [] }));
+            let mut segments = 0;
+            if let Some(archive) = &self.archive {
+                segments = crate::audit::archive::archive(archive.as_ref(), &evidence)
+                    .await
+                    .map_err(|e| {
+                        HandlerError::new(
+                            ErrorType::StoreUnavailable,
+                            format!("audit evidence not written: {e}"),
+                        )
+                    })?;
+            }
+            return Ok(json!({ "batchItemFailures": [], "evidence_segments": segments }));
         }
         let step: StepEvent = serde_json::from_value(event)
             .map_err(|e| HandlerError::invalid(format!("not an approval step: {e}")))?;

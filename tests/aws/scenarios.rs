@@ -501,7 +501,8 @@ fn a_rejected_transfer_fails_is_recorded_and_counted() {
         ),
         1.0
     );
-    // The stream delivers the outcome record too, and it is not counted twice.
+    // The stream delivers the outcome record too, and it is not counted twice;
+    // it counts as an approval's outcome, and the pending decision as a request.
     stack.pump_stream();
     assert_eq!(
         stack.metric_sum(
@@ -510,6 +511,13 @@ fn a_rejected_transfer_fails_is_recorded_and_counted() {
         ),
         1.0
     );
+    for (outcome, n) in [("requested", 1.0), ("rejected", 1.0), ("approved", 0.0)] {
+        assert_eq!(
+            stack.metric_sum("Approvals", &[("Environment", "dev"), ("Outcome", outcome)]),
+            n,
+            "Approvals {outcome}"
+        );
+    }
 }
 
 #[test]
@@ -539,6 +547,11 @@ fn an_unanswered_transfer_expires_is_recorded_and_counted() {
             "PolicyDenied",
             &[("Environment", "dev"), ("Reason", "approval_expired")]
         ),
+        1.0
+    );
+    stack.pump_stream();
+    assert_eq!(
+        stack.metric_sum("Approvals", &[("Environment", "dev"), ("Outcome", "expired")]),
         1.0
     );
     // A late visit finds the approval closed: no forms to answer.

@@ -15,7 +15,14 @@ const RECORD: &str = r#"{"decision_id":"01a20f5c-1460-7382-bf76-6a93027171be","t
 fn bench(c: &mut Criterion) {
     let partition = partition_of("agent-support-1");
     c.bench_function("audit/link_one_record", |b| {
-        b.iter(|| link_hash(black_box(&partition), black_box(1234), black_box(GENESIS), black_box(RECORD)))
+        b.iter(|| {
+            link_hash(
+                black_box(&partition),
+                black_box(1234),
+                black_box(GENESIS),
+                black_box(RECORD),
+            )
+        })
     });
     let chain: Vec<ChainEntry> = (0..1000)
         .scan(None::<(u64, String)>, |prev, _| {

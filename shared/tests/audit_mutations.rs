@@ -38,13 +38,13 @@ fn record(i: usize) -> DecisionRecord {
             i % 60,
             i % 1000
         ),
-        decision: if i % 3 == 0 {
+        decision: if i.is_multiple_of(3) {
             Decision::Deny
         } else {
             Decision::Allow
         },
         reasons: vec![Reason {
-            code: if i % 3 == 0 {
+            code: if i.is_multiple_of(3) {
                 ReasonCode::ToolNotGranted
             } else {
                 ReasonCode::Allowed
@@ -66,7 +66,7 @@ fn record(i: usize) -> DecisionRecord {
         policy_version: "v".into(),
         policy_hash: "sha256:p".into(),
         session_id: Some(format!("s{}", i % 11)),
-        idempotency_key: (i % 5 == 0).then(|| format!("k{i}")),
+        idempotency_key: i.is_multiple_of(5).then(|| format!("k{i}")),
         reasoning: Some("because".into()),
         latency_us: 20,
         approval_id: None,

@@ -551,7 +551,10 @@ fn an_unanswered_transfer_expires_is_recorded_and_counted() {
     );
     stack.pump_stream();
     assert_eq!(
-        stack.metric_sum("Approvals", &[("Environment", "dev"), ("Outcome", "expired")]),
+        stack.metric_sum(
+            "Approvals",
+            &[("Environment", "dev"), ("Outcome", "expired")]
+        ),
         1.0
     );
     // A late visit finds the approval closed: no forms to answer.

@@ -71,10 +71,12 @@ pub fn verify(dir: &Path, public_key: Option<&str>, json: bool) -> anyhow::Resul
 
 fn print_report(r: &Report, signed: bool) {
     let chains = r.chains.len();
+    let plural = |n: u64, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
     println!(
-        "{} records in {chains} chains, {} digests{}",
-        r.records,
-        r.digests,
+        "{} in {}, {}{}",
+        plural(r.records, "record", "records"),
+        plural(chains as u64, "chain", "chains"),
+        plural(r.digests, "digest", "digests"),
         if signed {
             " (signatures checked against the audit key)"
         } else if r.digests > 0 {
@@ -93,7 +95,10 @@ fn print_report(r: &Report, signed: bool) {
         println!("OK: every link and digest verifies");
         return;
     }
-    println!("TAMPERED: {} problems", r.findings.len());
+    println!(
+        "TAMPERED: {}",
+        plural(r.findings.len() as u64, "problem", "problems")
+    );
     for (i, f) in r.first_broken_links().into_iter().enumerate() {
         let label = if i == 0 { "first broken link" } else { "also" };
         println!("  {label}: {f}");

@@ -38,6 +38,9 @@ pub struct DigestHead {
     pub hash: String,
 }
 
+/// Signs bytes (Ed25519): the audit key's `sign`.
+pub type Signer<'a> = dyn Fn(&[u8]) -> [u8; 64] + 'a;
+
 /// A digest as stored: its exact bytes, their hash and the signature over them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignedDigest {
@@ -53,7 +56,7 @@ pub struct SignedDigest {
 impl SignedDigest {
     /// Serializes `digest` and signs it with `sign` (none: unsigned, for
     /// evidence whose immutability comes from the storage, such as S3 Object Lock).
-    pub fn new(digest: &Digest, sign: Option<&dyn Fn(&[u8]) -> [u8; 64]>) -> Self {
+    pub fn new(digest: &Digest, sign: Option<&Signer<'_>>) -> Self {
         let body = serde_json::to_string(digest).unwrap_or_default();
         let hash = hex::encode(Sha256::digest(body.as_bytes()));
         let signature = sign.map(|s| hex::encode(s(body.as_bytes())));

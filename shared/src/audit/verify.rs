@@ -274,9 +274,7 @@ impl Verifier {
 
     /// The report, after checking that every sealed head was seen.
     pub fn finish(mut self) -> Report {
-        let missing: Vec<((String, u64), Vec<(u64, String)>)> =
-            std::mem::take(&mut self.sealed).into_iter().collect();
-        for ((partition, seq), seals) in missing {
+        for ((partition, seq), seals) in std::mem::take(&mut self.sealed) {
             let digests: Vec<String> = seals.iter().map(|(d, _)| format!("#{d}")).collect();
             self.find(
                 Some(&partition),

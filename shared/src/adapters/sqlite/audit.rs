@@ -435,7 +435,7 @@ impl SqliteStore {
             let mut rows = stmt.query([]).map_err(unavailable)?;
             while let Some(row) = rows.next().map_err(unavailable)? {
                 seen += 1;
-                if seen % 4096 == 0 {
+                if seen.is_multiple_of(4096) {
                     progress(seen);
                 }
                 let partition: Option<String> = row.get(5).map_err(unavailable)?;
@@ -528,7 +528,7 @@ impl SqliteStore {
     pub fn story(&self, decision_id: &str) -> Result<Option<Story>, StoreError> {
         let id = decision_id.to_owned();
         self.blocking(move |conn| {
-            let row: Option<(String, Option<String>, Option<u64>, Option<String>)> = conn
+            let row: Option<StoryRow> = conn
                 .query_row(
                     "SELECT record, partition, seq, hash FROM decisions WHERE decision_id = ?1",
                     [&id],
@@ -588,6 +588,9 @@ impl SqliteStore {
         })
     }
 }
+
+/// A decision row: record, partition, position, link.
+type StoryRow = (String, Option<String>, Option<u64>, Option<String>);
 
 fn records(
     conn: &Connection,

@@ -263,6 +263,12 @@ impl Stack {
             .expect("object lock configuration");
     }
 
+    /// The stack's own metrics namespace: tests run in parallel on one
+    /// emulator, and each counts only its own stack's data points.
+    pub fn metrics_namespace(&self) -> String {
+        format!("{}/{}", governance::metrics::NAMESPACE, self.name)
+    }
+
     /// The evidence bucket's name.
     pub fn evidence_bucket(&self) -> String {
         format!("{}-evidence", self.name).to_ascii_lowercase()
@@ -354,7 +360,7 @@ impl Stack {
             )),
             denial_metrics: Arc::new(DenialMetricsHandler::aws(
                 &DenialMetricsConfig {
-                    namespace: governance::metrics::NAMESPACE.into(),
+                    namespace: self.metrics_namespace(),
                 },
                 &self.sdk,
             )),
@@ -764,7 +770,7 @@ impl Stack {
                 self.clients
                     .cloudwatch
                     .get_metric_statistics()
-                    .namespace(governance::metrics::NAMESPACE)
+                    .namespace(self.metrics_namespace())
                     .metric_name(name)
                     .set_dimensions(Some(
                         dimensions

@@ -128,6 +128,12 @@ pub fn digest(dir: &Path) -> anyhow::Result<ExitCode> {
         ),
         None => println!("nothing new to seal"),
     }
+    // Kept elsewhere, the public key lets a verifier trust the digests even
+    // if someone can write to this data directory.
+    println!(
+        "audit key (verify with --public-key): {}",
+        hex::encode(keys.public_key())
+    );
     Ok(ExitCode::SUCCESS)
 }
 

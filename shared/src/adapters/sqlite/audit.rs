@@ -642,19 +642,7 @@ fn policy_story(
         .query_row(
             "SELECT id, content_hash, parent, author, message, created_at, bundle FROM policy_versions WHERE id = ?1",
             [&record.policy_version],
-            |r| {
-                Ok((
-                    PolicyVersion {
-                        id: r.get(0)?,
-                        content_hash: r.get(1)?,
-                        parent: r.get(2)?,
-                        author: r.get(3)?,
-                        message: r.get(4)?,
-                        created_at: r.get(5)?,
-                    },
-                    r.get(6)?,
-                ))
-            },
+            |r| Ok((super::version_from_row(r)?, r.get(6)?)),
         )
         .optional()
         .map_err(unavailable)?;

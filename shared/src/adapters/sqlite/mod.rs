@@ -250,7 +250,7 @@ fn commit(conn: &mut Connection, batch: &[Job]) -> Result<Vec<Appended>, rusqlit
     Ok(outcomes)
 }
 
-fn version_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<PolicyVersion> {
+pub(super) fn version_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<PolicyVersion> {
     Ok(PolicyVersion {
         id: row.get(0)?,
         content_hash: row.get(1)?,

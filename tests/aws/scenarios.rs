@@ -821,8 +821,9 @@ fn suite_only_other_members_of_the_group_may_answer() {
 }
 
 /// The decision table's stream lands in the evidence bucket: every record
-/// chained in its agent's chain, in segments that Object Lock retains, and
-/// a later batch links on after the first. The same records count in
+/// chained in its agent's chain and the push's control-plane events in the
+/// control chain, in segments that Object Lock retains, and a later batch
+/// links on after the first. The same records count in
 /// CloudWatch by result, with their latency.
 #[test]
 fn every_record_lands_chained_in_the_locked_evidence_bucket() {
@@ -887,7 +888,11 @@ fn every_record_lands_chained_in_the_locked_evidence_bucket() {
         .into_iter()
         .filter_map(|o| o.key)
         .collect();
-    assert_eq!(keys.len(), 3, "one segment per chain per batch: {keys:?}");
+    assert_eq!(
+        keys.len(),
+        4,
+        "one segment per chain per batch, the push's control events included: {keys:?}"
+    );
     let mut entries: Vec<ChainEntry> = Vec::new();
     for key in &keys {
         let object = stack
@@ -900,8 +905,6 @@ fn every_record_lands_chained_in_the_locked_evidence_bucket() {
             .expect("body")
             .into_bytes();
         for line in String::from_utf8(body.to_vec()).expect("UTF-8").lines() {
-            let v: Value = serde_json::from_str(line).expect("a JSON line");
-            assert_eq!(v["layer"], "decision");
             entries.push(governance::audit::export::parse_jsonl(line).expect("a chain entry"));
         }
         // The bucket's default retention locks every segment as it lands.
@@ -928,7 +931,24 @@ fn every_record_lands_chained_in_the_locked_evidence_bucket() {
     }
     let report = verifier.finish();
     assert!(report.is_intact(), "{:?}", report.findings);
-    assert_eq!(report.records, 4);
+    assert_eq!(
+        report.records, 6,
+        "four decisions and the push's two control events"
+    );
+    let control: Vec<Value> = entries
+        .iter()
+        .filter(|e| e.partition == "control")
+        .map(|e| serde_json::from_str(&e.body).expect("a control event"))
+        .collect();
+    let actions: Vec<&str> = control
+        .iter()
+        .map(|c| c["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["policy_published", "policy_activated"]);
+    assert!(
+        control[0]["changes"].to_string().contains("registry.yaml"),
+        "the first version's publication lists what it adds"
+    );
     let support = governance::audit::partition_of("agent-support-1");
     assert_eq!(
         report.chains.get(&support).map(|c| c.head_seq),

@@ -573,7 +573,7 @@ impl Stack {
     /// Feeds the decision table's new stream records to decision-log (all
     /// of them) and denial-metrics (those its event source mapping's filter
     /// in the template lets through), as Lambda's event source mappings do;
-    /// returns how many records there were.
+    /// returns how many decision records there were.
     pub fn pump_stream(&self) -> usize {
         let records = self.emu.block_on(self.read_stream());
         if records.is_empty() {
@@ -598,7 +598,12 @@ impl Stack {
                 "{function} failed: {payload}"
             );
         }
-        records.len()
+        // Control-plane events (from `govctl policy push`) ride the same
+        // stream; the count is of decision records.
+        records
+            .iter()
+            .filter(|r| r["dynamodb"]["NewImage"]["kind"]["S"] != "control")
+            .count()
     }
 
     async fn read_stream(&self) -> Vec<Value> {

@@ -4,13 +4,17 @@
 //! local publish. It then goes into the stack's policy versions table
 //! (immutable, content-addressed), the active pointer moves to it, and the
 //! seed's tool-policy table is rewritten to the new version's grants. The
-//! authorize functions pick it up within their refresh interval.
+//! authorize functions pick it up within their refresh interval. The
+//! publication and the activation, with the diff against the version they
+//! replace, are written to the decisions table as control-plane events,
+//! which decision-log chains into the audit evidence.
 
 use std::process::ExitCode;
 
 use governance::adapters::aws::aws_sdk_dynamodb;
-use governance::adapters::aws::dynamodb::{sync_tool_policy, DynamoPolicyStore};
+use governance::adapters::aws::dynamodb::{sync_tool_policy, DynamoDecisionLog, DynamoPolicyStore};
 use governance::adapters::aws::sdk_config;
+use governance::audit::ControlEvent;
 use governance::policy::{compile, PolicyBundle};
 use governance::ports::{PolicyStore, PublishRequest};
 
@@ -23,6 +27,7 @@ pub fn run(push: super::PushArgs<'_>) -> anyhow::Result<ExitCode> {
         .clone()
         .unwrap_or_else(|| format!("agent-governance-{}", push.env));
     let versions_table = format!("{stack}-policy-versions");
+    let decisions_table = format!("{stack}-decisions");
     let grants_table = format!("{stack}-tool-policy");
     let bundle = PolicyBundle::from_dir(push.dir)?;
     let registry = compile(&bundle)
@@ -46,10 +51,30 @@ pub fn run(push: super::PushArgs<'_>) -> anyhow::Result<ExitCode> {
         let sdk = sdk_config(push.endpoint_url.as_deref()).await;
         let client = aws_sdk_dynamodb::Client::new(&sdk);
         let store = DynamoPolicyStore::new(client.clone(), &versions_table);
+        let log = DynamoDecisionLog::new(client.clone(), &decisions_table);
+        let record = |event: ControlEvent| {
+            let log = &log;
+            let decisions_table = &decisions_table;
+            async move {
+                log.append_control(&event).await.map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot record the control-plane event in `{decisions_table}`: {e}"
+                    )
+                })
+            }
+        };
+        // The version being replaced, for the diff the audit trail keeps.
+        let previous = match store.active().await {
+            Ok(Some(a)) => Some(store.version(&a.version_id).await.map_err(|e| {
+                anyhow::anyhow!("cannot read the active version {}: {e}", a.version_id)
+            })?),
+            Ok(None) => None,
+            Err(e) => anyhow::bail!("cannot read `{versions_table}`: {e}"),
+        };
         let now = time::OffsetDateTime::now_utc();
         let version = store
             .publish(PublishRequest {
-                bundle,
+                bundle: bundle.clone(),
                 author: push.author.clone(),
                 message: push.message.clone(),
                 at: now,
@@ -60,14 +85,27 @@ pub fn run(push: super::PushArgs<'_>) -> anyhow::Result<ExitCode> {
             "pushed {} ({}) to {versions_table}",
             version.id, version.content_hash
         );
+        let parent = previous
+            .as_ref()
+            .filter(|(v, _)| version.parent.as_deref() == Some(v.id.as_str()))
+            .map(|(_, b)| b);
+        record(ControlEvent::published(&version, parent, &bundle)).await?;
         if push.no_activate {
             return Ok(ExitCode::SUCCESS);
         }
-        store
+        let active = store
             .activate(&version.id, &push.author, now)
             .await
             .map_err(|e| anyhow::anyhow!("cannot activate {}: {e}", version.id))?;
         println!("activated {}", version.id);
+        record(ControlEvent::activated(
+            (&version.id, &version.content_hash, &bundle),
+            previous.as_ref().map(|(v, b)| (v.id.as_str(), b)),
+            false,
+            &push.author,
+            &active.activated_at,
+        ))
+        .await?;
         sync_tool_policy(&client, &grants_table, &registry, &version.id)
             .await
             .map_err(|e| anyhow::anyhow!("cannot update `{grants_table}`: {e}"))?;

@@ -11,7 +11,8 @@
 
 use std::collections::BTreeMap;
 
-use super::chain::{partition_of, ChainEntry};
+use super::chain::{partition_of, ChainEntry, CONTROL_PARTITION};
+use super::control::ControlEvent;
 use super::export::jsonl;
 use crate::model::DecisionRecord;
 use crate::ports::{AuditArchive, StoreError};
@@ -24,20 +25,44 @@ pub fn segment_key(partition: &str, first: u64, last: u64) -> String {
     format!("chains/{partition}/{first:012}-{last:012}.jsonl")
 }
 
+/// One record to chain: a decision (in its agent's chain) or a control-plane
+/// event (in the `control` chain).
+#[derive(Debug, Clone)]
+pub enum Evidence {
+    /// A decision or an approval's outcome.
+    Decision(Box<DecisionRecord>),
+    /// A policy version published or activated.
+    Control(Box<ControlEvent>),
+}
+
+impl Evidence {
+    /// Its chain and its bytes.
+    fn chained(&self) -> Result<(String, String), StoreError> {
+        let corrupt = |e: serde_json::Error| StoreError::Corrupt(e.to_string());
+        Ok(match self {
+            Evidence::Decision(r) => (
+                partition_of(&r.agent_id),
+                serde_json::to_string(r).map_err(corrupt)?,
+            ),
+            Evidence::Control(c) => (
+                CONTROL_PARTITION.to_owned(),
+                serde_json::to_string(c).map_err(corrupt)?,
+            ),
+        })
+    }
+}
+
 /// Chains `records` (in stream order) into the archive; returns how many
 /// segments were written. Any failure is returned, so that the stream
 /// delivers the batch again: evidence is never skipped.
 pub async fn archive(
     archive: &dyn AuditArchive,
-    records: &[DecisionRecord],
+    records: &[Evidence],
 ) -> Result<usize, StoreError> {
     let mut by_chain: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for r in records {
-        let body = serde_json::to_string(r).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        by_chain
-            .entry(partition_of(&r.agent_id))
-            .or_default()
-            .push(body);
+        let (partition, body) = r.chained()?;
+        by_chain.entry(partition).or_default().push(body);
     }
     let mut segments = 0;
     for (partition, bodies) in by_chain {
@@ -155,12 +180,19 @@ mod tests {
     #[tokio::test]
     async fn batches_extend_their_chains_and_races_are_relinked() {
         let memory = Memory::default();
-        let first: Vec<DecisionRecord> = (0..6)
-            .map(|i| record(i, if i % 2 == 0 { "a" } else { "b" }))
+        let first: Vec<Evidence> = (0..6)
+            .map(|i| {
+                Evidence::Decision(Box::new(record(
+                    i,
+                    if i.is_multiple_of(2) { "a" } else { "b" },
+                )))
+            })
             .collect();
         archive(&memory, &first).await.unwrap();
         *memory.race_once.lock().unwrap() = true;
-        let second: Vec<DecisionRecord> = (6..9).map(|i| record(i, "a")).collect();
+        let second: Vec<Evidence> = (6..9)
+            .map(|i| Evidence::Decision(Box::new(record(i, "a"))))
+            .collect();
         archive(&memory, &second).await.unwrap();
 
         // Following the links from the heads back reaches every record once,

@@ -61,6 +61,55 @@ pub struct ControlEvent {
     pub changes: Vec<BundleChange>,
 }
 
+impl ControlEvent {
+    /// The publication of `version`, whose parent's bundle was `parent`.
+    pub fn published(
+        version: &crate::ports::PolicyVersion,
+        parent: Option<&PolicyBundle>,
+        bundle: &PolicyBundle,
+    ) -> Self {
+        Self {
+            event_id: uuid::Uuid::now_v7().to_string(),
+            timestamp: version.created_at.clone(),
+            actor: version.author.clone(),
+            action: ControlAction::PolicyPublished,
+            version_id: version.id.clone(),
+            content_hash: version.content_hash.clone(),
+            previous_version: version.parent.clone(),
+            message: Some(version.message.clone()),
+            changes: diff_bundles(parent, bundle),
+        }
+    }
+
+    /// The activation of `version` (its content hash and bundle) by `by` at
+    /// `at`, replacing `previous` (its id and bundle); `rollback` when the
+    /// version is older than the one it replaces.
+    pub fn activated(
+        version: (&str, &str, &PolicyBundle),
+        previous: Option<(&str, &PolicyBundle)>,
+        rollback: bool,
+        by: &str,
+        at: &str,
+    ) -> Self {
+        let (version_id, content_hash, bundle) = version;
+        Self {
+            event_id: uuid::Uuid::now_v7().to_string(),
+            timestamp: at.to_owned(),
+            actor: by.to_owned(),
+            action: if rollback {
+                ControlAction::PolicyRolledBack
+            } else {
+                ControlAction::PolicyActivated
+            },
+            version_id: version_id.to_owned(),
+            content_hash: content_hash.to_owned(),
+            previous_version: previous.map(|(id, _)| id.to_owned()),
+            message: None,
+            changes: diff_bundles(previous.map(|(_, b)| b), bundle),
+        }
+    }
+}
+
 /// How one file of a policy bundle changed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BundleChange {

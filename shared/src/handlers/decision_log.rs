@@ -4,8 +4,9 @@
 //!   decision line (`agent_id`, `tool_id`, `policy_result`, `reason`,
 //!   `trace_id`) for every record, into its own log group, whose retention
 //!   the template sets for audit rather than for operations; and it chains
-//!   every decision and approval record into the audit archive (S3 under
-//!   Object Lock), failing the batch, so that it is delivered again, if the
+//!   every decision and approval record, and the control-plane events that
+//!   `govctl policy push` writes, into the audit archive (S3 under Object
+//!   Lock), failing the batch, so that it is delivered again, if the
 //!   evidence cannot be written.
 //! - From the approval state machine, it records each step of an approval:
 //!   the pending request, and the outcome as a decision record of its own.
@@ -15,9 +16,10 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::stream::{decisions, is_stream_event};
+use super::stream::{control_events, decisions, is_stream_event};
 use super::{ErrorType, HandlerError};
 use crate::approval::outcome_record;
+use crate::audit::archive::Evidence;
 use crate::clock::rfc3339;
 use crate::model::ApprovalStatus;
 use crate::ports::{ApprovalRequest, ApprovalStore, AuditArchive, Clock, DecisionLog};
@@ -127,11 +129,15 @@ impl DecisionLogHandler {
     pub async fn handle(&self, event: Value) -> Result<Value, HandlerError> {
         if is_stream_event(&event) {
             let mut evidence = Vec::new();
+            // Control-plane events first: in a batch they precede the
+            // decisions made under the version they activate.
+            for c in control_events(event.clone())? {
+                tracing::info!(target: "decision_log", action = c.action.as_str(), version = %c.version_id, actor = %c.actor, "control-plane event");
+                evidence.push(Evidence::Control(Box::new(c)));
+            }
             for d in decisions(event)? {
                 log_decision(&d.kind, &d.record);
-                if d.kind == "decision" || d.kind == "approval" {
-                    evidence.push(d.record);
-                }
+                evidence.push(Evidence::Decision(Box::new(d.record)));
             }
             let mut segments = 0;
             if let Some(archive) = &self.archive {

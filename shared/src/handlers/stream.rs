@@ -5,6 +5,7 @@
 use serde::Deserialize;
 
 use super::HandlerError;
+use crate::audit::ControlEvent;
 use crate::model::DecisionRecord;
 
 #[derive(Deserialize)]
@@ -54,32 +55,49 @@ pub(crate) fn is_stream_event(event: &serde_json::Value) -> bool {
         .is_some_and(serde_json::Value::is_array)
 }
 
-/// The decisions in a stream batch; items that are not decisions (the
-/// idempotency claims) are skipped.
-pub(crate) fn decisions(event: serde_json::Value) -> Result<Vec<Streamed>, HandlerError> {
+/// The new images of a batch: (event id, kind, record text).
+fn images(event: serde_json::Value) -> Result<Vec<(String, String, String)>, HandlerError> {
     let event: Event = serde_json::from_value(event)
         .map_err(|e| HandlerError::invalid(format!("not a DynamoDB stream event: {e}")))?;
+    Ok(event
+        .records
+        .into_iter()
+        .filter_map(|r| {
+            let image = r.dynamodb.and_then(|d| d.new_image)?;
+            Some((r.event_id, image.kind?.s, image.record?.s))
+        })
+        .collect())
+}
+
+/// The decisions in a stream batch; items that are not decisions (the
+/// idempotency claims, control-plane events) are skipped.
+pub(crate) fn decisions(event: serde_json::Value) -> Result<Vec<Streamed>, HandlerError> {
     let mut out = Vec::new();
-    for r in event.records {
-        let Some(image) = r.dynamodb.and_then(|d| d.new_image) else {
-            continue;
-        };
-        let (Some(kind), Some(record)) = (image.kind, image.record) else {
-            continue;
-        };
-        if kind.s != "decision" && kind.s != "approval" {
+    for (event_id, kind, record) in images(event)? {
+        if kind != "decision" && kind != "approval" {
             continue;
         }
-        let record = serde_json::from_str(&record.s).map_err(|e| {
-            HandlerError::invalid(format!(
-                "stream record `{}` holds no decision: {e}",
-                r.event_id
-            ))
+        let record = serde_json::from_str(&record).map_err(|e| {
+            HandlerError::invalid(format!("stream record `{event_id}` holds no decision: {e}"))
         })?;
-        out.push(Streamed {
-            kind: kind.s,
-            record,
-        });
+        out.push(Streamed { kind, record });
+    }
+    Ok(out)
+}
+
+/// The control-plane events in a stream batch (items of kind `control`,
+/// written by `govctl policy push`).
+pub(crate) fn control_events(event: serde_json::Value) -> Result<Vec<ControlEvent>, HandlerError> {
+    let mut out = Vec::new();
+    for (event_id, kind, record) in images(event)? {
+        if kind != "control" {
+            continue;
+        }
+        out.push(serde_json::from_str(&record).map_err(|e| {
+            HandlerError::invalid(format!(
+                "stream record `{event_id}` holds no control-plane event: {e}"
+            ))
+        })?);
     }
     Ok(out)
 }

@@ -10,8 +10,8 @@ use crate::audit::chain::DECISION_PARTITIONS;
 use crate::audit::digest::key_id;
 use crate::audit::explain::{PolicyStory, Story};
 use crate::audit::{
-    diff_bundles, partition_of, ChainEntry, ControlAction, ControlEvent, Digest, DigestHead,
-    Report, SignedDigest, Verifier, CONTROL_PARTITION, GENESIS,
+    partition_of, ChainEntry, ControlEvent, Digest, DigestHead, Report, SignedDigest, Verifier,
+    CONTROL_PARTITION, GENESIS,
 };
 use crate::auth::LocalKeys;
 use crate::clock::rfc3339;
@@ -197,17 +197,7 @@ pub(super) fn published_event(
         Some(p) => stored_bundle(conn, p)?,
         None => None,
     };
-    Ok(ControlEvent {
-        event_id: uuid::Uuid::now_v7().to_string(),
-        timestamp: version.created_at.clone(),
-        actor: version.author.clone(),
-        action: ControlAction::PolicyPublished,
-        version_id: version.id.clone(),
-        content_hash: version.content_hash.clone(),
-        previous_version: version.parent.clone(),
-        message: Some(version.message.clone()),
-        changes: diff_bundles(parent.as_ref(), bundle),
-    })
+    Ok(ControlEvent::published(version, parent.as_ref(), bundle))
 }
 
 /// The event of an activation: a rollback when the version is older than the
@@ -228,32 +218,22 @@ pub(super) fn activated_event(
         .map_err(unavailable)
     };
     let (created_at, content_hash) = created(version_id)?;
-    let older = match previous {
+    let rollback = match previous {
         Some(p) => created(p)?.0 > created_at,
         None => false,
     };
-    let (old, new) = (
-        match previous {
-            Some(p) => stored_bundle(conn, p)?,
-            None => None,
-        },
-        stored_bundle(conn, version_id)?.unwrap_or_default(),
-    );
-    Ok(ControlEvent {
-        event_id: uuid::Uuid::now_v7().to_string(),
-        timestamp: at.to_owned(),
-        actor: by.to_owned(),
-        action: if older {
-            ControlAction::PolicyRolledBack
-        } else {
-            ControlAction::PolicyActivated
-        },
-        version_id: version_id.to_owned(),
-        content_hash,
-        previous_version: previous.map(str::to_owned),
-        message: None,
-        changes: diff_bundles(old.as_ref(), &new),
-    })
+    let old = match previous {
+        Some(p) => stored_bundle(conn, p)?.map(|b| (p, b)),
+        None => None,
+    };
+    let new = stored_bundle(conn, version_id)?.unwrap_or_default();
+    Ok(ControlEvent::activated(
+        (version_id, &content_hash, &new),
+        old.as_ref().map(|(p, b)| (*p, b)),
+        rollback,
+        by,
+        at,
+    ))
 }
 
 /// Every chain's head now, control chain first.

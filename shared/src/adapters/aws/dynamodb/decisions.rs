@@ -43,6 +43,31 @@ impl DynamoDecisionLog {
         }
     }
 
+    /// Records a control-plane event (a policy version published or
+    /// activated, by `govctl policy push`) as an item of kind `control`: the
+    /// table's stream carries it to decision-log, which chains it into the
+    /// audit evidence beside the decisions. Written once, never replaced.
+    pub async fn append_control(
+        &self,
+        event: &crate::audit::ControlEvent,
+    ) -> Result<(), StoreError> {
+        let json = serde_json::to_string(event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut item = Item::new();
+        item.insert("pk".into(), s(format!("control#{}", event.event_id)));
+        item.insert("kind".into(), s("control"));
+        item.insert("timestamp".into(), s(&event.timestamp));
+        item.insert("record".into(), s(json));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+            .map_err(|e| unavailable(&e))?;
+        Ok(())
+    }
+
     /// The item of one decision record.
     pub(super) fn item(record: &DecisionRecord, json: &str) -> Item {
         let kind = if record.approval.is_some() {

@@ -263,6 +263,11 @@ pub enum AuditCommand {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+        /// Verify JSON lines instead of the store: an export, or the
+        /// evidence bucket's segments (`-` reads standard input). Each chain
+        /// may start anywhere; digests are not part of an excerpt.
+        #[arg(long, value_name = "PATH")]
+        file: Option<PathBuf>,
         #[command(flatten)]
         data: DataDir,
     },

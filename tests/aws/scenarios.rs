@@ -894,6 +894,7 @@ fn every_record_lands_chained_in_the_locked_evidence_bucket() {
         "one segment per chain per batch, the push's control events included: {keys:?}"
     );
     let mut entries: Vec<ChainEntry> = Vec::new();
+    let mut copied = String::new();
     for key in &keys {
         let object = stack
             .emu
@@ -904,7 +905,9 @@ fn every_record_lands_chained_in_the_locked_evidence_bucket() {
             .block_on(object.body.collect())
             .expect("body")
             .into_bytes();
-        for line in String::from_utf8(body.to_vec()).expect("UTF-8").lines() {
+        let text = String::from_utf8(body.to_vec()).expect("UTF-8");
+        copied.push_str(&text);
+        for line in text.lines() {
             entries.push(governance::audit::export::parse_jsonl(line).expect("a chain entry"));
         }
         // The bucket's default retention locks every segment as it lands.
@@ -955,6 +958,18 @@ fn every_record_lands_chained_in_the_locked_evidence_bucket() {
         Some(3),
         "the second batch linked on after the first"
     );
+
+    // What an auditor does with a copy of the bucket (`aws s3 sync`).
+    let copy = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(copy.path(), &copied).expect("write the copy");
+    let out = crate::common::run_govctl(&[
+        "audit",
+        "verify",
+        "--file",
+        copy.path().to_str().expect("UTF-8 path"),
+    ]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && said.contains("OK"), "{said}");
 
     assert_eq!(
         stack.metric_sum("Decisions", &[("Environment", "dev"), ("Result", "allow")]),

@@ -213,6 +213,20 @@ fn the_trail_verifies_exports_and_counts() {
         diff.contains("credit-report-hours"),
         "the diff shows the removed rule: {diff}"
     );
+    // An export verifies on its own, and an edited one does not.
+    let file = server.scratch("export").join("evidence.jsonl");
+    std::fs::write(&file, &jsonl).unwrap();
+    let checked = crate::common::run_govctl(&["audit", "verify", "--file", file.to_str().unwrap()]);
+    assert!(
+        checked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&checked.stdout)
+    );
+    std::fs::write(&file, jsonl.replacen("\"sofia\"", "\"mallory\"", 1)).unwrap();
+    let edited = crate::common::run_govctl(&["audit", "verify", "--file", file.to_str().unwrap()]);
+    assert_eq!(edited.status.code(), Some(1), "an edited export fails");
+    assert!(String::from_utf8_lossy(&edited.stdout).contains("the record was modified"));
+
     let csv = server.govctl(&["audit", "export", "--since", "1d", "--format", "csv"]);
     let mut rows = csv::Reader::from_reader(csv.as_bytes());
     let header = rows.headers().unwrap().clone();

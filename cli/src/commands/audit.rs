@@ -5,8 +5,8 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use governance::audit::export::{csv_row, jsonl, CSV_HEADER};
-use governance::audit::{explain, Report};
+use governance::audit::export::{csv_row, jsonl, parse_jsonl, CSV_HEADER};
+use governance::audit::{explain, verify_excerpt, Report};
 use governance::auth::LocalKeys;
 use governance::clock::rfc3339;
 use governance::ports::StoreError;
@@ -61,6 +61,51 @@ pub fn verify(dir: &Path, public_key: Option<&str>, json: bool) -> anyhow::Resul
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print_report(&report, key.is_some());
+    }
+    Ok(if report.is_intact() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// `govctl audit verify --file`: an export or the evidence bucket's
+/// segments, as JSON lines.
+pub fn verify_file(path: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let text = if path == Path::new("-") {
+        std::io::read_to_string(std::io::stdin()).context("cannot read standard input")?
+    } else {
+        std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read `{}`", path.display()))?
+    };
+    let mut entries = Vec::new();
+    for (n, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        entries.push(
+            parse_jsonl(line)
+                .with_context(|| format!("line {} is not an exported record", n + 1))?,
+        );
+    }
+    let (report, superseded) = verify_excerpt(entries);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        if superseded > 0 {
+            println!(
+                "{superseded} records set aside: segments that lost the race for their chain's head and were written again"
+            );
+        }
+        for (partition, chain) in &report.chains {
+            println!(
+                "chain {partition}: #{} to #{}",
+                (chain.head_seq + 1).saturating_sub(chain.records),
+                chain.head_seq
+            );
+        }
+        print_report(&report, false);
     }
     Ok(if report.is_intact() {
         ExitCode::SUCCESS

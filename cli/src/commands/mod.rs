@@ -65,8 +65,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             token::approver(&data.data_dir, &approver_id, groups, ttl).map(|()| ExitCode::SUCCESS)
         }
         Command::Audit(AuditCommand::Verify {
+            file: Some(file),
+            json,
+            ..
+        }) => audit::verify_file(&file, json),
+        Command::Audit(AuditCommand::Verify {
             public_key,
             json,
+            file: None,
             data,
         }) => audit::verify(&data.data_dir, public_key.as_deref(), json),
         Command::Audit(AuditCommand::Explain { id, data }) => audit::explain(&data.data_dir, &id),

@@ -106,6 +106,8 @@ pub struct Verifier {
     sealed: BTreeMap<(String, u64), Vec<(u64, String)>>,
     /// (partition, last position, last link) of the chain being read.
     current: Option<(String, u64, String)>,
+    /// Whether chains may start past their first record (a time range).
+    partial: bool,
 }
 
 impl Verifier {
@@ -118,6 +120,17 @@ impl Verifier {
             newest: BTreeMap::new(),
             sealed: BTreeMap::new(),
             current: None,
+            partial: false,
+        }
+    }
+
+    /// A verifier of an excerpt (an export of a time range, or segments
+    /// copied from the evidence bucket): each chain may start at any
+    /// position, its first record's predecessor taken on trust.
+    pub fn excerpt() -> Self {
+        Self {
+            partial: true,
+            ..Self::new(None)
         }
     }
 
@@ -224,6 +237,7 @@ impl Verifier {
         let id = record_id(&e.partition, &e.body);
         let (expected_seq, expected_prev) = match &self.current {
             Some((p, seq, hash)) if *p == e.partition => (seq + 1, hash.clone()),
+            _ if self.partial => (e.seq, e.prev_hash.clone()),
             _ => (1, GENESIS.to_owned()),
         };
         if e.seq != expected_seq {
@@ -290,6 +304,58 @@ impl Verifier {
     }
 }
 
+/// Verifies chained records as exported or archived (JSON lines from
+/// `govctl audit export` or the evidence bucket's segments), in any order.
+///
+/// Each chain is walked back from its newest record along the links, so
+/// that a segment which lost the race for a chain's head (and was written
+/// again after the new head) is set aside: the second number returned
+/// counts such superseded records. Any other record off the walked chain is
+/// a finding.
+pub fn verify_excerpt(entries: Vec<ChainEntry>) -> (Report, usize) {
+    let mut by_chain: BTreeMap<String, Vec<ChainEntry>> = BTreeMap::new();
+    for e in entries {
+        by_chain.entry(e.partition.clone()).or_default().push(e);
+    }
+    let mut verifier = Verifier::excerpt();
+    let mut superseded = 0;
+    for (_, mut chain) in by_chain {
+        chain.sort_by_key(|e| e.seq);
+        let by_link: BTreeMap<&str, &ChainEntry> =
+            chain.iter().map(|e| (e.hash.as_str(), e)).collect();
+        // The newest record is the head; follow the links back from it.
+        let mut path: Vec<&ChainEntry> = Vec::new();
+        let mut at = chain.last();
+        while let Some(e) = at {
+            path.push(e);
+            at = by_link
+                .get(e.prev_hash.as_str())
+                .copied()
+                .filter(|p| p.seq + 1 == e.seq);
+        }
+        path.reverse();
+        let on_path: BTreeSet<(u64, &str)> =
+            path.iter().map(|e| (e.seq, e.hash.as_str())).collect();
+        let positions: BTreeSet<u64> = path.iter().map(|e| e.seq).collect();
+        let first = path.first().map_or(0, |e| e.seq);
+        for e in &chain {
+            if on_path.contains(&(e.seq, e.hash.as_str())) {
+                continue;
+            }
+            if positions.contains(&e.seq) {
+                superseded += 1;
+            } else if e.seq < first {
+                // Older than the walk reached: the link between was broken.
+                verifier.inconsistent(e, format!("does not lead to the chain's head: the chain is broken between #{} and #{first}", e.seq));
+            }
+        }
+        for e in path {
+            verifier.entry(e);
+        }
+    }
+    (verifier.finish(), superseded)
+}
+
 /// The id a record's body names: its decision id or control event id.
 fn record_id(partition: &str, body: &str) -> Option<String> {
     let v: serde_json::Value = serde_json::from_str(body).ok()?;
@@ -345,6 +411,32 @@ mod tests {
             v.entry(e);
         }
         v.finish()
+    }
+
+    #[test]
+    fn an_excerpt_verifies_from_any_position_and_sets_lost_races_aside() {
+        let bodies: Vec<String> = (1..=6).map(event).collect();
+        let refs: Vec<&str> = bodies.iter().map(String::as_str).collect();
+        let good = chain(CONTROL_PARTITION, &refs);
+        // From the third record on, as an export of a time range holds it.
+        let mut excerpt: Vec<ChainEntry> = good.iter().skip(2).cloned().collect();
+        // A lost race: a segment linked after #3 that never became the head.
+        let orphan = ChainEntry::link(CONTROL_PARTITION, Some((3, &good[2].hash)), event(99));
+        excerpt.push(orphan);
+        excerpt.reverse();
+        let (report, superseded) = verify_excerpt(excerpt.clone());
+        assert!(report.is_intact(), "{:?}", report.findings);
+        assert_eq!((report.records, superseded), (4, 1));
+
+        let mut edited = excerpt.clone();
+        if let Some(e) = edited.iter_mut().find(|e| e.seq == 5) {
+            e.body = e.body.replace("\"a\"", "\"b\"");
+        }
+        assert!(!verify_excerpt(edited).0.is_intact(), "a modified record");
+        let mut cut = excerpt;
+        cut.retain(|e| e.seq != 4);
+        let (report, _) = verify_excerpt(cut);
+        assert!(!report.is_intact(), "a deleted record");
     }
 
     #[test]

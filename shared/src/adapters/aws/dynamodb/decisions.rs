@@ -57,15 +57,7 @@ impl DynamoDecisionLog {
         item.insert("kind".into(), s("control"));
         item.insert("timestamp".into(), s(&event.timestamp));
         item.insert("record".into(), s(json));
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await
-            .map_err(|e| unavailable(&e))?;
-        Ok(())
+        super::put_once(&self.client, &self.table, item).await
     }
 
     /// The item of one decision record.

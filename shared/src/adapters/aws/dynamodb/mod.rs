@@ -53,6 +53,24 @@ fn unavailable<E: std::error::Error>(e: &E) -> StoreError {
     StoreError::Unavailable(super::describe(e))
 }
 
+/// Puts an item that must not exist yet: history is written once and never
+/// replaced.
+async fn put_once(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    item: Item,
+) -> Result<(), StoreError> {
+    client
+        .put_item()
+        .table_name(table)
+        .set_item(Some(item))
+        .condition_expression("attribute_not_exists(pk)")
+        .send()
+        .await
+        .map_err(|e| unavailable(&e))?;
+    Ok(())
+}
+
 fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(e.to_string())
 }

@@ -178,14 +178,7 @@ impl PolicyStore for DynamoPolicyStore {
             item.insert("pk".into(), s(version_pk(&id)));
             item.insert("sk".into(), s(format!("chunk#{i:05}")));
             item.insert("data".into(), s(*piece));
-            self.client
-                .put_item()
-                .table_name(&self.table)
-                .set_item(Some(item))
-                .condition_expression("attribute_not_exists(pk)")
-                .send()
-                .await
-                .map_err(|e| unavailable(&e))?;
+            super::put_once(&self.client, &self.table, item).await?;
         }
         let mut meta = version_item(version_pk(&id), "meta".into(), &version);
         meta.insert("chunks".into(), n(pieces.len()));

@@ -243,10 +243,7 @@ impl AuthorizeService {
         });
         let version = engine.version();
         let kept_arguments = engine
-            .registry()
-            .tools
-            .iter()
-            .find(|t| t.id == request.tool_id)
+            .tool(&request.tool_id)
             .map(|t| t.arguments_for_approvers(&request.arguments))
             .filter(|v| {
                 serde_json::to_string(v).is_ok_and(|s| s.len() <= limits::MAX_KEPT_ARGUMENTS_BYTES)

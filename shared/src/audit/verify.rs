@@ -228,13 +228,13 @@ impl Verifier {
     /// A problem the store found in a record's stored form (for example, an
     /// indexed column that no longer agrees with the record's bytes).
     pub fn inconsistent(&mut self, entry: &ChainEntry, problem: String) {
-        let id = record_id(&entry.partition, &entry.body);
+        let (id, _) = inspect(&entry.partition, &entry.body);
         self.find(Some(&entry.partition), Some(entry.seq), id, problem);
     }
 
     /// Checks one chained record; records must come in (partition, seq) order.
     pub fn entry(&mut self, e: &ChainEntry) {
-        let id = record_id(&e.partition, &e.body);
+        let (id, wrong_chain) = inspect(&e.partition, &e.body);
         let (expected_seq, expected_prev) = match &self.current {
             Some((p, seq, hash)) if *p == e.partition => (seq + 1, hash.clone()),
             _ if self.partial => (e.seq, e.prev_hash.clone()),
@@ -264,13 +264,13 @@ impl Verifier {
                 "its content does not match its link: the record was modified".into(),
             );
         }
-        if let Some(problem) = wrong_chain(&e.partition, &e.body) {
-            self.find(Some(&e.partition), Some(e.seq), id, problem);
+        if let Some(problem) = wrong_chain {
+            self.find(Some(&e.partition), Some(e.seq), id.clone(), problem);
         }
         if let Some(seals) = self.sealed.get(&(e.partition.clone(), e.seq)).cloned() {
             for (digest, hash) in seals {
                 if hash != e.hash {
-                    self.find(Some(&e.partition), Some(e.seq), record_id(&e.partition, &e.body), format!("differs from the link digest #{digest} sealed: the chain was rewritten"));
+                    self.find(Some(&e.partition), Some(e.seq), id.clone(), format!("differs from the link digest #{digest} sealed: the chain was rewritten"));
                 }
             }
             self.sealed.remove(&(e.partition.clone(), e.seq));
@@ -356,33 +356,40 @@ pub fn verify_excerpt(entries: Vec<ChainEntry>) -> (Report, usize) {
     (verifier.finish(), superseded)
 }
 
-/// The id a record's body names: its decision id or control event id.
-fn record_id(partition: &str, body: &str) -> Option<String> {
-    let v: serde_json::Value = serde_json::from_str(body).ok()?;
-    let key = if partition == CONTROL_PARTITION {
-        "event_id"
-    } else {
-        "decision_id"
-    };
-    v.get(key).and_then(|id| id.as_str()).map(str::to_owned)
-}
-
-/// Why a record does not belong in its chain, if it does not.
-fn wrong_chain(partition: &str, body: &str) -> Option<String> {
+/// The id a record's body names (its decision id or control event id), and
+/// why it does not belong in its chain, if it does not: one parse of the body.
+fn inspect(partition: &str, body: &str) -> (Option<String>, Option<String>) {
     if partition == CONTROL_PARTITION {
-        return serde_json::from_str::<ControlEvent>(body)
-            .err()
-            .map(|e| format!("not a control-plane event: {e}"));
+        return match serde_json::from_str::<ControlEvent>(body) {
+            Ok(c) => (Some(c.event_id), None),
+            Err(e) => (
+                loose_id(body, "event_id"),
+                Some(format!("not a control-plane event: {e}")),
+            ),
+        };
     }
     match serde_json::from_str::<DecisionRecord>(body) {
-        Err(e) => Some(format!("not a decision record: {e}")),
-        Ok(r) if partition_of(&r.agent_id) != partition => Some(format!(
-            "a decision of agent `{}` belongs in chain {}: it was moved",
-            r.agent_id,
-            partition_of(&r.agent_id)
-        )),
-        Ok(_) => None,
+        Err(e) => (
+            loose_id(body, "decision_id"),
+            Some(format!("not a decision record: {e}")),
+        ),
+        Ok(r) => {
+            let belongs = partition_of(&r.agent_id);
+            let moved = (belongs != partition).then(|| {
+                format!(
+                    "a decision of agent `{}` belongs in chain {belongs}: it was moved",
+                    r.agent_id
+                )
+            });
+            (Some(r.decision_id), moved)
+        }
     }
+}
+
+/// The id of a body that is JSON but not a record of its chain's kind.
+fn loose_id(body: &str, key: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    v.get(key).and_then(|id| id.as_str()).map(str::to_owned)
 }
 
 #[cfg(test)]

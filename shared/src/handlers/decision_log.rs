@@ -16,7 +16,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::stream::{control_events, decisions, is_stream_event};
+use super::stream::{evidence, is_stream_event};
 use super::{ErrorType, HandlerError};
 use crate::approval::outcome_record;
 use crate::audit::archive::Evidence;
@@ -128,20 +128,21 @@ impl DecisionLogHandler {
     /// Handles a stream batch or a state machine step.
     pub async fn handle(&self, event: Value) -> Result<Value, HandlerError> {
         if is_stream_event(&event) {
-            let mut evidence = Vec::new();
+            let (controls, records) = evidence(event)?;
             // Control-plane events first: in a batch they precede the
             // decisions made under the version they activate.
-            for c in control_events(event.clone())? {
+            let mut chained = Vec::with_capacity(controls.len() + records.len());
+            for c in controls {
                 tracing::info!(target: "decision_log", action = c.action.as_str(), version = %c.version_id, actor = %c.actor, "control-plane event");
-                evidence.push(Evidence::Control(Box::new(c)));
+                chained.push(Evidence::Control(Box::new(c)));
             }
-            for d in decisions(event)? {
+            for d in records {
                 log_decision(&d.kind, &d.record);
-                evidence.push(Evidence::Decision(Box::new(d.record)));
+                chained.push(Evidence::Decision(Box::new(d.record)));
             }
             let mut segments = 0;
             if let Some(archive) = &self.archive {
-                segments = crate::audit::archive::archive(archive.as_ref(), &evidence)
+                segments = crate::audit::archive::archive(archive.as_ref(), &chained)
                     .await
                     .map_err(|e| {
                         HandlerError::new(

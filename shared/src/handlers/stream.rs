@@ -72,34 +72,43 @@ fn images(event: serde_json::Value) -> Result<Vec<(String, String, String)>, Han
 /// The decisions in a stream batch; items that are not decisions (the
 /// idempotency claims, control-plane events) are skipped.
 pub(crate) fn decisions(event: serde_json::Value) -> Result<Vec<Streamed>, HandlerError> {
-    let mut out = Vec::new();
-    for (event_id, kind, record) in images(event)? {
-        if kind != "decision" && kind != "approval" {
-            continue;
-        }
-        let record = serde_json::from_str(&record).map_err(|e| {
-            HandlerError::invalid(format!("stream record `{event_id}` holds no decision: {e}"))
-        })?;
-        out.push(Streamed { kind, record });
-    }
-    Ok(out)
+    Ok(split(event, false)?.1)
 }
 
-/// The control-plane events in a stream batch (items of kind `control`,
-/// written by `govctl policy push`).
-pub(crate) fn control_events(event: serde_json::Value) -> Result<Vec<ControlEvent>, HandlerError> {
-    let mut out = Vec::new();
+/// The control-plane events (items of kind `control`, written by `govctl
+/// policy push`) and the decisions of a stream batch, from one parse.
+pub(crate) fn evidence(
+    event: serde_json::Value,
+) -> Result<(Vec<ControlEvent>, Vec<Streamed>), HandlerError> {
+    split(event, true)
+}
+
+fn split(
+    event: serde_json::Value,
+    with_control: bool,
+) -> Result<(Vec<ControlEvent>, Vec<Streamed>), HandlerError> {
+    let (mut controls, mut decisions) = (Vec::new(), Vec::new());
     for (event_id, kind, record) in images(event)? {
-        if kind != "control" {
-            continue;
+        match kind.as_str() {
+            "decision" | "approval" => {
+                let record = serde_json::from_str(&record).map_err(|e| {
+                    HandlerError::invalid(format!(
+                        "stream record `{event_id}` holds no decision: {e}"
+                    ))
+                })?;
+                decisions.push(Streamed { kind, record });
+            }
+            "control" if with_control => {
+                controls.push(serde_json::from_str(&record).map_err(|e| {
+                    HandlerError::invalid(format!(
+                        "stream record `{event_id}` holds no control-plane event: {e}"
+                    ))
+                })?);
+            }
+            _ => {}
         }
-        out.push(serde_json::from_str(&record).map_err(|e| {
-            HandlerError::invalid(format!(
-                "stream record `{event_id}` holds no control-plane event: {e}"
-            ))
-        })?);
     }
-    Ok(out)
+    Ok((controls, decisions))
 }
 
 #[cfg(test)]

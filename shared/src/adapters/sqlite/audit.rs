@@ -127,9 +127,7 @@ pub(super) fn insert_chained(
         json,
     );
     tx.execute(
-        "INSERT INTO decisions (decision_id, agent_id, timestamp, decision, idempotency_key, record,
-                                partition, seq, prev_hash, hash)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        insert_decision!(),
         params![
             r.decision_id,
             r.agent_id,

@@ -10,6 +10,16 @@
 //! refuse UPDATE and DELETE, so history cannot be rewritten through SQL
 //! either.
 
+/// The one statement that stores a chained decision row (the group commit
+/// adds its idempotency clause).
+macro_rules! insert_decision {
+    () => {
+        "INSERT INTO decisions (decision_id, agent_id, timestamp, decision, idempotency_key, record,
+                                partition, seq, prev_hash, hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+    };
+}
+
 mod approvals;
 mod audit;
 mod schema;
@@ -208,12 +218,10 @@ fn commit(conn: &mut Connection, batch: &[Job]) -> Result<Vec<Appended>, rusqlit
     let mut outcomes = Vec::with_capacity(batch.len());
     let mut heads: HashMap<&str, Option<(u64, String)>> = HashMap::new();
     {
-        let mut stmt = tx.prepare_cached(
-            "INSERT INTO decisions (decision_id, agent_id, timestamp, decision, idempotency_key, record,
-                                    partition, seq, prev_hash, hash)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-             ON CONFLICT (agent_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING",
-        )?;
+        let mut stmt = tx.prepare_cached(concat!(
+            insert_decision!(),
+            " ON CONFLICT (agent_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
+        ))?;
         for job in batch {
             let r = &job.record;
             let head = match heads.get(r.partition.as_str()) {

@@ -20,6 +20,12 @@ mod common;
 #[path = "aws/emulator.rs"]
 mod emulator;
 #[cfg(test)]
+#[path = "aws/idempotency.rs"]
+mod idempotency;
+#[cfg(test)]
+#[path = "idempotency_suite.rs"]
+mod idempotency_suite;
+#[cfg(test)]
 #[path = "aws/scenarios.rs"]
 mod scenarios;
 #[cfg(test)]

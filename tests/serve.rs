@@ -10,6 +10,9 @@
 mod approval_suite;
 #[cfg(test)]
 mod common;
+#[cfg(test)]
+#[path = "idempotency_suite.rs"]
+mod idempotency_suite;
 
 #[cfg(test)]
 #[path = "serve/approvals.rs"]

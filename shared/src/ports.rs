@@ -89,21 +89,54 @@ pub trait PolicyStore: Send + Sync {
     ) -> Result<ActivePolicy, StoreError>;
 }
 
+/// How long an idempotency key holds its decision, counted from the
+/// decision's timestamp. Past it the key is free again: a repeat is decided
+/// afresh and claims the key for its own decision.
+pub const IDEMPOTENCY_KEY_TTL_SECONDS: i64 = 24 * 60 * 60;
+
 /// Whether an append stored the record or found an earlier one with the same
 /// idempotency key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Appended {
     /// The record is durable.
     Stored,
-    /// An earlier record of this agent holds the idempotency key.
+    /// An earlier record of this agent holds the idempotency key, and its
+    /// claim is still live (or, for a takeover, is no longer the one named).
     DuplicateKey,
+}
+
+/// The Unix time of a record's timestamp and the end of the idempotency
+/// claim it makes, the two figures a store compares claims by. The record's
+/// own time is used, not the store's clock, so that a claim expires at the
+/// same instant on every host.
+pub fn key_claim_times(record: &DecisionRecord) -> Result<(i64, i64), StoreError> {
+    let at = time::OffsetDateTime::parse(
+        &record.timestamp,
+        &time::format_description::well_known::Rfc3339,
+    )
+    .map_err(|e| StoreError::Corrupt(format!("record timestamp `{}`: {e}", record.timestamp)))?
+    .unix_timestamp();
+    Ok((at, at.saturating_add(IDEMPOTENCY_KEY_TTL_SECONDS)))
 }
 
 /// The durable decision log. `append` returns only once the record is durable.
 #[async_trait]
 pub trait DecisionLog: Send + Sync {
-    /// Durably appends one record.
+    /// Durably appends one record. A record with an idempotency key claims
+    /// the key in the same write; if another record of the agent holds a
+    /// live claim on it (see [`IDEMPOTENCY_KEY_TTL_SECONDS`]), nothing is
+    /// stored and the answer is [`Appended::DuplicateKey`].
     async fn append(&self, record: &DecisionRecord) -> Result<Appended, StoreError>;
+    /// Durably appends a record that takes the agent's idempotency key over
+    /// from the decision `previous` (a repeat decided afresh because the
+    /// policy changed, or its outcome did). The claim moves only if
+    /// `previous` still holds it; otherwise nothing is stored and the answer
+    /// is [`Appended::DuplicateKey`].
+    async fn append_superseding(
+        &self,
+        record: &DecisionRecord,
+        previous: &str,
+    ) -> Result<Appended, StoreError>;
     /// One record by id.
     async fn get(&self, decision_id: &str) -> Result<Option<DecisionRecord>, StoreError>;
     /// The record an agent made with an idempotency key.

@@ -44,9 +44,15 @@ pub enum ServiceError {
     /// The request is invalid; nothing was decided.
     #[error("{0}")]
     InvalidRequest(String),
-    /// The idempotency key was used before for a different request.
-    #[error("idempotency key `{0}` was used for a different request")]
-    IdempotencyConflict(String),
+    /// The idempotency key holds a different call (another user, tool or
+    /// arguments). The attempt is recorded as a deny: `record`.
+    #[error("idempotency key `{key}` holds a different call")]
+    IdempotencyKeyReused {
+        /// The key.
+        key: String,
+        /// The recorded deny of this attempt.
+        record: Box<DecisionRecord>,
+    },
     /// The decision could not be recorded: the answer is a deny.
     #[error("the decision could not be recorded")]
     NotRecorded {
@@ -58,13 +64,22 @@ pub enum ServiceError {
     },
 }
 
-/// Why an idempotent replay gave no earlier decision.
-enum Replay {
-    /// The log could not be read.
-    Store(StoreError),
-    /// The key was used for another call.
-    Conflict,
+/// What a repeated idempotency key comes to, measured against the decision
+/// that holds it.
+enum Repeat {
+    /// The same call under the same policy with the same outcome: answer
+    /// with the earlier decision.
+    Replay(DecisionRecord),
+    /// The same call, but the policy changed or the call now decides
+    /// differently: the new decision takes the key over from this one.
+    Supersede(String),
+    /// Another user, tool or arguments: the key is not this call's.
+    Reused(DecisionRecord),
 }
+
+/// How often a keyed append retries when concurrent repeats move the key
+/// under it; each retry follows a write that some other request won.
+const MAX_KEY_ATTEMPTS: usize = 4;
 
 /// The active policy engine, swapped atomically when a version is activated.
 #[derive(Debug)]
@@ -227,8 +242,9 @@ impl AuthorizeService {
         let arguments_hash = canonical_hash(&request.arguments);
         // A repeated idempotency key is found by the conditional write of
         // the record, not by a read first: that keeps an allow, keyed or
-        // not, to one write. A repeat is decided again, and then answered
-        // with the decision first recorded under the key.
+        // not, to one write. A repeat is decided again, so that it is
+        // answered from the earlier decision only if that is still the
+        // answer (see `repeat`).
         let now = self.clock.now();
         let engine = self.engine.current();
         let evaluation = engine.decide(&DecisionInput {
@@ -286,25 +302,34 @@ impl AuthorizeService {
             return self.use_grant(record, approval_id, now).await;
         }
 
-        match self.log.append(&record).await {
-            Ok(Appended::Stored) => {}
-            Ok(Appended::DuplicateKey) => {
-                // A concurrent request with the same key won the race; answer as it was answered.
-                let key = record.idempotency_key.clone().unwrap_or_default();
-                return match self
-                    .replay(agent_id, &key, &record.tool_id, &record.arguments_hash)
-                    .await
-                {
-                    Ok(Some(previous)) => Ok(previous),
-                    Ok(None) => Err(self.not_recorded(
+        let mut supersedes: Option<String> = None;
+        for attempt in 1..=MAX_KEY_ATTEMPTS {
+            let appended = match &supersedes {
+                None => self.log.append(&record).await,
+                Some(previous) => self.log.append_superseding(&record, previous).await,
+            };
+            match appended {
+                Ok(Appended::Stored) => break,
+                Ok(Appended::DuplicateKey) if attempt < MAX_KEY_ATTEMPTS => {
+                    match self.repeat(&record).await {
+                        Ok(Repeat::Replay(previous)) => return Ok(previous),
+                        Ok(Repeat::Supersede(previous)) => supersedes = Some(previous),
+                        Ok(Repeat::Reused(holder)) => {
+                            return Err(self.key_reused(record, &holder).await)
+                        }
+                        Err(source) => return Err(self.not_recorded(record, source)),
+                    }
+                }
+                Ok(Appended::DuplicateKey) => {
+                    return Err(self.not_recorded(
                         record,
-                        StoreError::Unavailable("the idempotent record vanished".into()),
-                    )),
-                    Err(Replay::Store(source)) => Err(self.not_recorded(record, source)),
-                    Err(Replay::Conflict) => Err(ServiceError::IdempotencyConflict(key)),
-                };
+                        StoreError::Unavailable(
+                            "the idempotency key kept moving under concurrent repeats".into(),
+                        ),
+                    ))
+                }
+                Err(source) => return Err(self.not_recorded(record, source)),
             }
-            Err(source) => return Err(self.not_recorded(record, source)),
         }
         // The workflow starts only once the pending decision is durable, so
         // that nothing can be approved that the log does not hold.
@@ -424,23 +449,66 @@ impl AuthorizeService {
         Ok(record)
     }
 
-    /// The earlier decision made under an idempotency key, if the call is the same.
-    async fn replay(
-        &self,
-        agent_id: &str,
-        key: &str,
-        tool_id: &str,
-        arguments_hash: &str,
-    ) -> Result<Option<DecisionRecord>, Replay> {
-        let previous = self
+    /// What the fresh decision `record`, whose idempotency key another
+    /// decision holds, comes to. A replay must be the whole call again
+    /// (agent, user, tool, arguments) under the same policy version with the
+    /// same outcome, so that neither another user, nor a newer policy (a
+    /// disabled agent, a revoked grant), nor a time-bound rule that has since
+    /// closed is ever answered from an old allow. The claim's 24-hour end
+    /// bounds the age of anything replayed.
+    async fn repeat(&self, record: &DecisionRecord) -> Result<Repeat, StoreError> {
+        let key = record.idempotency_key.as_deref().unwrap_or_default();
+        let holder = self
             .log
-            .by_idempotency_key(agent_id, key)
-            .await
-            .map_err(Replay::Store)?;
-        match previous {
-            Some(p) if p.tool_id == tool_id && p.arguments_hash == arguments_hash => Ok(Some(p)),
-            Some(_) => Err(Replay::Conflict),
-            None => Ok(None),
+            .by_idempotency_key(&record.agent_id, key)
+            .await?
+            .ok_or_else(|| {
+                StoreError::Unavailable(format!(
+                    "idempotency key `{key}` is claimed, but its decision cannot be read"
+                ))
+            })?;
+        let same_call = holder.user_id == record.user_id
+            && holder.tool_id == record.tool_id
+            && holder.arguments_hash == record.arguments_hash;
+        Ok(if !same_call {
+            Repeat::Reused(holder)
+        } else if holder.policy_version == record.policy_version
+            && holder.decision == record.decision
+        {
+            Repeat::Replay(holder)
+        } else {
+            Repeat::Supersede(holder.decision_id)
+        })
+    }
+
+    /// Records the refused reuse of an idempotency key as a deny (the key is
+    /// named in its reason, not claimed) and answers with it.
+    async fn key_reused(
+        &self,
+        mut record: DecisionRecord,
+        holder: &DecisionRecord,
+    ) -> ServiceError {
+        let key = record.idempotency_key.take().unwrap_or_default();
+        record.decision = Decision::Deny;
+        record.determining_policies.clear();
+        record.approval_id = None;
+        record.reasons = vec![Reason {
+            code: ReasonCode::IdempotencyKeyReused,
+            message: format!(
+                "idempotency key `{key}` holds decision `{}`, made for another call \
+                 (a different user, tool or arguments); use a new key for a new call",
+                holder.decision_id
+            ),
+            policy_id: None,
+        }];
+        if let Err(source) = self.log.append(&record).await {
+            return self.not_recorded(record, source);
+        }
+        self.metrics.record_decision(&record);
+        log_decision("decision", &record);
+        ServiceError::IdempotencyKeyReused {
+            key,
+            record: Box::new(record),
         }
     }
 

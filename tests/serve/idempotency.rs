@@ -1,8 +1,9 @@
 //! Idempotency keys: a repeated request is answered with the first decision.
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::common::{arguments_hash, Reply, Server};
+use crate::idempotency_suite::{self, DecisionHost};
 
 fn keyed_rows(server: &Server, agent: &str, key: &str) -> i64 {
     server.count_decisions("agent_id = ?1 AND idempotency_key = ?2", &[agent, key])
@@ -36,7 +37,8 @@ fn repeated_keys_replay_and_conflicting_keys_are_refused() {
     );
     assert_eq!(keyed_rows(&server, "agent-support-1", "idem-1"), 1);
 
-    // The same key for anything else is a conflict, and decides nothing.
+    // The same key for anything else is refused, and the refusal is a
+    // recorded deny that holds no key.
     let rows_before = server.count_decisions("1 = 1", &[]);
     for (conflicting, what) in [
         (
@@ -48,14 +50,25 @@ fn repeated_keys_replay_and_conflicting_keys_are_refused() {
             "idem-1 for another tool",
         ),
     ] {
-        server
-            .authorize(&support, &alice, &conflicting)
-            .expect_error(409, "idempotency_conflict", what);
+        let refused = server.authorize(&support, &alice, &conflicting);
+        refused.expect_decision(409, "deny", Some("idempotency_key_reused"), what);
+        assert_eq!(
+            refused.error_code(),
+            "idempotency_key_reused",
+            "{what}: {refused}"
+        );
     }
     assert_eq!(
         server.count_decisions("1 = 1", &[]),
-        rows_before,
-        "a conflict must not be recorded"
+        rows_before + 2,
+        "each refused reuse is recorded"
+    );
+    assert_eq!(
+        server.count_decisions(
+            "json_extract(record, '$.reasons[0].code') = 'idempotency_key_reused' AND idempotency_key IS NULL",
+            &[]
+        ),
+        2
     );
     // The original still replays after the conflicts.
     let third = server.authorize(&support, &alice, &body);
@@ -170,4 +183,25 @@ fn arguments_hash_and_idempotency_ignore_json_key_order() {
         "the same arguments and key, keys written in another order",
     );
     assert_eq!(b.decision_id("replay"), id, "{b}");
+}
+
+impl DecisionHost for Server {
+    fn authorize(&self, agent: &str, user: &str, roles: &[&str], body: &Value) -> (u16, Value) {
+        let reply = Server::authorize(
+            self,
+            &self.agent_token(agent),
+            &self.user_token(user, roles, None),
+            body,
+        );
+        (reply.status, reply.json)
+    }
+
+    fn stored_decision(&self, decision_id: &str) -> Option<Value> {
+        self.stored(decision_id).map(|(_, record)| record)
+    }
+}
+
+#[test]
+fn suite_a_key_replays_only_the_whole_call() {
+    idempotency_suite::a_key_replays_only_the_whole_call(&Server::start());
 }

@@ -85,7 +85,7 @@ impl LocalKeys {
         let pem = match std::fs::read_to_string(&path) {
             Ok(pem) => pem,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                std::fs::create_dir_all(&dir).map_err(io)?;
+                crate::adapters::local::files::create_private_dir(&dir).map_err(io)?;
                 let mut seed = [0u8; 32];
                 getrandom::fill(&mut seed).map_err(|_| KeyError::Random)?;
                 let key = SigningKey::from_bytes(&seed);

@@ -42,9 +42,10 @@ pub enum ApiError {
     /// Nothing is there, or it belongs to someone else.
     #[error("not found")]
     NotFound,
-    /// The idempotency key was used for a different request.
+    /// The idempotency key holds a different call; the attempt was recorded
+    /// as a deny, which the answer's body carries beside this error.
     #[error("{0}")]
-    IdempotencyConflict(String),
+    IdempotencyKeyReused(String),
     /// A store failed while reading.
     #[error("the store is unavailable, try again")]
     Unavailable(#[source] StoreError),
@@ -93,7 +94,7 @@ impl ApiError {
             }
             ApiError::InvalidUserToken(_) => (StatusCode::UNAUTHORIZED, "invalid_user_token"),
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
-            ApiError::IdempotencyConflict(_) => (StatusCode::CONFLICT, "idempotency_conflict"),
+            ApiError::IdempotencyKeyReused(_) => (StatusCode::CONFLICT, "idempotency_key_reused"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
         }
     }

@@ -271,9 +271,23 @@ async fn authorize(
             None,
         )),
         Err(ServiceError::InvalidRequest(m)) => Err(ApiError::InvalidRequest(m)),
-        Err(ServiceError::IdempotencyConflict(k)) => Err(ApiError::IdempotencyConflict(format!(
-            "idempotency key `{k}` was already used for a different request"
-        ))),
+        Err(ServiceError::IdempotencyKeyReused { key, record }) => {
+            // The refused attempt is itself a recorded deny: the body is that
+            // decision, with the error that explains the 409.
+            let error = ApiError::IdempotencyKeyReused(format!(
+                "idempotency key `{key}` already holds a decision for another call \
+                 (a different user, tool or arguments); this attempt was recorded as a deny"
+            ));
+            let (status, code) = error.status_and_code();
+            Ok(decision_response(
+                status,
+                &record,
+                Some(ErrorDetail {
+                    code,
+                    message: error.to_string(),
+                }),
+            ))
+        }
         Err(ServiceError::NotRecorded { record, .. }) => Ok(decision_response(
             StatusCode::SERVICE_UNAVAILABLE,
             &record,

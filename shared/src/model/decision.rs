@@ -89,6 +89,8 @@ pub enum ReasonCode {
     GrantAlreadyUsed,
     /// The presented approval's grant has expired.
     GrantExpired,
+    /// The idempotency key holds a decision for another call (user, tool or arguments).
+    IdempotencyKeyReused,
 }
 
 impl ReasonCode {
@@ -124,6 +126,7 @@ impl ReasonCode {
             ReasonCode::GrantPolicyChanged => "grant_policy_changed",
             ReasonCode::GrantAlreadyUsed => "grant_already_used",
             ReasonCode::GrantExpired => "grant_expired",
+            ReasonCode::IdempotencyKeyReused => "idempotency_key_reused",
         }
     }
 

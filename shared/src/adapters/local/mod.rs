@@ -1,7 +1,9 @@
 //! In-process adapters for the local control plane: metrics counted in
 //! memory, notifications written to the log, and the approval workflow run
-//! in process ([`workflow`]).
+//! in process ([`workflow`]), and the owner-only files of the data
+//! directory ([`files`]).
 
+pub mod files;
 pub mod prometheus;
 pub mod workflow;
 

@@ -178,6 +178,15 @@ impl<L: DecisionLog> DecisionLog for MeteredLog<L> {
         Ok(appended)
     }
 
+    async fn append_superseding(
+        &self,
+        record: &DecisionRecord,
+        previous: &str,
+    ) -> Result<Appended, StoreError> {
+        // A takeover is made by authorize, never for an approval step.
+        self.inner.append_superseding(record, previous).await
+    }
+
     async fn get(&self, decision_id: &str) -> Result<Option<DecisionRecord>, StoreError> {
         self.inner.get(decision_id).await
     }

@@ -10,8 +10,7 @@
 //! refuse UPDATE and DELETE, so history cannot be rewritten through SQL
 //! either.
 
-/// The one statement that stores a chained decision row (the group commit
-/// adds its idempotency clause).
+/// The one statement that stores a chained decision row.
 macro_rules! insert_decision {
     () => {
         "INSERT INTO decisions (decision_id, agent_id, timestamp, decision, idempotency_key, record,
@@ -24,6 +23,7 @@ mod approvals;
 mod audit;
 mod schema;
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex, Weak};
@@ -34,13 +34,14 @@ use rusqlite::{params, Connection, OptionalExtension};
 use time::OffsetDateTime;
 use tokio::sync::oneshot;
 
+use crate::adapters::local::files::{create_private_dir, restrict_file};
 use crate::audit::{link_hash, partition_of, GENESIS};
 use crate::clock::rfc3339;
 use crate::model::DecisionRecord;
 use crate::policy::PolicyBundle;
 use crate::ports::{
-    version_id, ActivePolicy, Appended, Counters, DecisionLog, PolicyStore, PolicyVersion,
-    PublishRequest, StoreError,
+    key_claim_times, version_id, ActivePolicy, Appended, Counters, DecisionLog, PolicyStore,
+    PolicyVersion, PublishRequest, StoreError,
 };
 
 /// The database file's name inside the data directory.
@@ -51,6 +52,29 @@ const BUSY_TIMEOUT: Duration = Duration::from_millis(1000);
 
 /// How often the WAL is checkpointed into the database file.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(500);
+
+/// How large the WAL may grow before the decision writer restarts it.
+///
+/// Passive checkpoints beside a writer that never pauses copy the WAL into
+/// the database but can never let it start over, so under sustained load it
+/// grows without bound. Past this size the writer itself, between two group
+/// commits, runs a RESTART checkpoint: the passive ones have copied nearly
+/// everything by then, so it costs little, and the next commit writes from
+/// the start of the file again. `journal_size_limit` then cuts the file back.
+/// The WAL therefore stays near this size, however long the load lasts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WalBound {
+    /// WAL size, in bytes, past which the writer restarts it.
+    pub restart_after_bytes: i64,
+}
+
+impl Default for WalBound {
+    fn default() -> Self {
+        Self {
+            restart_after_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
 
 /// The most records one group commit takes.
 const MAX_BATCH: usize = 1024;
@@ -74,6 +98,18 @@ struct PreparedRecord {
     json: String,
     /// The chain it is linked into.
     partition: String,
+    /// How the record claims its idempotency key, if it has one.
+    claim: Option<KeyClaim>,
+}
+
+/// A keyed record's claim on its agent's key.
+struct KeyClaim {
+    /// The record's own time (Unix seconds): claims that ended by then are free.
+    at: i64,
+    /// When this record's claim ends.
+    expires_at: i64,
+    /// The decision the claim is taken over from, for a repeat decided afresh.
+    supersedes: Option<String>,
 }
 
 /// The SQLite adapter of every store port.
@@ -107,11 +143,31 @@ fn open(path: &Path) -> Result<Connection, StoreError> {
 impl SqliteStore {
     /// Opens (creating if needed) the store in `data_dir`.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(data_dir)
+        Self::open_with(data_dir, WalBound::default())
+    }
+
+    /// Opens (creating if needed) the store in `data_dir`, keeping its WAL
+    /// within `wal`.
+    pub fn open_with(data_dir: &Path, wal: WalBound) -> Result<Self, StoreError> {
+        create_private_dir(data_dir)
             .map_err(|e| unavailable(format!("cannot create `{}`: {e}", data_dir.display())))?;
         let path = data_dir.join(DB_FILE);
+        // Before SQLite opens it: a new WAL and shared memory take its mode.
+        // Those an older build left behind are tightened as they are.
+        for suffix in ["", "-wal", "-shm"] {
+            let file = PathBuf::from(format!("{}{suffix}", path.display()));
+            if suffix.is_empty() || file.exists() {
+                restrict_file(&file).map_err(|e| {
+                    unavailable(format!(
+                        "cannot restrict `{}` to its owner: {e}",
+                        file.display()
+                    ))
+                })?;
+            }
+        }
         let mut control = open(&path)?;
         control.execute_batch(schema::SCHEMA).map_err(unavailable)?;
+        migrate_idempotency(&mut control)?;
         approvals::migrate(&control)?;
         audit::migrate(&mut control)?;
         let writer_conn = open(&path)?;
@@ -120,11 +176,20 @@ impl SqliteStore {
         writer_conn
             .pragma_update(None, "wal_autocheckpoint", 0)
             .map_err(unavailable)?;
+        writer_conn
+            .pragma_update(None, "journal_size_limit", wal.restart_after_bytes)
+            .map_err(unavailable)?;
+        let page_size: i64 = writer_conn
+            .query_row("PRAGMA page_size", [], |r| r.get(0))
+            .map_err(unavailable)?;
+        let restart_after_frames = (wal.restart_after_bytes / page_size.max(1)).max(1);
+        // Registered after `wal_autocheckpoint`, which would replace it.
+        writer_conn.wal_hook(Some(note_wal_frames));
         let checkpoint_conn = open(&path)?;
         let (tx, rx) = mpsc::sync_channel::<Job>(16 * MAX_BATCH);
         std::thread::Builder::new()
             .name("decision-writer".into())
-            .spawn(move || write_loop(writer_conn, &rx))
+            .spawn(move || write_loop(writer_conn, &rx, restart_after_frames))
             .map_err(unavailable)?;
         let control = Arc::new(Mutex::new(control));
         let alive = Arc::downgrade(&control);
@@ -183,9 +248,75 @@ fn checkpoint_loop(conn: &Connection, store: &Weak<Mutex<Connection>>) {
     }
 }
 
-fn write_loop(mut conn: Connection, rx: &mpsc::Receiver<Job>) {
+thread_local! {
+    /// The WAL's size in frames after the writer thread's last commit.
+    static WAL_FRAMES: Cell<i64> = const { Cell::new(0) };
+}
+
+/// The writer connection's WAL hook: SQLite calls it after each commit with
+/// the WAL's size, on the committing (writer) thread.
+fn note_wal_frames(_: &rusqlite::hooks::Wal, frames: std::os::raw::c_int) -> rusqlite::Result<()> {
+    WAL_FRAMES.with(|f| f.set(i64::from(frames)));
+    Ok(())
+}
+
+/// Restarts the WAL from the writer's connection, between two group
+/// commits, so that no commit waits on a lock for it. A checkpoint that
+/// cannot finish (a reader holds an old snapshot) is tried again after the
+/// next commit.
+fn restart_wal(conn: &Connection) {
+    match conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+    }) {
+        Ok((0, _)) => WAL_FRAMES.with(|f| f.set(0)),
+        Ok((_, frames)) => {
+            tracing::debug!(
+                frames,
+                "WAL restart deferred: a reader holds an old snapshot"
+            );
+        }
+        Err(e) => tracing::warn!(error = %e, "WAL restart failed; it is retried"),
+    }
+}
+
+/// Moves the idempotency keys of a store from an older build, held by a
+/// unique index on the (immutable) decisions, into `idempotency_keys`, whose
+/// claims can expire and move. Runs once: the index is dropped in the same
+/// transaction.
+fn migrate_idempotency(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(unavailable)?;
+    let old: bool = tx
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'decisions_idempotency')",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(unavailable)?;
+    if old {
+        tx.execute(
+            "INSERT OR IGNORE INTO idempotency_keys (agent_id, key, decision_id, expires_at)
+             SELECT agent_id, idempotency_key, decision_id,
+                    CAST(strftime('%s', timestamp) AS INTEGER) + ?1
+             FROM decisions WHERE idempotency_key IS NOT NULL",
+            [crate::ports::IDEMPOTENCY_KEY_TTL_SECONDS],
+        )
+        .map_err(unavailable)?;
+        tx.execute_batch("DROP INDEX decisions_idempotency")
+            .map_err(unavailable)?;
+    }
+    tx.commit().map_err(unavailable)
+}
+
+fn write_loop(mut conn: Connection, rx: &mpsc::Receiver<Job>, restart_after_frames: i64) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Ok(first) = rx.recv() {
+        // After the previous batch's callers have their answers, before this
+        // one begins: the restart delays no decision already committed.
+        if WAL_FRAMES.with(Cell::get) > restart_after_frames {
+            restart_wal(&conn);
+        }
         batch.push(first);
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -209,21 +340,65 @@ fn write_loop(mut conn: Connection, rx: &mpsc::Receiver<Job>) {
     }
 }
 
+/// Claims a keyed record's idempotency key inside the group commit; false
+/// if a live claim of another decision holds it.
+fn claim_key(
+    tx: &rusqlite::Transaction<'_>,
+    r: &PreparedRecord,
+    key: &str,
+    claim: &KeyClaim,
+) -> Result<bool, rusqlite::Error> {
+    let n = match &claim.supersedes {
+        None => tx
+            .prepare_cached(
+                "INSERT INTO idempotency_keys (agent_id, key, decision_id, expires_at)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (agent_id, key) DO UPDATE
+                 SET decision_id = excluded.decision_id, expires_at = excluded.expires_at
+                 WHERE idempotency_keys.expires_at <= ?5",
+            )?
+            .execute(params![
+                r.agent_id,
+                key,
+                r.decision_id,
+                claim.expires_at,
+                claim.at
+            ])?,
+        Some(previous) => tx
+            .prepare_cached(
+                "UPDATE idempotency_keys SET decision_id = ?3, expires_at = ?4
+                 WHERE agent_id = ?1 AND key = ?2 AND decision_id = ?5",
+            )?
+            .execute(params![
+                r.agent_id,
+                key,
+                r.decision_id,
+                claim.expires_at,
+                previous
+            ])?,
+    };
+    Ok(n == 1)
+}
+
 /// Writes a group of records in one transaction, each linked after the head
 /// of its agent's chain. The heads are read inside the (immediate) write
 /// transaction, so a second writer on the same file cannot fork a chain: the
-/// unique (partition, seq) index would refuse the commit.
+/// unique (partition, seq) index would refuse the commit. A keyed record is
+/// stored only if it wins its key's claim in the same transaction.
 fn commit(conn: &mut Connection, batch: &[Job]) -> Result<Vec<Appended>, rusqlite::Error> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut outcomes = Vec::with_capacity(batch.len());
     let mut heads: HashMap<&str, Option<(u64, String)>> = HashMap::new();
     {
-        let mut stmt = tx.prepare_cached(concat!(
-            insert_decision!(),
-            " ON CONFLICT (agent_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
-        ))?;
+        let mut stmt = tx.prepare_cached(insert_decision!())?;
         for job in batch {
             let r = &job.record;
+            if let (Some(key), Some(claim)) = (&r.idempotency_key, &r.claim) {
+                if !claim_key(&tx, r, key, claim)? {
+                    outcomes.push(Appended::DuplicateKey);
+                    continue;
+                }
+            }
             let head = match heads.get(r.partition.as_str()) {
                 Some(h) => h.clone(),
                 None => audit::head(&tx, &r.partition)
@@ -232,7 +407,7 @@ fn commit(conn: &mut Connection, batch: &[Job]) -> Result<Vec<Appended>, rusqlit
             let prev_hash = head.as_ref().map_or(GENESIS, |(_, h)| h.as_str());
             let seq = head.as_ref().map_or(1, |(s, _)| s + 1);
             let hash = link_hash(&r.partition, seq, prev_hash, &r.json);
-            let n = stmt.execute(params![
+            stmt.execute(params![
                 r.decision_id,
                 r.agent_id,
                 r.timestamp,
@@ -244,14 +419,8 @@ fn commit(conn: &mut Connection, batch: &[Job]) -> Result<Vec<Appended>, rusqlit
                 prev_hash,
                 hash
             ])?;
-            if n == 1 {
-                // Only a stored record advances its chain; a repeated key is not stored.
-                heads.insert(&r.partition, Some((seq, hash)));
-                outcomes.push(Appended::Stored);
-            } else {
-                heads.insert(&r.partition, head);
-                outcomes.push(Appended::DuplicateKey);
-            }
+            heads.insert(&r.partition, Some((seq, hash)));
+            outcomes.push(Appended::Stored);
         }
     }
     tx.commit()?;
@@ -387,10 +556,25 @@ impl PolicyStore for SqliteStore {
     }
 }
 
-#[async_trait]
-impl DecisionLog for SqliteStore {
-    async fn append(&self, record: &DecisionRecord) -> Result<Appended, StoreError> {
+impl SqliteStore {
+    /// Hands one record to the group commit and waits for its outcome.
+    async fn append_claiming(
+        &self,
+        record: &DecisionRecord,
+        supersedes: Option<&str>,
+    ) -> Result<Appended, StoreError> {
         let json = serde_json::to_string(record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let claim = match &record.idempotency_key {
+            Some(_) => {
+                let (at, expires_at) = key_claim_times(record)?;
+                Some(KeyClaim {
+                    at,
+                    expires_at,
+                    supersedes: supersedes.map(str::to_owned),
+                })
+            }
+            None => None,
+        };
         let (reply, done) = oneshot::channel();
         let job = Job {
             record: PreparedRecord {
@@ -401,6 +585,7 @@ impl DecisionLog for SqliteStore {
                 idempotency_key: record.idempotency_key.clone(),
                 json,
                 partition: partition_of(&record.agent_id),
+                claim,
             },
             reply,
         };
@@ -420,6 +605,21 @@ impl DecisionLog for SqliteStore {
         }
         done.await
             .map_err(|_| unavailable("the decision writer has stopped"))?
+    }
+}
+
+#[async_trait]
+impl DecisionLog for SqliteStore {
+    async fn append(&self, record: &DecisionRecord) -> Result<Appended, StoreError> {
+        self.append_claiming(record, None).await
+    }
+
+    async fn append_superseding(
+        &self,
+        record: &DecisionRecord,
+        previous: &str,
+    ) -> Result<Appended, StoreError> {
+        self.append_claiming(record, Some(previous)).await
     }
 
     async fn get(&self, decision_id: &str) -> Result<Option<DecisionRecord>, StoreError> {
@@ -443,7 +643,8 @@ impl DecisionLog for SqliteStore {
         self.with_control(move |conn| {
             query_record(
                 conn,
-                "SELECT record FROM decisions WHERE agent_id = ?1 AND idempotency_key = ?2",
+                "SELECT d.record FROM idempotency_keys k JOIN decisions d ON d.decision_id = k.decision_id
+                 WHERE k.agent_id = ?1 AND k.key = ?2",
                 &[&agent, &key],
             )
         })

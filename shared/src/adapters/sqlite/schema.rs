@@ -40,8 +40,6 @@ CREATE TABLE IF NOT EXISTS decisions (
     prev_hash       TEXT,
     hash            TEXT
 );
-CREATE UNIQUE INDEX IF NOT EXISTS decisions_idempotency
-    ON decisions (agent_id, idempotency_key) WHERE idempotency_key IS NOT NULL;
 CREATE INDEX IF NOT EXISTS decisions_timestamp ON decisions (timestamp);
 CREATE TRIGGER IF NOT EXISTS decisions_no_update BEFORE UPDATE ON decisions
 BEGIN SELECT RAISE(ABORT, 'the decision log is append-only'); END;
@@ -72,6 +70,17 @@ CREATE TRIGGER IF NOT EXISTS audit_digests_no_update BEFORE UPDATE ON audit_dige
 BEGIN SELECT RAISE(ABORT, 'audit digests are append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_digests_no_delete BEFORE DELETE ON audit_digests
 BEGIN SELECT RAISE(ABORT, 'audit digests are append-only'); END;
+
+-- Which decision holds each agent's idempotency key, until when (Unix
+-- seconds). A claim moves to a newer decision when it has expired or when a
+-- repeat is decided afresh, so this table, unlike the log, is updated.
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+    agent_id    TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    decision_id TEXT NOT NULL,
+    expires_at  INTEGER NOT NULL,
+    PRIMARY KEY (agent_id, key)
+) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS counters (
     key          TEXT NOT NULL,

@@ -151,3 +151,199 @@ async fn counters_add_up_per_window() {
     assert_eq!(store.increment("u1", 0, 2).await.unwrap(), 3);
     assert_eq!(store.increment("u1", 60, 1).await.unwrap(), 1);
 }
+
+fn keyed_at(id: &str, timestamp: &str) -> DecisionRecord {
+    DecisionRecord {
+        timestamp: timestamp.into(),
+        ..record(id, Some("key"))
+    }
+}
+
+#[tokio::test]
+async fn an_idempotency_claim_expires_after_its_ttl_and_moves_only_from_its_holder() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    let holder = |s: &SqliteStore| {
+        let s = s.clone();
+        async move {
+            s.by_idempotency_key("agent-a", "key")
+                .await
+                .unwrap()
+                .unwrap()
+                .decision_id
+        }
+    };
+    assert_eq!(
+        store
+            .append(&keyed_at("k1", "2026-01-07T12:00:00.000Z"))
+            .await
+            .unwrap(),
+        Appended::Stored
+    );
+    // One second before the 24 h are up the key is still held...
+    assert_eq!(
+        store
+            .append(&keyed_at("k2", "2026-01-08T11:59:59.000Z"))
+            .await
+            .unwrap(),
+        Appended::DuplicateKey
+    );
+    assert_eq!(holder(&store).await, "k1");
+    // ...and at 24 h it is free: the new decision claims it.
+    assert_eq!(
+        store
+            .append(&keyed_at("k3", "2026-01-08T12:00:00.000Z"))
+            .await
+            .unwrap(),
+        Appended::Stored
+    );
+    assert_eq!(holder(&store).await, "k3");
+
+    // A takeover names the holder it replaces; a stale one changes nothing.
+    let next = keyed_at("k4", "2026-01-08T12:00:01.000Z");
+    assert_eq!(
+        store.append_superseding(&next, "k1").await.unwrap(),
+        Appended::DuplicateKey
+    );
+    assert_eq!(holder(&store).await, "k3");
+    assert_eq!(
+        store.append_superseding(&next, "k3").await.unwrap(),
+        Appended::Stored
+    );
+    assert_eq!(holder(&store).await, "k4");
+    // Every stored record stays in the log; the refused ones were never written.
+    for id in ["k1", "k3", "k4"] {
+        assert!(store.get(id).await.unwrap().is_some(), "{id}");
+    }
+    assert!(store.get("k2").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn keys_of_a_store_from_an_older_build_are_migrated_once() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = SqliteStore::open(dir.path()).unwrap();
+        store.append(&record("k1", Some("key"))).await.unwrap();
+        // What an older build left: the claim only as a unique index on the log.
+        store
+            .blocking(|c| {
+                c.execute_batch(
+                    "DELETE FROM idempotency_keys;
+                     CREATE UNIQUE INDEX decisions_idempotency
+                         ON decisions (agent_id, idempotency_key) WHERE idempotency_key IS NOT NULL;",
+                )
+                .map_err(unavailable)
+            })
+            .unwrap();
+    }
+    let store = SqliteStore::open(dir.path()).unwrap();
+    assert_eq!(
+        store
+            .by_idempotency_key("agent-a", "key")
+            .await
+            .unwrap()
+            .unwrap()
+            .decision_id,
+        "k1"
+    );
+    assert_eq!(
+        store.append(&record("k2", Some("key"))).await.unwrap(),
+        Appended::DuplicateKey
+    );
+    let expires: i64 = store
+        .blocking(|c| {
+            c.query_row("SELECT expires_at FROM idempotency_keys", [], |r| r.get(0))
+                .map_err(unavailable)
+        })
+        .unwrap();
+    assert_eq!(
+        expires,
+        time::macros::datetime!(2026-01-08 12:00 UTC).unix_timestamp()
+    );
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn the_data_directory_and_database_files_are_private_to_their_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let store = SqliteStore::open(&data).unwrap();
+    store.append(&record("d1", None)).await.unwrap();
+    assert_eq!(mode(&data), 0o700);
+    let wal = data.join(format!("{DB_FILE}-wal"));
+    for file in [
+        data.join(DB_FILE),
+        wal.clone(),
+        data.join(format!("{DB_FILE}-shm")),
+    ] {
+        assert_eq!(mode(&file), 0o600, "{}", file.display());
+    }
+    drop(store);
+    // Files an older build left readable by others are tightened on open.
+    std::fs::set_permissions(data.join(DB_FILE), std::fs::Permissions::from_mode(0o644)).unwrap();
+    if wal.exists() {
+        std::fs::set_permissions(&wal, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let _store = SqliteStore::open(&data).unwrap();
+    assert_eq!(mode(&data.join(DB_FILE)), 0o600);
+    if wal.exists() {
+        assert_eq!(mode(&wal), 0o600);
+    }
+}
+
+/// Under a writer that never pauses, passive checkpoints alone let the WAL
+/// grow without bound; the writer's restarts keep it near its bound. The
+/// bound is small here so that a few seconds of load write many times it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sustained_appends_keep_the_wal_bounded() {
+    const BOUND: i64 = 256 * 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(
+        SqliteStore::open_with(
+            dir.path(),
+            WalBound {
+                restart_after_bytes: BOUND,
+            },
+        )
+        .unwrap(),
+    );
+    let wal = dir.path().join(format!("{DB_FILE}-wal"));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..64 {
+        let (store, stop) = (Arc::clone(&store), Arc::clone(&stop));
+        writers.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let mut r = record(&format!("w{w}-{n}"), None);
+                r.reasoning = Some("x".repeat(512));
+                store.append(&r).await.unwrap();
+                n += 1;
+            }
+            n
+        }));
+    }
+    let mut largest = 0;
+    let started = std::time::Instant::now();
+    while started.elapsed() < std::time::Duration::from_secs(6) {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        largest = largest.max(std::fs::metadata(&wal).map_or(0, |m| m.len()));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut written = 0;
+    for w in writers {
+        written += w.await.unwrap();
+    }
+    let db_size = std::fs::metadata(dir.path().join(DB_FILE)).unwrap().len();
+    // The load must have written far more than the bound, or the test proves nothing.
+    assert!(
+        db_size > 16 * BOUND as u64,
+        "only {written} records ({db_size} bytes) were written"
+    );
+    assert!(
+        largest <= 4 * BOUND as u64,
+        "the WAL reached {largest} bytes with a bound of {BOUND} ({written} records, database {db_size} bytes)"
+    );
+}

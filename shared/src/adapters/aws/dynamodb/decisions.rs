@@ -2,8 +2,10 @@
 //!
 //! One item per decision (`pk = decision#ID`). A decision with an
 //! idempotency key is written in one transaction with an item that claims
-//! the key (`pk = idem#AGENT#KEY`, holding a copy of the record), so a key
-//! is claimed once and the replay costs one read. Either way an append is
+//! the key (`pk = idem#AGENT#KEY`, holding a copy of the record and when the
+//! claim ends), so a live key is claimed once and the replay costs one read.
+//! An ended claim is taken over by a conditional write on its end; a repeat
+//! decided afresh moves the claim by a conditional write on its holder. Either way an append is
 //! one request, acknowledged only once DynamoDB has stored it durably.
 //!
 //! The table's stream feeds the decision-log and denial-metrics functions;
@@ -16,7 +18,7 @@ use aws_sdk_dynamodb::Client;
 
 use super::{corrupt, get_s, n, s, unavailable, Item};
 use crate::model::DecisionRecord;
-use crate::ports::{Appended, DecisionLog, StoreError};
+use crate::ports::{key_claim_times, Appended, DecisionLog, StoreError};
 
 /// The decision log in one DynamoDB table.
 #[derive(Debug, Clone)]
@@ -96,53 +98,50 @@ impl DynamoDecisionLog {
     }
 }
 
-#[async_trait]
-impl DecisionLog for DynamoDecisionLog {
-    async fn append(&self, record: &DecisionRecord) -> Result<Appended, StoreError> {
-        let json = serde_json::to_string(record).map_err(corrupt)?;
-        let item = Self::item(record, &json);
-        let Some(key) = &record.idempotency_key else {
-            let put = self
-                .client
-                .put_item()
-                .table_name(&self.table)
-                .set_item(Some(item))
-                .condition_expression("attribute_not_exists(pk)")
-                .send()
-                .await;
-            return match put {
-                Ok(_) => Ok(Appended::Stored),
-                // Decision ids are unique, and approval outcomes derive theirs
-                // from the outcome: the item is there because a retry of this
-                // very append stored it.
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-                {
-                    Ok(Appended::Stored)
-                }
-                Err(e) => Err(unavailable(&e)),
-            };
-        };
+impl DynamoDecisionLog {
+    /// Writes a keyed record and its key's claim in one transaction. The
+    /// claim is taken if no live claim holds the key (`supersedes` is None)
+    /// or moved from the decision `supersedes` names.
+    async fn append_keyed(
+        &self,
+        record: &DecisionRecord,
+        key: &str,
+        json: &str,
+        supersedes: Option<&str>,
+    ) -> Result<Appended, StoreError> {
+        let (at, expires_at) = key_claim_times(record)?;
         let mut claim = Item::new();
         claim.insert("pk".into(), s(idempotency_key(&record.agent_id, key)));
         claim.insert("kind".into(), s("idempotency"));
         claim.insert("decision_id".into(), s(&record.decision_id));
-        claim.insert("record".into(), s(&json));
-        let put = |item: Item| {
-            Put::builder()
-                .table_name(&self.table)
-                .set_item(Some(item))
-                .condition_expression("attribute_not_exists(pk)")
-                .build()
+        claim.insert("record".into(), s(json));
+        // Also the table's time-to-live attribute: DynamoDB deletes claims
+        // some time after they end, and decisions never carry it.
+        claim.insert("expires_at".into(), n(expires_at));
+        let claim = match supersedes {
+            None => Put::builder()
+                .condition_expression("attribute_not_exists(pk) OR expires_at <= :now")
+                .expression_attribute_values(":now", n(at)),
+            Some(previous) => Put::builder()
+                .condition_expression("decision_id = :previous")
+                .expression_attribute_values(":previous", s(previous)),
+        }
+        .table_name(&self.table)
+        .set_item(Some(claim));
+        let put = |p: aws_sdk_dynamodb::types::builders::PutBuilder| {
+            p.build()
                 .map(|p| TransactWriteItem::builder().put(p).build())
                 .map_err(|e| unavailable(&e))
         };
+        let record_put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(Self::item(record, json)))
+            .condition_expression("attribute_not_exists(pk)");
         let result = self
             .client
             .transact_write_items()
             .transact_items(put(claim)?)
-            .transact_items(put(item)?)
+            .transact_items(put(record_put)?)
             .send()
             .await;
         match result {
@@ -163,6 +162,49 @@ impl DecisionLog for DynamoDecisionLog {
                 }
             }
         }
+    }
+}
+
+#[async_trait]
+impl DecisionLog for DynamoDecisionLog {
+    async fn append(&self, record: &DecisionRecord) -> Result<Appended, StoreError> {
+        let json = serde_json::to_string(record).map_err(corrupt)?;
+        if let Some(key) = &record.idempotency_key {
+            return self.append_keyed(record, key, &json, None).await;
+        }
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(Self::item(record, &json)))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(Appended::Stored),
+            // Decision ids are unique, and approval outcomes derive theirs
+            // from the outcome: the item is there because a retry of this
+            // very append stored it.
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(Appended::Stored)
+            }
+            Err(e) => Err(unavailable(&e)),
+        }
+    }
+
+    async fn append_superseding(
+        &self,
+        record: &DecisionRecord,
+        previous: &str,
+    ) -> Result<Appended, StoreError> {
+        let json = serde_json::to_string(record).map_err(corrupt)?;
+        let Some(key) = &record.idempotency_key else {
+            return self.append(record).await;
+        };
+        self.append_keyed(record, key, &json, Some(previous)).await
     }
 
     async fn get(&self, decision_id: &str) -> Result<Option<DecisionRecord>, StoreError> {

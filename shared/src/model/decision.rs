@@ -89,6 +89,10 @@ pub enum ReasonCode {
     GrantAlreadyUsed,
     /// The presented approval's grant has expired.
     GrantExpired,
+    /// The policy version being served has not been confirmed as the active
+    /// one for longer than the maximum staleness: the store could not be
+    /// read, or the newly activated version could not be loaded.
+    PolicyStale,
 }
 
 impl ReasonCode {
@@ -124,6 +128,7 @@ impl ReasonCode {
             ReasonCode::GrantPolicyChanged => "grant_policy_changed",
             ReasonCode::GrantAlreadyUsed => "grant_already_used",
             ReasonCode::GrantExpired => "grant_expired",
+            ReasonCode::PolicyStale => "policy_stale",
         }
     }
 

@@ -1205,3 +1205,100 @@ fn cognito_id_and_access_tokens_name_the_user_and_their_groups() {
         assert_eq!(other.json["error"]["code"], "invalid_user_token");
     }
 }
+
+/// The SAM template as JSON, its short-form intrinsics (`!Ref X`) turned
+/// into their long form (`{"Ref": "X"}`), read with the PyYAML that
+/// cfn-lint brings into `.venv`.
+fn template() -> Value {
+    const READ: &str = r#"
+import json, sys, yaml
+class Loader(yaml.SafeLoader):
+    pass
+def intrinsic(loader, suffix, node):
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    return {suffix if suffix in ("Ref", "Condition") else "Fn::" + suffix: value}
+Loader.add_multi_constructor("!", intrinsic)
+print(json.dumps(yaml.load(open(sys.argv[1]), Loader=Loader)))
+"#;
+    let root = crate::emulator::workspace_root();
+    let out = std::process::Command::new(root.join(".venv/bin/python"))
+        .args(["-c", READ])
+        .arg(root.join("infra/template.yaml"))
+        .output()
+        .expect("run .venv/bin/python");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("the template as JSON")
+}
+
+/// A parameter's default, as a number.
+fn default_of(template: &Value, reference: &Value) -> f64 {
+    let name = reference["Ref"].as_str().expect("a parameter reference");
+    template["Parameters"][name]["Default"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("parameter {name} has a numeric default"))
+}
+
+#[test]
+fn the_template_throttles_unauthenticated_routes_and_reserves_authorize_capacity() {
+    let template = template();
+    let resources = template["Resources"].as_object().expect("resources");
+    let mut open = 0;
+    for (name, resource) in resources {
+        let Some(events) = resource["Properties"]["Events"].as_object() else {
+            continue;
+        };
+        for (event, e) in events {
+            if e["Type"] != "HttpApi" || e["Properties"]["Auth"]["Authorizer"] != "NONE" {
+                continue;
+            }
+            open += 1;
+            let settings = &e["Properties"]["RouteSettings"];
+            let rate = default_of(&template, &settings["ThrottlingRateLimit"]);
+            let burst = default_of(&template, &settings["ThrottlingBurstLimit"]);
+            assert!(
+                (1.0..=50.0).contains(&rate) && (rate..=100.0).contains(&burst),
+                "{name}.{event}: rate {rate}/s, burst {burst}"
+            );
+        }
+    }
+    assert_eq!(open, 3, "the review page, approve and reject");
+    let authorize = &resources["AuthorizeFunction"]["Properties"];
+    assert!(default_of(&template, &authorize["ReservedConcurrentExecutions"]) >= 10.0);
+}
+
+#[test]
+fn the_template_wires_staleness_claims_and_the_stale_policy_alarm() {
+    let template = template();
+    let resources = &template["Resources"];
+    let env = &resources["AuthorizeFunction"]["Properties"]["Environment"]["Variables"];
+    assert_eq!(
+        default_of(&template, &env["POLICY_MAX_STALENESS_SECONDS"]),
+        60.0
+    );
+    for (variable, default) in [
+        ("OIDC_USER_ID_CLAIM", "sub"),
+        ("OIDC_ROLES_CLAIM", "roles"),
+        ("OIDC_ORG_CLAIM", "org"),
+    ] {
+        let name = env[variable]["Ref"].as_str().expect(variable);
+        assert_eq!(
+            template["Parameters"][name]["Default"], default,
+            "{variable}"
+        );
+    }
+    let alarm = &resources["PolicyStaleAlarm"]["Properties"];
+    assert_eq!(alarm["Namespace"], "AgentGovernance");
+    assert_eq!(alarm["MetricName"], governance::metrics::POLICY_STALE);
+    assert_eq!(alarm["Threshold"], 1);
+    assert_eq!(alarm["ComparisonOperator"], "GreaterThanOrEqualToThreshold");
+    assert_eq!(alarm["AlarmActions"][0]["Ref"], "AlertsTopic");
+}

@@ -78,6 +78,12 @@ pub struct ServeArgs {
     /// Seconds between checks for a newly activated policy version.
     #[arg(long, default_value_t = 1)]
     pub reload_interval: u64,
+    /// Seconds the served policy version may go unconfirmed as the active
+    /// one (the store unreadable, or a newly activated version unloadable)
+    /// before every call is denied with `policy_stale`. More than the
+    /// reload interval.
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    pub max_policy_staleness: u64,
 }
 
 /// `govctl policy …`.

@@ -4,7 +4,8 @@
 //! environment and result) and its time in `DecisionLatency`
 //! (microseconds); denials become `PolicyDenied` (by environment, and by
 //! environment and reason), and a denial because the declared risk exceeded
-//! a ceiling is also a `RiskyAttempt`. A pending decision is an `Approvals`
+//! a ceiling is also a `RiskyAttempt`, and a denial because the policy
+//! version in use is stale (`policy_stale`) also a `PolicyStale`. A pending decision is an `Approvals`
 //! request; the records that close approvals count as `Approvals` by
 //! outcome ([`approval_datums`]). The seed's alarm watches `PolicyDenied` by
 //! environment.
@@ -23,6 +24,9 @@ pub const RISKY_ATTEMPT: &str = "RiskyAttempt";
 pub const DECISIONS: &str = "Decisions";
 /// Human approvals, by outcome (`requested`, `approved`, `rejected`, `expired`, `failed`).
 pub const APPROVALS: &str = "Approvals";
+/// Denials because the policy version in use went unconfirmed as the active
+/// one for longer than the maximum staleness; the template alarms on any.
+pub const POLICY_STALE: &str = "PolicyStale";
 /// Time spent deciding, in microseconds.
 pub const DECISION_LATENCY: &str = "DecisionLatency";
 
@@ -103,6 +107,9 @@ pub fn datums(record: &DecisionRecord) -> Vec<MetricDatum> {
         .any(|r| r.code == ReasonCode::RiskExceedsPolicy)
     {
         out.push(count(RISKY_ATTEMPT, vec![env()]));
+    }
+    if reason == ReasonCode::PolicyStale {
+        out.push(count(POLICY_STALE, vec![env()]));
     }
     out
 }
@@ -200,6 +207,19 @@ mod tests {
             &[ReasonCode::RiskExceedsPolicy, ReasonCode::ForbiddenByPolicy],
         ));
         assert_eq!(d.iter().filter(|d| d.name == RISKY_ATTEMPT).count(), 1);
+        assert!(d.iter().all(|d| d.name != POLICY_STALE));
+        let d = datums(&record(Decision::Deny, &[ReasonCode::PolicyStale]));
+        assert_eq!(
+            names(&d),
+            [
+                DECISIONS,
+                DECISION_LATENCY,
+                POLICY_DENIED,
+                POLICY_DENIED,
+                POLICY_STALE
+            ]
+        );
+        assert_eq!(d[4].dimensions, [("Environment", "prod".to_owned())]);
     }
 
     #[test]

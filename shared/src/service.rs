@@ -4,8 +4,9 @@
 //! durable. If the record cannot be written, the answer is a deny
 //! ([`ServiceError::NotRecorded`]), whatever the policies said.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use sha2::{Digest, Sha256};
@@ -16,7 +17,7 @@ use crate::model::{
     ApprovalStatus, AuthorizeRequest, Decision, DecisionRecord, Environment, Reason, ReasonCode,
     UserContext,
 };
-use crate::policy::{DecisionInput, PolicyEngine};
+use crate::policy::{DecisionInput, Evaluation, PolicyEngine};
 use crate::ports::{
     Appended, ApprovalRequest, ApprovalStore, ApprovalWorkflow, Clock, DecisionLog, Metrics,
     StoreError,
@@ -81,22 +82,70 @@ enum Repeat {
 /// under it; each retry follows a write that some other request won.
 const MAX_KEY_ATTEMPTS: usize = 4;
 
-/// The active policy engine, swapped atomically when a version is activated.
+/// How long a served policy version may go unconfirmed as the active one
+/// before every decision denies with `policy_stale`.
+pub const DEFAULT_MAX_POLICY_STALENESS: Duration = Duration::from_secs(60);
+
+/// The active policy engine, swapped atomically when a version is activated,
+/// and when the store last confirmed that it is still the active one.
+///
+/// Whatever keeps the engine current (the Lambda's refresher, the local
+/// reload loop) calls [`EngineHandle::confirm`] after each successful read
+/// of the active pointer that names the served version, and
+/// [`EngineHandle::replace`] when it loads a new one. When neither has
+/// happened for longer than the maximum staleness, the service denies every
+/// call with `policy_stale` instead of serving a version that may have been
+/// replaced.
 #[derive(Debug)]
-pub struct EngineHandle(ArcSwap<PolicyEngine>);
+pub struct EngineHandle {
+    engine: ArcSwap<PolicyEngine>,
+    /// Unix time of the last confirmation, in milliseconds.
+    confirmed_ms: AtomicI64,
+    max_staleness: Duration,
+}
+
+fn unix_ms(t: time::OffsetDateTime) -> i64 {
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
 
 impl EngineHandle {
-    /// A handle serving `engine`.
+    /// A handle serving `engine`, confirmed now, with the default maximum staleness.
     pub fn new(engine: PolicyEngine) -> Self {
-        Self(ArcSwap::from_pointee(engine))
+        Self::with_max_staleness(engine, DEFAULT_MAX_POLICY_STALENESS)
+    }
+    /// A handle serving `engine`, confirmed now, that goes stale after `max_staleness`.
+    pub fn with_max_staleness(engine: PolicyEngine, max_staleness: Duration) -> Self {
+        Self {
+            engine: ArcSwap::from_pointee(engine),
+            confirmed_ms: AtomicI64::new(unix_ms(time::OffsetDateTime::now_utc())),
+            max_staleness,
+        }
     }
     /// The engine now.
     pub fn current(&self) -> Arc<PolicyEngine> {
-        self.0.load_full()
+        self.engine.load_full()
     }
-    /// Serves `engine` from now on.
+    /// Serves `engine` from now on: it was just read as the active version.
     pub fn replace(&self, engine: PolicyEngine) {
-        self.0.store(Arc::new(engine));
+        self.engine.store(Arc::new(engine));
+        self.confirm();
+    }
+    /// Records that the store was just read and names the version being served.
+    pub fn confirm(&self) {
+        self.confirmed_ms
+            .store(unix_ms(time::OffsetDateTime::now_utc()), Ordering::Release);
+    }
+    /// How long the served version may go unconfirmed.
+    pub fn max_staleness(&self) -> Duration {
+        self.max_staleness
+    }
+    /// How long the served version has gone unconfirmed at `now`, when that
+    /// is longer than the maximum staleness; `None` while it is fresh.
+    pub fn stale_at(&self, now: time::OffsetDateTime) -> Option<Duration> {
+        let age_ms = unix_ms(now).saturating_sub(self.confirmed_ms.load(Ordering::Acquire));
+        // A clock that went backwards gives a negative age: fresh.
+        let age = Duration::from_millis(u64::try_from(age_ms).ok()?);
+        (age > self.max_staleness).then_some(age)
     }
 }
 
@@ -247,16 +296,21 @@ impl AuthorizeService {
         // answer (see `repeat`).
         let now = self.clock.now();
         let engine = self.engine.current();
-        let evaluation = engine.decide(&DecisionInput {
-            agent_id,
-            user,
-            tool_id: &request.tool_id,
-            requested_risk: request.requested_risk,
-            arguments: &request.arguments,
-            session_id: request.session_id.as_deref(),
-            environment: self.environment,
-            now,
-        });
+        // A version that may have been replaced decides nothing: the call is
+        // denied, and recorded, like any other decision.
+        let evaluation = match self.engine.stale_at(now) {
+            Some(age) => stale_evaluation(age, self.engine.max_staleness()),
+            None => engine.decide(&DecisionInput {
+                agent_id,
+                user,
+                tool_id: &request.tool_id,
+                requested_risk: request.requested_risk,
+                arguments: &request.arguments,
+                session_id: request.session_id.as_deref(),
+                environment: self.environment,
+                now,
+            }),
+        };
         let version = engine.version();
         let kept_arguments = engine
             .tool(&request.tool_id)
@@ -529,6 +583,26 @@ impl AuthorizeService {
     }
 }
 
+/// The deny of a call decided while the served version is stale.
+fn stale_evaluation(age: Duration, bound: Duration) -> Evaluation {
+    Evaluation {
+        decision: Decision::Deny,
+        reasons: vec![Reason {
+            code: ReasonCode::PolicyStale,
+            message: format!(
+                "the policy version in use was last confirmed as the active one {}s ago, \
+                 more than the maximum staleness of {}s; every call is denied until it is",
+                age.as_secs(),
+                bound.as_secs()
+            ),
+            policy_id: None,
+        }],
+        determining_policies: Vec::new(),
+        errors: Vec::new(),
+        agent_version: None,
+    }
+}
+
 impl DecisionRecord {
     /// This record turned into the deny answered when it cannot be recorded.
     fn with_not_recorded(mut self) -> Self {
@@ -548,6 +622,45 @@ impl DecisionRecord {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use super::EngineHandle;
+    use crate::policy::{compile, PolicyBundle, PolicyEngine, PolicyVersionRef, REGISTRY_FILE};
+
+    fn engine(id: &str) -> PolicyEngine {
+        let mut bundle = PolicyBundle::default();
+        let registry = serde_json::to_string(&crate::model::Registry::default()).unwrap();
+        bundle.files.insert(REGISTRY_FILE.to_owned(), registry);
+        let version = PolicyVersionRef {
+            id: id.into(),
+            content_hash: id.into(),
+        };
+        PolicyEngine::new(compile(&bundle).unwrap(), version).unwrap()
+    }
+
+    #[test]
+    fn a_served_version_goes_stale_only_past_the_bound_since_its_last_confirmation() {
+        let handle = EngineHandle::with_max_staleness(engine("a"), Duration::from_secs(60));
+        let now = time::OffsetDateTime::now_utc();
+        assert_eq!(handle.stale_at(now), None);
+        assert_eq!(handle.stale_at(now + Duration::from_secs(59)), None);
+        let age = handle.stale_at(now + Duration::from_secs(61)).unwrap();
+        assert!(age > Duration::from_secs(60));
+        // A clock that went backwards is no reason to deny.
+        assert_eq!(handle.stale_at(now - Duration::from_secs(3600)), None);
+        std::thread::sleep(Duration::from_millis(20));
+        let later = time::OffsetDateTime::now_utc();
+        handle.confirm();
+        assert_eq!(handle.stale_at(later + Duration::from_secs(60)), None);
+        handle.replace(engine("b"));
+        assert_eq!(handle.current().version().id, "b");
+        assert_eq!(handle.stale_at(later + Duration::from_secs(60)), None);
+        assert_eq!(
+            EngineHandle::new(engine("c")).max_staleness(),
+            Duration::from_secs(60)
+        );
+    }
+
     #[test]
     fn the_arguments_hash_ignores_key_order_at_every_level() {
         let a = serde_json::json!({"b": 1, "a": {"y": [1, {"q": 1, "p": 2}], "x": "s"}});

@@ -65,7 +65,12 @@ fn harness() -> Harness {
         time::macros::datetime!(2026-12-01 10:00 UTC),
     )));
     let service = AuthorizeService {
-        engine: Arc::new(EngineHandle::new(engine(&example(), "v1"))),
+        // The manual clock runs ahead of the wall clock, which staleness is
+        // measured against; staleness is not what these tests are about.
+        engine: Arc::new(EngineHandle::with_max_staleness(
+            engine(&example(), "v1"),
+            std::time::Duration::MAX,
+        )),
         log: Arc::new(store.clone()),
         approvals: Arc::new(NoWorkflow),
         grants: Arc::new(store.clone()),

@@ -58,6 +58,9 @@ struct Shared {
     /// Function name → how many of its next invocations fail, and how.
     faults: Mutex<HashMap<String, (usize, governance::handlers::ErrorType)>>,
     dynamodb: Mutex<Vec<DynamoCall>>,
+    /// DynamoDB requests refused as a failing service would: those that
+    /// touch a table with the prefix and whose body holds the text.
+    dynamodb_faults: Mutex<Vec<(String, String)>>,
     sns: Mutex<HashMap<String, Vec<Value>>>,
 }
 
@@ -210,6 +213,16 @@ impl Emulator {
             .lock()
             .expect("lock")
             .insert(format!("{stack}-{function}"), (times, error));
+    }
+
+    /// From now on, refuses every DynamoDB request that touches a table of
+    /// `stack` and whose body contains `text`, with a `ValidationException`.
+    pub fn refuse_dynamodb(&self, stack: &str, text: &str) {
+        self.shared
+            .dynamodb_faults
+            .lock()
+            .expect("lock")
+            .push((format!("{stack}-"), text.to_owned()));
     }
 
     /// Every DynamoDB request so far that touched a table of `stack`.
@@ -401,6 +414,34 @@ async fn forward(
         }
         tables.sort();
         tables.dedup();
+        let refused = {
+            let text = String::from_utf8_lossy(&body);
+            state
+                .shared
+                .dynamodb_faults
+                .lock()
+                .expect("lock")
+                .iter()
+                .any(|(prefix, needle)| {
+                    tables.iter().any(|t| t.starts_with(prefix.as_str()))
+                        && text.contains(needle.as_str())
+                })
+        };
+        if refused {
+            let mut r = (
+                StatusCode::BAD_REQUEST,
+                axum::Json(json!({
+                    "__type": "com.amazonaws.dynamodb.v20120810#ValidationException",
+                    "message": "refused by the test",
+                })),
+            )
+                .into_response();
+            r.headers_mut().insert(
+                "content-type",
+                "application/x-amz-json-1.0".parse().expect("header"),
+            );
+            return r;
+        }
         state
             .shared
             .dynamodb

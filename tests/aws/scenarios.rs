@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use crate::approval_suite::{self, transfer, ApprovalHost};
 use crate::emulator::ACCOUNT;
-use crate::stack::{table, HttpAnswer, Stack, REFRESH};
+use crate::stack::{table, HttpAnswer, Stack, StackOptions, REFRESH};
 
 fn example_policies() -> PathBuf {
     crate::emulator::workspace_root().join("infra/policies")
@@ -979,4 +979,326 @@ fn every_record_lands_chained_in_the_locked_evidence_bucket() {
         stack.metric_sum("Decisions", &[("Environment", "dev"), ("Result", "deny")]),
         1.0
     );
+}
+
+/// The active pointer's version id, read from the policy versions table.
+fn active_pointer(stack: &Stack) -> String {
+    use governance::adapters::aws::aws_sdk_dynamodb::types::AttributeValue;
+    let item = stack
+        .emu
+        .block_on(
+            stack
+                .clients
+                .dynamodb
+                .get_item()
+                .table_name(table(&stack.name, "policy-versions"))
+                .key("pk", AttributeValue::S("active".into()))
+                .key("sk", AttributeValue::S("pointer".into()))
+                .consistent_read(true)
+                .send(),
+        )
+        .expect("get the active pointer")
+        .item
+        .expect("a pointer");
+    item["version_id"].as_s().expect("version_id").clone()
+}
+
+/// Points the active pointer at `version_id` directly, as nothing but a
+/// broken or hostile writer would.
+fn force_pointer(stack: &Stack, version_id: &str) {
+    use governance::adapters::aws::aws_sdk_dynamodb::types::AttributeValue;
+    stack
+        .emu
+        .block_on(
+            stack
+                .clients
+                .dynamodb
+                .put_item()
+                .table_name(table(&stack.name, "policy-versions"))
+                .item("pk", AttributeValue::S("active".into()))
+                .item("sk", AttributeValue::S("pointer".into()))
+                .item("version_id", AttributeValue::S(version_id.into()))
+                .item("activated_by", AttributeValue::S("test".into()))
+                .item(
+                    "activated_at",
+                    AttributeValue::S("2026-01-07T12:00:00.000Z".into()),
+                )
+                .send(),
+        )
+        .expect("put the active pointer");
+}
+
+#[test]
+fn a_push_writes_each_change_in_one_transaction_with_its_control_event() {
+    let stack = Stack::new("pushtx", &example_policies());
+    let v1 = active_pointer(&stack);
+    let calls = stack.emu.stack_dynamodb_calls(&stack.name);
+    let versions = table(&stack.name, "policy-versions");
+    let decisions = table(&stack.name, "decisions");
+    let both = calls
+        .iter()
+        .filter(|c| {
+            c.operation == "TransactWriteItems"
+                && c.tables.contains(&versions)
+                && c.tables.contains(&decisions)
+        })
+        .count();
+    assert_eq!(
+        both, 2,
+        "publication and activation, each with its event: {calls:?}"
+    );
+    assert!(
+        !calls
+            .iter()
+            .any(|c| c.operation == "PutItem" && c.tables.contains(&decisions)),
+        "no control event is written on its own: {calls:?}"
+    );
+
+    // The decisions table refuses the activation's event: the activation
+    // does not happen either.
+    stack.emu.refuse_dynamodb(&stack.name, "policy_activated");
+    let out = stack.try_push(&example_policies(), "a second version");
+    assert!(
+        !out.status.success(),
+        "the push reports the failure:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(active_pointer(&stack), v1, "the pointer did not move");
+    let events = stack.decision_items();
+    let activated: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["action"] == "policy_activated")
+        .collect();
+    assert_eq!(activated.len(), 1, "{events:?}");
+    assert_eq!(activated[0]["version_id"], v1.as_str());
+    // The second version was published, and its publication recorded.
+    let published: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["action"] == "policy_published")
+        .collect();
+    assert_eq!(published.len(), 2, "{events:?}");
+    // The one activation in the history is the first.
+    let history = stack
+        .emu
+        .block_on(
+            stack
+                .clients
+                .dynamodb
+                .query()
+                .table_name(&versions)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(
+                    ":pk",
+                    governance::adapters::aws::aws_sdk_dynamodb::types::AttributeValue::S(
+                        "activations".into(),
+                    ),
+                )
+                .send(),
+        )
+        .expect("query the activations")
+        .items
+        .unwrap_or_default();
+    assert_eq!(history.len(), 1);
+}
+
+#[test]
+fn a_version_that_cannot_be_loaded_goes_stale_and_every_call_is_denied() {
+    let max = Duration::from_secs(3);
+    let stack = Stack::with_options(
+        "stale",
+        &example_policies(),
+        StackOptions {
+            max_staleness: max,
+            ..StackOptions::default()
+        },
+    );
+    let alice = stack.user_token("alice", &["support_agent"]);
+    let ask = json!({"tool_id": "search_kb", "arguments": {"query": "x"}});
+    let first = stack.authorize("agent-support-1", &alice, &ask);
+    assert_eq!(first.status, 200, "{}", first.body);
+    let v1 = active_pointer(&stack);
+
+    // A version is activated that this instance cannot load.
+    force_pointer(&stack, &"f".repeat(64));
+    let since = std::time::Instant::now();
+    std::thread::sleep(REFRESH + Duration::from_millis(200));
+    // Within the bound the previous version still decides.
+    let within = stack.authorize("agent-support-1", &alice, &ask);
+    assert_eq!(within.status, 200, "{}", within.body);
+    assert_eq!(within.json["policy_version"], v1.as_str());
+
+    // Past it, every call is denied, and recorded like any decision.
+    std::thread::sleep((max + Duration::from_millis(500)).saturating_sub(since.elapsed()));
+    let stale = stack.authorize("agent-support-1", &alice, &ask);
+    assert_eq!(stale.status, 403, "{}", stale.body);
+    assert_eq!(stale.json["decision"], "deny");
+    assert_eq!(stale.json["reasons"][0]["code"], "policy_stale");
+    assert_eq!(stale.json["policy_version"], v1.as_str());
+    let id = stale.json["decision_id"].as_str().expect("a decision id");
+    assert!(stack
+        .decision_items()
+        .iter()
+        .any(|r| r["decision_id"] == id && r["reasons"][0]["code"] == "policy_stale"));
+    stack.pump_stream();
+    assert_eq!(
+        stack.metric_sum("PolicyStale", &[("Environment", "dev")]),
+        1.0
+    );
+
+    // Once the pointer names a loadable version again, calls are decided again.
+    force_pointer(&stack, &v1);
+    std::thread::sleep(REFRESH + Duration::from_millis(200));
+    let back = stack.authorize("agent-support-1", &alice, &ask);
+    assert_eq!(back.status, 200, "{}", back.body);
+}
+
+#[test]
+fn cognito_id_and_access_tokens_name_the_user_and_their_groups() {
+    let pool = "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_AgGov0001";
+    let client = "5q2dmh0e6rnl4k1iq3ctfnk2a0";
+    let stack = Stack::with_options(
+        "cognito",
+        &example_policies(),
+        StackOptions {
+            oidc_issuer: pool.into(),
+            oidc_audience: client.into(),
+            claims: governance::auth::ClaimMapping {
+                user_id: "sub".into(),
+                roles: "cognito:groups".into(),
+                organization: "custom:org".into(),
+            },
+            ..StackOptions::default()
+        },
+    );
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let token = |token_use: &str, client_claim: &str, client_id: &str| {
+        let mut claims = json!({
+            "iss": pool, "sub": "0c8e4f2a-alice", "token_use": token_use,
+            "exp": now + 600, "iat": now, "auth_time": now,
+            "cognito:groups": ["support_agent"], "custom:org": "meridian-capital",
+        });
+        claims[client_claim] = json!(client_id);
+        stack.emu.keys.mint(&claims).expect("mint a Cognito token")
+    };
+    let ask = json!({"tool_id": "search_kb", "arguments": {"query": "x"}});
+    for (token_use, client_claim) in [("id", "aud"), ("access", "client_id")] {
+        let answer = stack.authorize(
+            "agent-support-1",
+            &token(token_use, client_claim, client),
+            &ask,
+        );
+        assert_eq!(answer.status, 200, "{token_use}: {}", answer.body);
+        let id = answer.json["decision_id"].as_str().expect("a decision id");
+        let record = stack
+            .decision_items()
+            .into_iter()
+            .find(|r| r["decision_id"] == id)
+            .expect("the decision is recorded");
+        assert_eq!(record["user_id"], "0c8e4f2a-alice");
+        assert_eq!(record["user_roles"], json!(["support_agent"]));
+        let other = stack.authorize(
+            "agent-support-1",
+            &token(token_use, client_claim, "another-app-client"),
+            &ask,
+        );
+        assert_eq!(other.status, 401, "{}", other.body);
+        assert_eq!(other.json["error"]["code"], "invalid_user_token");
+    }
+}
+
+/// The SAM template as JSON, its short-form intrinsics (`!Ref X`) turned
+/// into their long form (`{"Ref": "X"}`), read with the PyYAML that
+/// cfn-lint brings into `.venv`.
+fn template() -> Value {
+    const READ: &str = r#"
+import json, sys, yaml
+class Loader(yaml.SafeLoader):
+    pass
+def intrinsic(loader, suffix, node):
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    return {suffix if suffix in ("Ref", "Condition") else "Fn::" + suffix: value}
+Loader.add_multi_constructor("!", intrinsic)
+print(json.dumps(yaml.load(open(sys.argv[1]), Loader=Loader)))
+"#;
+    let root = crate::emulator::workspace_root();
+    let out = std::process::Command::new(root.join(".venv/bin/python"))
+        .args(["-c", READ])
+        .arg(root.join("infra/template.yaml"))
+        .output()
+        .expect("run .venv/bin/python");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("the template as JSON")
+}
+
+/// A parameter's default, as a number.
+fn default_of(template: &Value, reference: &Value) -> f64 {
+    let name = reference["Ref"].as_str().expect("a parameter reference");
+    template["Parameters"][name]["Default"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("parameter {name} has a numeric default"))
+}
+
+#[test]
+fn the_template_throttles_unauthenticated_routes_and_reserves_authorize_capacity() {
+    let template = template();
+    let resources = template["Resources"].as_object().expect("resources");
+    let mut open = 0;
+    for (name, resource) in resources {
+        let Some(events) = resource["Properties"]["Events"].as_object() else {
+            continue;
+        };
+        for (event, e) in events {
+            if e["Type"] != "HttpApi" || e["Properties"]["Auth"]["Authorizer"] != "NONE" {
+                continue;
+            }
+            open += 1;
+            let settings = &e["Properties"]["RouteSettings"];
+            let rate = default_of(&template, &settings["ThrottlingRateLimit"]);
+            let burst = default_of(&template, &settings["ThrottlingBurstLimit"]);
+            assert!(
+                (1.0..=50.0).contains(&rate) && (rate..=100.0).contains(&burst),
+                "{name}.{event}: rate {rate}/s, burst {burst}"
+            );
+        }
+    }
+    assert_eq!(open, 3, "the review page, approve and reject");
+    let authorize = &resources["AuthorizeFunction"]["Properties"];
+    assert!(default_of(&template, &authorize["ReservedConcurrentExecutions"]) >= 10.0);
+}
+
+#[test]
+fn the_template_wires_staleness_claims_and_the_stale_policy_alarm() {
+    let template = template();
+    let resources = &template["Resources"];
+    let env = &resources["AuthorizeFunction"]["Properties"]["Environment"]["Variables"];
+    assert_eq!(
+        default_of(&template, &env["POLICY_MAX_STALENESS_SECONDS"]),
+        60.0
+    );
+    for (variable, default) in [
+        ("OIDC_USER_ID_CLAIM", "sub"),
+        ("OIDC_ROLES_CLAIM", "roles"),
+        ("OIDC_ORG_CLAIM", "org"),
+    ] {
+        let name = env[variable]["Ref"].as_str().expect(variable);
+        assert_eq!(
+            template["Parameters"][name]["Default"], default,
+            "{variable}"
+        );
+    }
+    let alarm = &resources["PolicyStaleAlarm"]["Properties"];
+    assert_eq!(alarm["Namespace"], "AgentGovernance");
+    assert_eq!(alarm["MetricName"], governance::metrics::POLICY_STALE);
+    assert_eq!(alarm["Threshold"], 1);
+    assert_eq!(alarm["ComparisonOperator"], "GreaterThanOrEqualToThreshold");
+    assert_eq!(alarm["AlarmActions"][0]["Ref"], "AlertsTopic");
 }

@@ -16,7 +16,7 @@ use governance::adapters::aws::aws_sdk_dynamodb::types::{
 use governance::adapters::aws::{
     aws_config, aws_sdk_cloudwatch, aws_sdk_dynamodb, aws_sdk_sfn, aws_sdk_sns,
 };
-use governance::auth::{Claims, TokenUse};
+use governance::auth::{ClaimMapping, Claims, TokenUse};
 use governance::handlers::approval_callback::ApprovalCallbackHandler;
 use governance::handlers::authorize::{app, AuthorizePorts};
 use governance::handlers::config::{
@@ -34,6 +34,30 @@ use crate::emulator::{
 
 /// How often the authorize function re-reads the active version in tests.
 pub const REFRESH: Duration = Duration::from_secs(1);
+
+/// What a test may configure differently from the template's defaults.
+#[derive(Debug, Clone)]
+pub struct StackOptions {
+    /// `POLICY_MAX_STALENESS_SECONDS` of authorize.
+    pub max_staleness: Duration,
+    /// `OIDC_ISSUER`: the issuer of user tokens (its JWKS is the router's).
+    pub oidc_issuer: String,
+    /// `OIDC_AUDIENCE`.
+    pub oidc_audience: String,
+    /// `OIDC_USER_ID_CLAIM`, `OIDC_ROLES_CLAIM`, `OIDC_ORG_CLAIM`.
+    pub claims: ClaimMapping,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        Self {
+            max_staleness: Duration::from_secs(60),
+            oidc_issuer: ISSUER.into(),
+            oidc_audience: AUDIENCE.into(),
+            claims: ClaimMapping::default(),
+        }
+    }
+}
 
 /// The SDK clients of the tests themselves.
 pub struct Clients {
@@ -63,6 +87,7 @@ pub struct Stack {
     pub emu: &'static Emulator,
     sdk: aws_config::SdkConfig,
     shard_iterators: std::sync::Mutex<Vec<String>>,
+    options: StackOptions,
 }
 
 /// The SDK configuration every client of the tests and handlers uses.
@@ -100,6 +125,11 @@ impl Stack {
     /// Provisions a stack, pushes `policy` with `govctl policy push`, and
     /// wires the functions.
     pub fn new(label: &str, policy: &Path) -> Stack {
+        Self::with_options(label, policy, StackOptions::default())
+    }
+
+    /// [`Stack::new`], with authorize configured by `options`.
+    pub fn with_options(label: &str, policy: &Path, options: StackOptions) -> Stack {
         let emu = emulator();
         let name = unique(label);
         let stack = emu.block_on(async {
@@ -125,6 +155,7 @@ impl Stack {
                 emu,
                 sdk,
                 shard_iterators: std::sync::Mutex::new(Vec::new()),
+                options,
             };
             stack.create_tables().await;
             stack.create_evidence_bucket().await;
@@ -340,11 +371,12 @@ impl Stack {
             decisions_table: table(&self.name, "decisions"),
             approvals_table: table(&self.name, "approvals"),
             state_machine_arn: self.state_machine_arn.clone(),
-            oidc_issuer: ISSUER.into(),
-            oidc_audience: AUDIENCE.into(),
+            oidc_issuer: self.options.oidc_issuer.clone(),
+            oidc_audience: self.options.oidc_audience.clone(),
             oidc_jwks_url: self.emu.jwks_url(),
-            oidc_roles_claim: "roles".into(),
+            oidc_claims: self.options.claims.clone(),
             policy_refresh: REFRESH,
+            policy_max_staleness: self.options.max_staleness,
         };
         let ports = AuthorizePorts::aws(&authorize, &self.sdk).expect("authorize ports");
         let functions = Functions {
@@ -383,7 +415,24 @@ impl Stack {
 
     /// `govctl policy push DIR --env dev` against this stack; returns the version id.
     pub fn push(&self, policy: &Path, message: &str) -> String {
-        let out = Command::new(crate::common::govctl_bin())
+        let out = self.try_push(policy, message);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "govctl policy push failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("activated "))
+            .expect("push prints the activated version")
+            .trim()
+            .to_owned()
+    }
+
+    /// `govctl policy push DIR --env dev` against this stack, as it ran.
+    pub fn try_push(&self, policy: &Path, message: &str) -> std::process::Output {
+        Command::new(crate::common::govctl_bin())
             .args(["policy", "push"])
             .arg(policy)
             .args([
@@ -404,19 +453,7 @@ impl Stack {
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("GOVCTL_LOG", "warn")
             .output()
-            .expect("run govctl");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "govctl policy push failed:\n{stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        stdout
-            .lines()
-            .find_map(|l| l.strip_prefix("activated "))
-            .expect("push prints the activated version")
-            .trim()
-            .to_owned()
+            .expect("run govctl")
     }
 
     /// A user token of the test issuer.

@@ -374,6 +374,11 @@ pub struct Server {
 impl Server {
     /// Starts a server on a fresh data directory and waits until it answers `/healthz`.
     pub fn start() -> Server {
+        Self::start_with(&[])
+    }
+
+    /// [`Server::start`], with `args` added to `govctl serve`'s command line.
+    pub fn start_with(args: &[&str]) -> Server {
         let bin = govctl_bin();
         let root = tempfile::Builder::new()
             .prefix("govctl-serve-test-")
@@ -396,6 +401,7 @@ impl Server {
                 .arg(format!("127.0.0.1:{port}"))
                 .arg("--data-dir")
                 .arg(&data_dir)
+                .args(args)
                 .env_remove("GOVCTL_DATA_DIR")
                 .env_remove("RUST_LOG")
                 .env("GOVCTL_LOG", "info")

@@ -167,3 +167,95 @@ fn published_and_rolled_back_policy_is_served_without_restart() {
         "/healthz should report the rolled-back version"
     );
 }
+
+/// A running server whose newly activated version cannot be loaded keeps
+/// serving the previous one only up to `--max-policy-staleness`; past it,
+/// every call is denied with `policy_stale`, recorded and counted.
+#[test]
+fn a_version_that_cannot_be_loaded_goes_stale_and_every_call_is_denied() {
+    let max = Duration::from_secs(3);
+    let server = Server::start_with(&["--max-policy-staleness", "3"]);
+    let agent = server.agent_token("agent-support-1");
+    let user = server.user_token("alice", &["support_agent"], None);
+    let (original, _) = server.policy();
+    let body = json!({"tool_id": "search_kb", "arguments": {"query": "reset password"}});
+    server.authorize(&agent, &user, &body).expect_decision(
+        200,
+        "allow",
+        Some("allowed"),
+        "before the broken activation",
+    );
+
+    // Another writer activates a version whose bundle is unreadable.
+    let broken = "f".repeat(64);
+    let db = rusqlite::Connection::open(server.db_path()).expect("cannot open governance.db");
+    db.busy_timeout(Duration::from_secs(10)).unwrap();
+    db.execute(
+        "INSERT INTO policy_versions (id, content_hash, parent, author, message, created_at, bundle)
+         VALUES (?1, 'sha256:0', NULL, 'tests', 'broken', '2026-01-07T12:00:00.000Z', 'not json')",
+        [&broken],
+    )
+    .expect("insert the broken version");
+    db.execute(
+        "INSERT INTO policy_activations (version_id, activated_by, activated_at)
+         VALUES (?1, 'tests', '2026-01-07T12:00:00.000Z')",
+        [&broken],
+    )
+    .expect("activate the broken version");
+    drop(db);
+    let since = std::time::Instant::now();
+
+    // Within the bound the previous version still decides.
+    std::thread::sleep(Duration::from_millis(1500));
+    let within = server.authorize(&agent, &user, &body);
+    if since.elapsed() < max {
+        within.expect_decision(200, "allow", Some("allowed"), "within the bound");
+        assert_eq!(within.str("policy_version"), original, "{within}");
+    }
+
+    // Past it, every call is denied and recorded under the version it holds.
+    std::thread::sleep((max + Duration::from_millis(1200)).saturating_sub(since.elapsed()));
+    let stale = server.authorize(&agent, &user, &body);
+    stale.expect_decision(403, "deny", Some("policy_stale"), "past the bound");
+    assert_eq!(stale.str("policy_version"), original, "{stale}");
+    let id = stale.decision_id("the stale deny");
+    let (column, record) = server.stored(&id).expect("the stale deny is recorded");
+    assert_eq!(column, "deny");
+    assert_eq!(record["reasons"][0]["code"], "policy_stale", "{record}");
+    let metrics = reqwest::blocking::get(server.url("/metrics"))
+        .expect("GET /metrics")
+        .text()
+        .expect("the exposition");
+    assert!(
+        metrics.contains("governance_policy_stale_total 1"),
+        "{metrics}"
+    );
+    assert!(
+        server
+            .stderr_log()
+            .contains("cannot load the activated version"),
+        "the failure is logged"
+    );
+}
+
+/// The bound must leave the reload loop time to confirm the version.
+#[test]
+fn a_staleness_bound_within_the_reload_interval_is_refused() {
+    let out = crate::common::run_govctl(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        tempfile::tempdir().unwrap().path().to_str().unwrap(),
+        "--reload-interval",
+        "5",
+        "--max-policy-staleness",
+        "5",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--max-policy-staleness"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

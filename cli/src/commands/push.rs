@@ -7,12 +7,13 @@
 //! authorize functions pick it up within their refresh interval. The
 //! publication and the activation, with the diff against the version they
 //! replace, are written to the decisions table as control-plane events,
-//! which decision-log chains into the audit evidence.
+//! each in one transaction with the change it records, which decision-log
+//! chains into the audit evidence.
 
 use std::process::ExitCode;
 
 use governance::adapters::aws::aws_sdk_dynamodb;
-use governance::adapters::aws::dynamodb::{sync_tool_policy, DynamoDecisionLog, DynamoPolicyStore};
+use governance::adapters::aws::dynamodb::{sync_tool_policy, DynamoPolicyStore};
 use governance::adapters::aws::sdk_config;
 use governance::audit::ControlEvent;
 use governance::policy::{compile, PolicyBundle};
@@ -51,18 +52,6 @@ pub fn run(push: super::PushArgs<'_>) -> anyhow::Result<ExitCode> {
         let sdk = sdk_config(push.endpoint_url.as_deref()).await;
         let client = aws_sdk_dynamodb::Client::new(&sdk);
         let store = DynamoPolicyStore::new(client.clone(), &versions_table);
-        let log = DynamoDecisionLog::new(client.clone(), &decisions_table);
-        let record = |event: ControlEvent| {
-            let log = &log;
-            let decisions_table = &decisions_table;
-            async move {
-                log.append_control(&event).await.map_err(|e| {
-                    anyhow::anyhow!(
-                        "cannot record the control-plane event in `{decisions_table}`: {e}"
-                    )
-                })
-            }
-        };
         // The version being replaced, for the diff the audit trail keeps.
         let previous = match store.active().await {
             Ok(Some(a)) => Some(store.version(&a.version_id).await.map_err(|e| {
@@ -72,40 +61,56 @@ pub fn run(push: super::PushArgs<'_>) -> anyhow::Result<ExitCode> {
             Err(e) => anyhow::bail!("cannot read `{versions_table}`: {e}"),
         };
         let now = time::OffsetDateTime::now_utc();
+        // Each change and its control-plane event are one transaction across
+        // the two tables: nothing is published or activated unrecorded.
         let version = store
-            .publish(PublishRequest {
-                bundle: bundle.clone(),
-                author: push.author.clone(),
-                message: push.message.clone(),
-                at: now,
-            })
+            .publish_recorded(
+                PublishRequest {
+                    bundle: bundle.clone(),
+                    author: push.author.clone(),
+                    message: push.message.clone(),
+                    at: now,
+                },
+                &decisions_table,
+                |version| {
+                    let parent = previous
+                        .as_ref()
+                        .filter(|(v, _)| version.parent.as_deref() == Some(v.id.as_str()))
+                        .map(|(_, b)| b);
+                    ControlEvent::published(version, parent, &bundle)
+                },
+            )
             .await
-            .map_err(|e| anyhow::anyhow!("cannot publish to `{versions_table}`: {e}"))?;
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot publish to `{versions_table}` and record it in `{decisions_table}`: {e}"
+                )
+            })?;
         println!(
             "pushed {} ({}) to {versions_table}",
             version.id, version.content_hash
         );
-        let parent = previous
-            .as_ref()
-            .filter(|(v, _)| version.parent.as_deref() == Some(v.id.as_str()))
-            .map(|(_, b)| b);
-        record(ControlEvent::published(&version, parent, &bundle)).await?;
         if push.no_activate {
             return Ok(ExitCode::SUCCESS);
         }
-        let active = store
-            .activate(&version.id, &push.author, now)
+        store
+            .activate_recorded(&version.id, &push.author, now, &decisions_table, |active| {
+                ControlEvent::activated(
+                    (&active.version_id, &version.content_hash, &bundle),
+                    previous.as_ref().map(|(v, b)| (v.id.as_str(), b)),
+                    false,
+                    &active.activated_by,
+                    &active.activated_at,
+                )
+            })
             .await
-            .map_err(|e| anyhow::anyhow!("cannot activate {}: {e}", version.id))?;
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot activate {} and record it in `{decisions_table}`: {e}",
+                    version.id
+                )
+            })?;
         println!("activated {}", version.id);
-        record(ControlEvent::activated(
-            (&version.id, &version.content_hash, &bundle),
-            previous.as_ref().map(|(v, b)| (v.id.as_str(), b)),
-            false,
-            &push.author,
-            &active.activated_at,
-        ))
-        .await?;
         sync_tool_policy(&client, &grants_table, &registry, &version.id)
             .await
             .map_err(|e| anyhow::anyhow!("cannot update `{grants_table}`: {e}"))?;

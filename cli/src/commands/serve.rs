@@ -41,11 +41,19 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         tools = engine.registry().tools.len(),
         "serving policy version"
     );
-    let handle = Arc::new(EngineHandle::new(engine));
+    let reload_every = Duration::from_secs(args.reload_interval.max(1));
+    let max_staleness = Duration::from_secs(args.max_policy_staleness);
+    anyhow::ensure!(
+        max_staleness > reload_every,
+        "--max-policy-staleness ({}s) must be more than --reload-interval ({}s)",
+        max_staleness.as_secs(),
+        reload_every.as_secs()
+    );
+    let handle = Arc::new(EngineHandle::with_max_staleness(engine, max_staleness));
     tokio::spawn(reload_loop(
         Arc::clone(&store),
         Arc::clone(&handle),
-        Duration::from_secs(args.reload_interval.max(1)),
+        reload_every,
     ));
 
     tokio::spawn(digest_loop(
@@ -201,19 +209,29 @@ async fn load(store: &SqliteStore, version_id: &str) -> anyhow::Result<PolicyEng
     .with_context(|| format!("stored version {id} cannot be served"))
 }
 
+/// Keeps `handle` on the active version. Each read that finds the served
+/// version, or loads the newly activated one, confirms it; a store that
+/// cannot be read or a version that cannot be loaded leaves it unconfirmed,
+/// so that past the maximum staleness calls are denied with `policy_stale`.
 async fn reload_loop(store: Arc<SqliteStore>, handle: Arc<EngineHandle>, every: Duration) {
     let mut ticker = tokio::time::interval(every);
     loop {
         ticker.tick().await;
         let active = match store.active().await {
             Ok(Some(a)) => a,
-            Ok(None) => continue,
+            Ok(None) => {
+                tracing::error!(
+                    "no policy version is active; serving the previous one until it goes stale"
+                );
+                continue;
+            }
             Err(e) => {
-                tracing::warn!(error = %e, "cannot read the active policy version");
+                tracing::warn!(error = %e, "cannot read the active policy version; serving the previous one until it goes stale");
                 continue;
             }
         };
         if active.version_id == handle.current().version().id {
+            handle.confirm();
             continue;
         }
         match load(&store, &active.version_id).await {
@@ -222,7 +240,7 @@ async fn reload_loop(store: Arc<SqliteStore>, handle: Arc<EngineHandle>, every: 
                 handle.replace(engine);
             }
             Err(e) => {
-                tracing::error!(version = %active.version_id, error = %e, "cannot load the activated version; still serving the previous one")
+                tracing::error!(version = %active.version_id, error = %e, "cannot load the activated version; serving the previous one until it goes stale")
             }
         }
     }

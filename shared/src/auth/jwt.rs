@@ -52,6 +52,63 @@ pub struct Claims {
     pub groups: Vec<String>,
 }
 
+/// Which claims of a person's token hold the user's id, roles and
+/// organization. Identity providers differ: Okta puts groups in `groups`,
+/// Entra ID app roles in `roles` and the tenant in `tid`, Cognito groups in
+/// `cognito:groups`, Auth0 custom claims under a namespace
+/// (`https://example.com/roles`). Names are matched whole, never split on
+/// dots or slashes, so namespaced claims need no escaping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimMapping {
+    /// The claim holding the user id (a non-empty string of at most 256 bytes).
+    pub user_id: String,
+    /// The claim listing the roles: an array of strings, or one
+    /// space-separated string. Absent: no roles.
+    pub roles: String,
+    /// The claim holding the organization, a string. Absent: none.
+    pub organization: String,
+}
+
+impl ClaimMapping {
+    /// The default user id claim.
+    pub const DEFAULT_USER_ID: &'static str = "sub";
+    /// The default roles claim.
+    pub const DEFAULT_ROLES: &'static str = "roles";
+    /// The default organization claim.
+    pub const DEFAULT_ORGANIZATION: &'static str = "org";
+
+    /// The defaults, with the roles read from `roles`.
+    pub fn with_roles(roles: &str) -> Self {
+        Self {
+            roles: roles.to_owned(),
+            ..Self::default()
+        }
+    }
+}
+
+impl Default for ClaimMapping {
+    fn default() -> Self {
+        Self {
+            user_id: Self::DEFAULT_USER_ID.to_owned(),
+            roles: Self::DEFAULT_ROLES.to_owned(),
+            organization: Self::DEFAULT_ORGANIZATION.to_owned(),
+        }
+    }
+}
+
+/// Whether `issuer` is an Amazon Cognito user pool
+/// (`https://cognito-idp.REGION.amazonaws.com/POOL_ID`).
+pub fn is_cognito_issuer(issuer: &str) -> bool {
+    issuer
+        .strip_prefix("https://cognito-idp.")
+        .and_then(|rest| rest.split_once('/'))
+        .is_some_and(|(host, pool)| {
+            (host.ends_with(".amazonaws.com") || host.ends_with(".amazonaws.com.cn"))
+                && !pool.is_empty()
+                && !pool.contains('/')
+        })
+}
+
 /// Why a token was refused. Messages are safe to return to clients.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
@@ -97,7 +154,7 @@ pub trait ApproverVerifier: Send + Sync {
 impl ApproverVerifier for JwtVerifier {
     async fn verify_approver(&self, token: &str) -> Result<UserContext, TokenError> {
         let claims = self.decode(token)?;
-        Self::check_use(&claims, TokenUse::Approver)?;
+        self.check_use(&claims, TokenUse::Approver)?;
         self.person(&claims)
     }
 }
@@ -125,7 +182,12 @@ pub struct JwtVerifier {
     keys: HashMap<String, DecodingKey>,
     unnamed: Vec<DecodingKey>,
     validation: Validation,
-    roles_claim: String,
+    /// The expected audience; for a Cognito user pool, the app client id.
+    audience: String,
+    /// The issuer is a Cognito user pool: its `id` and `access` tokens are
+    /// person tokens, and access tokens name the client in `client_id`.
+    cognito: bool,
+    claims: ClaimMapping,
     verified: Mutex<HashMap<String, Verified>>,
 }
 
@@ -139,7 +201,14 @@ impl std::fmt::Debug for JwtVerifier {
 
 impl JwtVerifier {
     /// A verifier for `issuer` and `audience` with the keys of `jwks`.
-    /// `roles_claim` names the claim that holds the user's roles.
+    /// `roles_claim` names the claim that holds the user's roles; the user
+    /// id and organization are read from the default claims unless
+    /// [`JwtVerifier::with_claims`] says otherwise.
+    ///
+    /// When `issuer` is a Cognito user pool, `audience` is the app client
+    /// id, and both kinds of token the pool issues are accepted: ID tokens
+    /// (`token_use: id`, the client in `aud`) and access tokens
+    /// (`token_use: access`, the client in `client_id`, no `aud`).
     pub fn new(
         jwks: &JwkSet,
         issuer: &str,
@@ -161,17 +230,34 @@ impl JwtVerifier {
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.algorithms = vec![Algorithm::EdDSA, Algorithm::RS256, Algorithm::ES256];
         validation.set_issuer(&[issuer]);
-        validation.set_audience(&[audience]);
-        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        let cognito = is_cognito_issuer(issuer);
+        if cognito {
+            // Access tokens carry no `aud`; `check_use` checks the client
+            // claim that each kind of token does carry.
+            validation.validate_aud = false;
+            validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+        } else {
+            validation.set_audience(&[audience]);
+            validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        }
         validation.validate_nbf = true;
         validation.leeway = 30;
         Ok(Self {
             keys,
             unnamed,
             validation,
-            roles_claim: roles_claim.to_owned(),
+            audience: audience.to_owned(),
+            cognito,
+            claims: ClaimMapping::with_roles(roles_claim),
             verified: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Reads the user id, roles and organization from the claims `claims` names.
+    #[must_use]
+    pub fn with_claims(mut self, claims: ClaimMapping) -> Self {
+        self.claims = claims;
+        self
     }
 
     /// The claims of a valid token, from the cache while it has not expired.
@@ -261,14 +347,34 @@ impl JwtVerifier {
     }
 
     fn check_use(
+        &self,
         claims: &serde_json::Map<String, serde_json::Value>,
         want: TokenUse,
     ) -> Result<(), TokenError> {
+        let token_use = claims.get("token_use");
+        if self.cognito {
+            // A user pool issues tokens for people only, of two kinds that
+            // name the app client in different claims.
+            let client = match token_use.and_then(serde_json::Value::as_str) {
+                Some("id") if want != TokenUse::Agent => claims.get("aud"),
+                Some("access") if want != TokenUse::Agent => claims.get("client_id"),
+                _ => return Err(TokenError::WrongUse),
+            };
+            let names_us = match client {
+                Some(serde_json::Value::String(c)) => *c == self.audience,
+                Some(serde_json::Value::Array(cs)) => {
+                    cs.iter().any(|c| c.as_str() == Some(&self.audience))
+                }
+                _ => false,
+            };
+            return if names_us {
+                Ok(())
+            } else {
+                Err(TokenError::WrongIssuerOrAudience)
+            };
+        }
         // Tokens of other issuers carry no `token_use`; the audience separates them.
-        match claims
-            .get("token_use")
-            .map(|v| serde_json::from_value::<TokenUse>(v.clone()))
-        {
+        match token_use.map(|v| serde_json::from_value::<TokenUse>(v.clone())) {
             None => Ok(()),
             Some(Ok(u)) if u == want => Ok(()),
             Some(_) => Err(TokenError::WrongUse),
@@ -278,57 +384,56 @@ impl JwtVerifier {
     /// Verifies an agent credential and returns the agent id.
     pub fn verify_agent(&self, token: &str) -> Result<String, TokenError> {
         let claims = self.decode(token)?;
-        Self::check_use(&claims, TokenUse::Agent)?;
-        subject(&claims)
+        self.check_use(&claims, TokenUse::Agent)?;
+        identifier(&claims, "sub")
     }
 
     /// Verifies an on-behalf-of token and returns the user.
     pub fn verify_user(&self, token: &str) -> Result<UserContext, TokenError> {
         let claims = self.decode(token)?;
-        Self::check_use(&claims, TokenUse::User)?;
+        self.check_use(&claims, TokenUse::User)?;
         self.person(&claims)
     }
 
-    /// The person a verified token names, with the roles (or groups) of the configured claim.
+    /// The person a verified token names, from the configured claims.
     fn person(
         &self,
         claims: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<UserContext, TokenError> {
-        let roles = match claims.get(&self.roles_claim) {
+        let name = &self.claims.roles;
+        let not_strings = || TokenError::Malformed(format!("claim `{name}` must list strings"));
+        let roles = match claims.get(name) {
             None => Vec::new(),
             Some(serde_json::Value::Array(items)) => items
                 .iter()
                 .map(|v| v.as_str().map(str::to_owned))
                 .collect::<Option<Vec<_>>>()
-                .ok_or_else(|| {
-                    TokenError::Malformed(format!("claim `{}` must list strings", self.roles_claim))
-                })?,
+                .ok_or_else(not_strings)?,
             Some(serde_json::Value::String(s)) => s.split_whitespace().map(str::to_owned).collect(),
-            Some(_) => {
-                return Err(TokenError::Malformed(format!(
-                    "claim `{}` must list strings",
-                    self.roles_claim
-                )))
-            }
+            Some(_) => return Err(not_strings()),
         };
         let organization = claims
-            .get("org")
+            .get(&self.claims.organization)
             .and_then(|v| v.as_str())
             .map(str::to_owned);
         Ok(UserContext {
-            id: subject(claims)?,
+            id: identifier(claims, &self.claims.user_id)?,
             roles,
             organization,
         })
     }
 }
 
-fn subject(claims: &serde_json::Map<String, serde_json::Value>) -> Result<String, TokenError> {
-    match claims.get("sub").and_then(|v| v.as_str()) {
+/// The non-empty string of at most 256 bytes in claim `name`.
+fn identifier(
+    claims: &serde_json::Map<String, serde_json::Value>,
+    name: &str,
+) -> Result<String, TokenError> {
+    match claims.get(name).and_then(|v| v.as_str()) {
         Some(s) if !s.is_empty() && s.len() <= 256 => Ok(s.to_owned()),
-        _ => Err(TokenError::Malformed(
-            "claim `sub` must be a non-empty string".into(),
-        )),
+        _ => Err(TokenError::Malformed(format!(
+            "claim `{name}` must be a non-empty string of at most 256 bytes"
+        ))),
     }
 }
 
@@ -415,5 +520,163 @@ mod tests {
             agents.verify_agent("not-a-jwt"),
             Err(TokenError::Malformed(_))
         ));
+    }
+
+    const POOL: &str = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbCdEf123";
+    const CLIENT: &str = "3n4b5urk1ft4fl3mg5e62d9ado";
+
+    /// A token as a Cognito user pool issues it, minus the claims that do not matter here.
+    fn cognito(keys: &LocalKeys, token_use: &str, client: serde_json::Value) -> String {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let mut claims = serde_json::json!({
+            "iss": POOL, "sub": "5f1e7a3c-0000-4000-8000-00000000abcd",
+            "token_use": token_use, "exp": now + 60, "iat": now, "auth_time": now,
+            "cognito:groups": ["underwriter", "loan-officers"],
+            "custom:org": "meridian-capital",
+        });
+        let field = if token_use == "access" {
+            "client_id"
+        } else {
+            "aud"
+        };
+        claims[field] = client;
+        keys.mint(&claims).unwrap()
+    }
+
+    #[test]
+    fn cognito_id_and_access_tokens_are_user_tokens_of_their_app_client() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = LocalKeys::load_or_create(dir.path()).unwrap();
+        let mapping = ClaimMapping {
+            user_id: "sub".into(),
+            roles: "cognito:groups".into(),
+            organization: "custom:org".into(),
+        };
+        let users = JwtVerifier::new(&keys.jwks(), POOL, CLIENT, "roles")
+            .unwrap()
+            .with_claims(mapping);
+        for token_use in ["id", "access"] {
+            let token = cognito(&keys, token_use, serde_json::json!(CLIENT));
+            let user = users.verify_user(&token).unwrap();
+            assert_eq!(user.id, "5f1e7a3c-0000-4000-8000-00000000abcd");
+            assert_eq!(user.roles, ["underwriter", "loan-officers"]);
+            assert_eq!(user.organization.as_deref(), Some("meridian-capital"));
+            // Another app client of the same pool is someone else's audience.
+            let other = cognito(&keys, token_use, serde_json::json!("another-client"));
+            assert_eq!(
+                users.verify_user(&other).unwrap_err(),
+                TokenError::WrongIssuerOrAudience
+            );
+        }
+        // An access token names its client in `client_id`, never in `aud`.
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let misplaced = keys
+            .mint(&serde_json::json!({
+                "iss": POOL, "sub": "u", "token_use": "access", "aud": CLIENT, "exp": now + 60,
+            }))
+            .unwrap();
+        assert_eq!(
+            users.verify_user(&misplaced).unwrap_err(),
+            TokenError::WrongIssuerOrAudience
+        );
+        // Neither an agent credential nor a token of no known kind is a user token.
+        for token_use in [Some("agent"), Some("refresh"), None] {
+            let mut claims = serde_json::json!({
+                "iss": POOL, "sub": "u", "aud": CLIENT, "client_id": CLIENT, "exp": now + 60,
+            });
+            if let Some(u) = token_use {
+                claims["token_use"] = serde_json::json!(u);
+            }
+            let token = keys.mint(&claims).unwrap();
+            assert_eq!(users.verify_user(&token).unwrap_err(), TokenError::WrongUse);
+        }
+        // The issuer is still checked.
+        let elsewhere = keys
+            .mint(&serde_json::json!({
+                "iss": "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Other",
+                "sub": "u", "token_use": "id", "aud": CLIENT, "exp": now + 60,
+            }))
+            .unwrap();
+        assert_eq!(
+            users.verify_user(&elsewhere).unwrap_err(),
+            TokenError::WrongIssuerOrAudience
+        );
+    }
+
+    #[test]
+    fn claims_are_read_where_each_identity_provider_puts_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = LocalKeys::load_or_create(dir.path()).unwrap();
+        let issuer = "https://login.microsoftonline.com/9188040d-6c67-4c5b-b112-36a304b66dad/v2.0";
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let token = keys
+            .mint(&serde_json::json!({
+                "iss": issuer, "aud": "api://agent-governance", "exp": now + 60,
+                "sub": "pairwise-subject", "oid": "00000000-0000-0000-66f3-3332eca7ea81",
+                "tid": "9188040d-6c67-4c5b-b112-36a304b66dad",
+                "roles": ["Underwriter"],
+                "https://example.com/roles": ["auth0-role"],
+            }))
+            .unwrap();
+        let entra = JwtVerifier::new(&keys.jwks(), issuer, "api://agent-governance", "roles")
+            .unwrap()
+            .with_claims(ClaimMapping {
+                user_id: "oid".into(),
+                roles: "roles".into(),
+                organization: "tid".into(),
+            });
+        let user = entra.verify_user(&token).unwrap();
+        assert_eq!(user.id, "00000000-0000-0000-66f3-3332eca7ea81");
+        assert_eq!(user.roles, ["Underwriter"]);
+        assert_eq!(
+            user.organization.as_deref(),
+            Some("9188040d-6c67-4c5b-b112-36a304b66dad")
+        );
+        // A namespaced claim is one name, dots and slashes included.
+        let auth0 = JwtVerifier::new(&keys.jwks(), issuer, "api://agent-governance", "roles")
+            .unwrap()
+            .with_claims(ClaimMapping::with_roles("https://example.com/roles"));
+        let user = auth0.verify_user(&token).unwrap();
+        assert_eq!(
+            (user.id.as_str(), user.roles.as_slice()),
+            ("pairwise-subject", &["auth0-role".to_owned()][..])
+        );
+        assert_eq!(user.organization, None);
+        // A user id claim the token lacks refuses the token.
+        let missing = JwtVerifier::new(&keys.jwks(), issuer, "api://agent-governance", "roles")
+            .unwrap()
+            .with_claims(ClaimMapping {
+                user_id: "email".into(),
+                ..ClaimMapping::default()
+            });
+        assert!(matches!(
+            missing.verify_user(&token),
+            Err(TokenError::Malformed(m)) if m.contains("`email`")
+        ));
+        // Outside Cognito, a `token_use` this project does not know is refused.
+        let cognito_like = keys
+            .mint(&serde_json::json!({
+                "iss": issuer, "aud": "api://agent-governance", "exp": now + 60,
+                "sub": "u", "token_use": "id",
+            }))
+            .unwrap();
+        assert_eq!(
+            entra.verify_user(&cognito_like).unwrap_err(),
+            TokenError::WrongUse
+        );
+    }
+
+    #[test]
+    fn only_user_pool_urls_are_cognito_issuers() {
+        assert!(is_cognito_issuer(POOL));
+        for other in [
+            "https://cognito-idp.eu-west-1.amazonaws.com/",
+            "https://cognito-idp.evil.example.com/eu-west-1_AbCdEf123",
+            "http://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbCdEf123",
+            "https://idp.agent-governance.test",
+            "https://cognito-idp.eu-west-1.amazonaws.com/pool/extra",
+        ] {
+            assert!(!is_cognito_issuer(other), "{other}");
+        }
     }
 }

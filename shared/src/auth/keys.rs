@@ -13,8 +13,6 @@ use jsonwebtoken::jwk::{
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use sha2::{Digest, Sha256};
 
-use super::Claims;
-
 /// The issuer of locally minted tokens.
 pub const LOCAL_ISSUER: &str = "urn:agent-governance:local";
 
@@ -148,8 +146,8 @@ impl LocalKeys {
         self.key.sign(message).to_bytes()
     }
 
-    /// Signs claims into a compact JWT.
-    pub fn mint(&self, claims: &Claims) -> Result<String, KeyError> {
+    /// Signs claims (this project's [`super::Claims`], or any other set) into a compact JWT.
+    pub fn mint<C: serde::Serialize>(&self, claims: &C) -> Result<String, KeyError> {
         let key = EncodingKey::from_ed_pem(self.pem.as_bytes()).map_err(KeyError::Sign)?;
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(self.kid.clone());

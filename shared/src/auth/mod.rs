@@ -10,7 +10,10 @@ mod keys;
 #[cfg(feature = "aws")]
 mod oidc;
 
-pub use jwt::{ApproverVerifier, Claims, JwtVerifier, TokenError, TokenUse, UserVerifier};
+pub use jwt::{
+    is_cognito_issuer, ApproverVerifier, ClaimMapping, Claims, JwtVerifier, TokenError, TokenUse,
+    UserVerifier,
+};
 pub use keys::{KeyError, LocalKeys, LOCAL_ISSUER};
 #[cfg(feature = "aws")]
 pub use oidc::OidcVerifier;

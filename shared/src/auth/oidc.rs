@@ -12,7 +12,7 @@ use arc_swap::ArcSwapOption;
 use jsonwebtoken::jwk::JwkSet;
 use tokio::sync::Mutex;
 
-use super::{ApproverVerifier, JwtVerifier, TokenError, UserVerifier};
+use super::{ApproverVerifier, ClaimMapping, JwtVerifier, TokenError, UserVerifier};
 use crate::model::UserContext;
 
 /// Cached keys are refreshed after this long even when every key id is known.
@@ -33,7 +33,7 @@ pub struct OidcVerifier {
     jwks_url: String,
     issuer: String,
     audience: String,
-    roles_claim: String,
+    claims: ClaimMapping,
     http: reqwest::Client,
     cached: ArcSwapOption<Cached>,
     fetching: Mutex<()>,
@@ -50,8 +50,9 @@ impl std::fmt::Debug for OidcVerifier {
 }
 
 impl OidcVerifier {
-    /// A verifier for tokens of `issuer` for `audience`, with keys from
-    /// `jwks_url` and roles in the claim `roles_claim`.
+    /// A verifier for tokens of `issuer` for `audience` (for a Cognito user
+    /// pool, the app client id), with keys from `jwks_url` and roles in the
+    /// claim `roles_claim`.
     pub fn new(
         jwks_url: &str,
         issuer: &str,
@@ -66,11 +67,18 @@ impl OidcVerifier {
             jwks_url: jwks_url.to_owned(),
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),
-            roles_claim: roles_claim.to_owned(),
+            claims: ClaimMapping::with_roles(roles_claim),
             http,
             cached: ArcSwapOption::empty(),
             fetching: Mutex::new(()),
         })
+    }
+
+    /// Reads the user id, roles and organization from the claims `claims` names.
+    #[must_use]
+    pub fn with_claims(mut self, claims: ClaimMapping) -> Self {
+        self.claims = claims;
+        self
     }
 
     async fn fetch(&self) -> Result<Arc<Cached>, TokenError> {
@@ -92,8 +100,9 @@ impl OidcVerifier {
             .iter()
             .filter_map(|k| k.common.key_id.clone())
             .collect();
-        let verifier = JwtVerifier::new(&jwks, &self.issuer, &self.audience, &self.roles_claim)
-            .map_err(|e| TokenError::KeysUnavailable(format!("the key set is unusable: {e}")))?;
+        let verifier = JwtVerifier::new(&jwks, &self.issuer, &self.audience, &self.claims.roles)
+            .map_err(|e| TokenError::KeysUnavailable(format!("the key set is unusable: {e}")))?
+            .with_claims(self.claims.clone());
         let cached = Arc::new(Cached {
             verifier,
             kids,

@@ -6,10 +6,12 @@
 //! in memory and its pointer re-read at most every `POLICY_REFRESH_SECONDS`
 //! on the request path (a frozen Lambda runs no background task), so a
 //! steady-state allow costs at most two DynamoDB requests: that read, now
-//! and then, and the decision's write.
+//! and then, and the decision's write. A version not confirmed as the
+//! active one for longer than `POLICY_MAX_STALENESS_SECONDS` decides
+//! nothing: every call is denied with `policy_stale`.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::http::{Extensions, HeaderMap};
@@ -17,6 +19,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use axum::Router;
 use lambda_http::request::RequestContext;
+use time::OffsetDateTime;
 use tokio::sync::Mutex;
 
 use super::config::AuthorizeConfig;
@@ -30,6 +33,9 @@ use crate::model::Registry;
 use crate::policy::{load_engine, LoadError, PolicyEngine, PolicyVersionRef};
 use crate::ports::{ApprovalStore, ApprovalWorkflow, DecisionLog, PolicyStore, StoreError};
 use crate::service::{AuthorizeService, EngineHandle};
+
+/// The version id of the empty engine served before any version is activated.
+const NO_VERSION: &str = "none";
 
 /// The agent is the IAM principal of the request context, never a header or
 /// a body field: API Gateway put the context there after verifying the
@@ -65,11 +71,19 @@ impl AgentAuthenticator for IamAgentAuth {
 }
 
 /// Keeps the engine on the active version, checking the pointer at most once per interval.
+///
+/// Each read of the pointer that finds the served version, or loads the
+/// newly activated one, confirms the engine ([`EngineHandle::confirm`]);
+/// failures leave it unconfirmed, so that past the maximum staleness the
+/// service denies with `policy_stale` rather than serve a replaced version
+/// forever.
 pub struct PolicyRefresher {
     store: Arc<dyn PolicyStore>,
     engine: Arc<EngineHandle>,
     interval: Duration,
-    last_check: Mutex<Option<Instant>>,
+    // Wall-clock time, not `Instant`: an execution environment that was
+    // frozen between invocations must check again as soon as it thaws.
+    last_check: Mutex<OffsetDateTime>,
 }
 
 impl PolicyRefresher {
@@ -79,27 +93,40 @@ impl PolicyRefresher {
             store,
             engine,
             interval,
-            last_check: Mutex::new(Some(Instant::now())),
+            last_check: Mutex::new(OffsetDateTime::now_utc()),
         }
     }
 
     /// Loads a newly activated version if the interval has passed. Failures
-    /// keep the version being served and are retried after the interval.
+    /// keep the version being served, unconfirmed, and are retried after the
+    /// interval.
     pub async fn refresh(&self) {
         let mut last = self.last_check.lock().await;
-        if last.is_some_and(|t| t.elapsed() < self.interval) {
+        let now = OffsetDateTime::now_utc();
+        let since = now - *last;
+        if since.is_positive() && since < self.interval {
             return;
         }
-        *last = Some(Instant::now());
+        *last = now;
         let active = match self.store.active().await {
             Ok(Some(a)) => a,
-            Ok(None) => return,
+            Ok(None) => {
+                // Only the empty engine of a stack where nothing was ever
+                // activated agrees with an absent pointer.
+                if self.engine.current().version().id == NO_VERSION {
+                    self.engine.confirm();
+                } else {
+                    tracing::error!("the active policy pointer is missing; serving the previous version until it goes stale");
+                }
+                return;
+            }
             Err(e) => {
-                tracing::warn!(error = %e, "cannot read the active policy version; serving the previous one");
+                tracing::warn!(error = %e, "cannot read the active policy version; serving the previous one until it goes stale");
                 return;
             }
         };
         if active.version_id == self.engine.current().version().id {
+            self.engine.confirm();
             return;
         }
         match load_version(self.store.as_ref(), &active.version_id).await {
@@ -108,7 +135,7 @@ impl PolicyRefresher {
                 self.engine.replace(engine);
             }
             Err(e) => {
-                tracing::error!(version = %active.version_id, error = %e, "cannot load the activated version; serving the previous one");
+                tracing::error!(version = %active.version_id, error = %e, "cannot load the activated version; serving the previous one until it goes stale");
             }
         }
     }
@@ -160,8 +187,8 @@ pub async fn active_engine(store: &dyn PolicyStore) -> Result<PolicyEngine, Vers
             Ok(PolicyEngine::new(
                 compiled,
                 PolicyVersionRef {
-                    id: "none".into(),
-                    content_hash: "none".into(),
+                    id: NO_VERSION.into(),
+                    content_hash: NO_VERSION.into(),
                 },
             )
             .map_err(LoadError::from)?)
@@ -213,12 +240,15 @@ impl AuthorizePorts {
                 aws_sdk_sfn::Client::new(sdk),
                 &config.state_machine_arn,
             )),
-            users: Arc::new(OidcVerifier::new(
-                &config.oidc_jwks_url,
-                &config.oidc_issuer,
-                &config.oidc_audience,
-                &config.oidc_roles_claim,
-            )?),
+            users: Arc::new(
+                OidcVerifier::new(
+                    &config.oidc_jwks_url,
+                    &config.oidc_issuer,
+                    &config.oidc_audience,
+                    &config.oidc_claims.roles,
+                )?
+                .with_claims(config.oidc_claims.clone()),
+            ),
         })
     }
 }
@@ -226,8 +256,9 @@ impl AuthorizePorts {
 /// The authorize function's router: the shared API, with the agent taken
 /// from the IAM context and the policy refreshed before each request.
 pub async fn app(config: &AuthorizeConfig, ports: AuthorizePorts) -> Result<Router, VersionError> {
-    let engine = Arc::new(EngineHandle::new(
+    let engine = Arc::new(EngineHandle::with_max_staleness(
         active_engine(ports.policies.as_ref()).await?,
+        config.policy_max_staleness,
     ));
     tracing::info!(version = %engine.current().version().id, "serving policy version");
     let refresher = Arc::new(PolicyRefresher::new(

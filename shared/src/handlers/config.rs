@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use crate::auth::ClaimMapping;
 use crate::model::Environment;
 
 /// A variable is missing or invalid.
@@ -64,10 +65,16 @@ pub struct AuthorizeConfig {
     pub oidc_audience: String,
     /// `OIDC_JWKS_URL`: the issuer's key set.
     pub oidc_jwks_url: String,
-    /// `OIDC_ROLES_CLAIM`: the claim that lists the user's roles (default `roles`).
-    pub oidc_roles_claim: String,
+    /// The claims read for the user's id, roles and organization:
+    /// `OIDC_USER_ID_CLAIM` (default `sub`), `OIDC_ROLES_CLAIM` (default
+    /// `roles`), `OIDC_ORG_CLAIM` (default `org`).
+    pub oidc_claims: ClaimMapping,
     /// `POLICY_REFRESH_SECONDS`: how often the active version is checked (default 5).
     pub policy_refresh: Duration,
+    /// `POLICY_MAX_STALENESS_SECONDS`: how long the served version may go
+    /// unconfirmed as the active one before every call is denied with
+    /// `policy_stale` (default 60; more than the refresh interval).
+    pub policy_max_staleness: Duration,
 }
 
 impl AuthorizeConfig {
@@ -82,6 +89,17 @@ impl AuthorizeConfig {
                 name: "POLICY_REFRESH_SECONDS",
                 reason: format!("`{refresh}` is not a number of seconds from 1 to 300"),
             })?;
+        let staleness = var_or("POLICY_MAX_STALENESS_SECONDS", "60");
+        let staleness: u64 = staleness
+            .parse()
+            .ok()
+            .filter(|s| *s > refresh && *s <= 3600)
+            .ok_or(ConfigError::Invalid {
+                name: "POLICY_MAX_STALENESS_SECONDS",
+                reason: format!(
+                    "`{staleness}` is not a number of seconds above POLICY_REFRESH_SECONDS ({refresh}) and at most 3600"
+                ),
+            })?;
         Ok(Self {
             environment: environment()?,
             policy_table: var("POLICY_TABLE")?,
@@ -91,8 +109,13 @@ impl AuthorizeConfig {
             oidc_issuer: var("OIDC_ISSUER")?,
             oidc_audience: var("OIDC_AUDIENCE")?,
             oidc_jwks_url: var("OIDC_JWKS_URL")?,
-            oidc_roles_claim: var_or("OIDC_ROLES_CLAIM", "roles"),
+            oidc_claims: ClaimMapping {
+                user_id: var_or("OIDC_USER_ID_CLAIM", ClaimMapping::DEFAULT_USER_ID),
+                roles: var_or("OIDC_ROLES_CLAIM", ClaimMapping::DEFAULT_ROLES),
+                organization: var_or("OIDC_ORG_CLAIM", ClaimMapping::DEFAULT_ORGANIZATION),
+            },
             policy_refresh: Duration::from_secs(refresh),
+            policy_max_staleness: Duration::from_secs(staleness),
         })
     }
 }

@@ -91,6 +91,10 @@ pub enum ReasonCode {
     GrantExpired,
     /// The idempotency key holds a decision for another call (user, tool or arguments).
     IdempotencyKeyReused,
+    /// The policy version being served has not been confirmed as the active
+    /// one for longer than the maximum staleness: the store could not be
+    /// read, or the newly activated version could not be loaded.
+    PolicyStale,
 }
 
 impl ReasonCode {
@@ -127,6 +131,7 @@ impl ReasonCode {
             ReasonCode::GrantAlreadyUsed => "grant_already_used",
             ReasonCode::GrantExpired => "grant_expired",
             ReasonCode::IdempotencyKeyReused => "idempotency_key_reused",
+            ReasonCode::PolicyStale => "policy_stale",
         }
     }
 

@@ -40,6 +40,7 @@ pub struct PrometheusMetrics {
     decisions: Family<ResultLabel, Counter>,
     denials: Family<ReasonLabel, Counter>,
     risky: Counter,
+    stale: Counter,
     approvals: Family<OutcomeLabel, Counter>,
     latency: Histogram,
 }
@@ -50,6 +51,7 @@ impl Default for PrometheusMetrics {
         let decisions = Family::<ResultLabel, Counter>::default();
         let denials = Family::<ReasonLabel, Counter>::default();
         let risky = Counter::default();
+        let stale = Counter::default();
         let approvals = Family::<OutcomeLabel, Counter>::default();
         // 10 µs to ~0.33 s: decisions take tens of microseconds; a slow one
         // is an incident.
@@ -70,6 +72,11 @@ impl Default for PrometheusMetrics {
             risky.clone(),
         );
         registry.register(
+            "policy_stale",
+            "Denials because the policy version in use went unconfirmed as the active one for longer than the maximum staleness",
+            stale.clone(),
+        );
+        registry.register(
             "approvals",
             "Human approvals, by outcome (requested, approved, rejected, expired, failed)",
             approvals.clone(),
@@ -84,6 +91,7 @@ impl Default for PrometheusMetrics {
             decisions,
             denials,
             risky,
+            stale,
             approvals,
             latency,
         }
@@ -137,6 +145,9 @@ impl PrometheusMetrics {
                     .any(|x| x.code == ReasonCode::RiskExceedsPolicy)
                 {
                     self.risky.inc();
+                }
+                if reason == ReasonCode::PolicyStale {
+                    self.stale.inc();
                 }
             }
             Decision::Allow => {}
@@ -225,5 +236,12 @@ mod tests {
         assert!(text.contains("governance_risky_attempts_total 1"));
         assert!(text.contains("governance_decision_latency_seconds_count 1"));
         assert!(text.contains("# EOF"));
+        assert!(text.contains("governance_policy_stale_total 0"));
+        let mut stale = record.clone();
+        stale.reasons[0].code = ReasonCode::PolicyStale;
+        m.record_decision(&stale);
+        let text = m.render();
+        assert!(text.contains("governance_policy_stale_total 1"), "{text}");
+        assert!(text.contains("governance_denials_total{reason=\"policy_stale\"} 1"));
     }
 }

@@ -31,6 +31,17 @@ fn decision_key(id: &str) -> String {
     format!("decision#{id}")
 }
 
+/// The item of a control-plane event, of kind `control`.
+pub(super) fn control_item(event: &crate::audit::ControlEvent) -> Result<Item, StoreError> {
+    let json = serde_json::to_string(event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let mut item = Item::new();
+    item.insert("pk".into(), s(format!("control#{}", event.event_id)));
+    item.insert("kind".into(), s("control"));
+    item.insert("timestamp".into(), s(&event.timestamp));
+    item.insert("record".into(), s(json));
+    Ok(item)
+}
+
 /// Length-prefixed, so that no agent and key pair shares another's key.
 fn idempotency_key(agent: &str, key: &str) -> String {
     format!("idem#{}:{agent}#{key}", agent.len())
@@ -53,13 +64,7 @@ impl DynamoDecisionLog {
         &self,
         event: &crate::audit::ControlEvent,
     ) -> Result<(), StoreError> {
-        let json = serde_json::to_string(event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let mut item = Item::new();
-        item.insert("pk".into(), s(format!("control#{}", event.event_id)));
-        item.insert("kind".into(), s("control"));
-        item.insert("timestamp".into(), s(&event.timestamp));
-        item.insert("record".into(), s(json));
-        super::put_once(&self.client, &self.table, item).await
+        super::put_once(&self.client, &self.table, control_item(event)?).await
     }
 
     /// The item of one decision record.

@@ -8,6 +8,12 @@
 //! | `active` | `pointer` | the active version |
 //! | `activations` | `AT#ID` | every activation, append-only |
 //!
+//! `govctl policy push` writes each publication and activation in one
+//! transaction with its control-plane event in the decision log's table
+//! ([`DynamoPolicyStore::publish_recorded`],
+//! [`DynamoPolicyStore::activate_recorded`]): a version is never visible,
+//! nor active, without the record that says who made it so.
+//!
 //! Every write is conditional on the item not existing, except the pointer:
 //! a version, once written, cannot be overwritten through this adapter, and
 //! the functions' IAM roles allow them only to read. Chunks are written
@@ -19,6 +25,7 @@ use aws_sdk_dynamodb::Client;
 use time::OffsetDateTime;
 
 use super::{corrupt, get_s, n, opt_s, s, unavailable, Item};
+use crate::audit::ControlEvent;
 use crate::clock::rfc3339;
 use crate::policy::PolicyBundle;
 use crate::ports::{
@@ -150,9 +157,60 @@ impl DynamoPolicyStore {
     }
 }
 
-#[async_trait]
-impl PolicyStore for DynamoPolicyStore {
-    async fn publish(&self, req: PublishRequest) -> Result<PolicyVersion, StoreError> {
+/// Builds a publication's control-plane event once the version is known.
+type PublicationEvent<'a> = Box<dyn FnOnce(&PolicyVersion) -> ControlEvent + Send + 'a>;
+/// Builds an activation's control-plane event once the activation is known.
+type ActivationEvent<'a> = Box<dyn FnOnce(&ActivePolicy) -> ControlEvent + Send + 'a>;
+
+impl DynamoPolicyStore {
+    /// Publishes like [`PolicyStore::publish`], and writes the publication's
+    /// control event in the same transaction as the version's metadata: the
+    /// version is visible if and only if its publication is recorded.
+    /// `event` builds the event from the version; it goes into `decisions_table`.
+    pub async fn publish_recorded(
+        &self,
+        req: PublishRequest,
+        decisions_table: &str,
+        event: impl FnOnce(&PolicyVersion) -> ControlEvent + Send,
+    ) -> Result<PolicyVersion, StoreError> {
+        self.publish_with(req, Some((decisions_table, Box::new(event))))
+            .await
+    }
+
+    /// Activates like [`PolicyStore::activate`], and writes the activation's
+    /// control event in the same transaction as the pointer: the pointer
+    /// moves if and only if the activation is recorded.
+    /// `event` builds the event from the activation; it goes into `decisions_table`.
+    pub async fn activate_recorded(
+        &self,
+        id: &str,
+        by: &str,
+        at: OffsetDateTime,
+        decisions_table: &str,
+        event: impl FnOnce(&ActivePolicy) -> ControlEvent + Send,
+    ) -> Result<ActivePolicy, StoreError> {
+        self.activate_with(id, by, at, Some((decisions_table, Box::new(event))))
+            .await
+    }
+
+    fn control_put(
+        decisions_table: &str,
+        event: &ControlEvent,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let put = Put::builder()
+            .table_name(decisions_table)
+            .set_item(Some(super::decisions::control_item(event)?))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(|e| unavailable(&e))?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    async fn publish_with(
+        &self,
+        req: PublishRequest,
+        control: Option<(&str, PublicationEvent<'_>)>,
+    ) -> Result<PolicyVersion, StoreError> {
         let parent = self.active().await?.map(|a| a.version_id);
         let content_hash = req.bundle.content_hash();
         let created_at = rfc3339(req.at);
@@ -187,14 +245,76 @@ impl PolicyStore for DynamoPolicyStore {
             format!("{}#{id}", version.created_at),
             &version,
         );
+        let mut writes = vec![self.put_new(meta)?, self.put_new(listed)?];
+        if let Some((decisions_table, build)) = control {
+            writes.push(Self::control_put(decisions_table, &build(&version))?);
+        }
         self.client
             .transact_write_items()
-            .transact_items(self.put_new(meta)?)
-            .transact_items(self.put_new(listed)?)
+            .set_transact_items(Some(writes))
             .send()
             .await
             .map_err(|e| unavailable(&e))?;
         Ok(version)
+    }
+
+    async fn activate_with(
+        &self,
+        id: &str,
+        by: &str,
+        at: OffsetDateTime,
+        control: Option<(&str, ActivationEvent<'_>)>,
+    ) -> Result<ActivePolicy, StoreError> {
+        let full = self.resolve(id).await?;
+        let activated_at = rfc3339(at);
+        let item = |pk: &str, sk: String| {
+            let mut item = Item::new();
+            item.insert("pk".into(), s(pk));
+            item.insert("sk".into(), s(sk));
+            item.insert("version_id".into(), s(&full));
+            item.insert("activated_by".into(), s(by));
+            item.insert("activated_at".into(), s(&activated_at));
+            item
+        };
+        let exists = ConditionCheck::builder()
+            .table_name(&self.table)
+            .key("pk", s(version_pk(&full)))
+            .key("sk", s("meta"))
+            .condition_expression("attribute_exists(pk)")
+            .build()
+            .map_err(|e| unavailable(&e))?;
+        let pointer = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item("active", "pointer".into())))
+            .build()
+            .map_err(|e| unavailable(&e))?;
+        let mut writes = vec![
+            TransactWriteItem::builder().condition_check(exists).build(),
+            TransactWriteItem::builder().put(pointer).build(),
+            self.put_new(item("activations", format!("{activated_at}#{full}")))?,
+        ];
+        let active = ActivePolicy {
+            version_id: full,
+            activated_by: by.to_owned(),
+            activated_at,
+        };
+        if let Some((decisions_table, build)) = control {
+            writes.push(Self::control_put(decisions_table, &build(&active))?);
+        }
+        self.client
+            .transact_write_items()
+            .set_transact_items(Some(writes))
+            .send()
+            .await
+            .map_err(|e| unavailable(&e))?;
+        Ok(active)
+    }
+}
+
+#[async_trait]
+impl PolicyStore for DynamoPolicyStore {
+    async fn publish(&self, req: PublishRequest) -> Result<PolicyVersion, StoreError> {
+        self.publish_with(req, None).await
     }
 
     async fn version(&self, id: &str) -> Result<(PolicyVersion, PolicyBundle), StoreError> {
@@ -276,42 +396,7 @@ impl PolicyStore for DynamoPolicyStore {
         by: &str,
         at: OffsetDateTime,
     ) -> Result<ActivePolicy, StoreError> {
-        let full = self.resolve(id).await?;
-        let activated_at = rfc3339(at);
-        let item = |pk: &str, sk: String| {
-            let mut item = Item::new();
-            item.insert("pk".into(), s(pk));
-            item.insert("sk".into(), s(sk));
-            item.insert("version_id".into(), s(&full));
-            item.insert("activated_by".into(), s(by));
-            item.insert("activated_at".into(), s(&activated_at));
-            item
-        };
-        let exists = ConditionCheck::builder()
-            .table_name(&self.table)
-            .key("pk", s(version_pk(&full)))
-            .key("sk", s("meta"))
-            .condition_expression("attribute_exists(pk)")
-            .build()
-            .map_err(|e| unavailable(&e))?;
-        let pointer = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(item("active", "pointer".into())))
-            .build()
-            .map_err(|e| unavailable(&e))?;
-        self.client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().condition_check(exists).build())
-            .transact_items(TransactWriteItem::builder().put(pointer).build())
-            .transact_items(self.put_new(item("activations", format!("{activated_at}#{full}")))?)
-            .send()
-            .await
-            .map_err(|e| unavailable(&e))?;
-        Ok(ActivePolicy {
-            version_id: full,
-            activated_by: by.to_owned(),
-            activated_at,
-        })
+        self.activate_with(id, by, at, None).await
     }
 }
 

@@ -116,7 +116,7 @@ pub fn approved_calls_are_allowed_once(host: &impl ApprovalHost) {
     let (approval_id, review_id) = pending(host);
     let (status, page) = host.answer(&review_id, "approve", "alice", APPROVERS, "invoice checked");
     assert_eq!(status, 200, "{page}");
-    wait_status(host, &approval_id, "approved");
+    wait_status(host, &approval_id, "granted");
     let outcome = outcome(host, &approval_id);
     assert_eq!(outcome["decision"], "allow");
     assert_eq!(code(&outcome), "approval_granted");

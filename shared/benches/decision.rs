@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use criterion::Criterion;
 use governance::model::{
-    AgentSpec, AgentStatus, ArgumentSpec, ArgumentType, Category, Decision, Environment, GrantSpec,
-    Registry, Risk, RoleSpec, ToolSpec, UserContext,
+    AgentSpec, AgentStatus, ApprovalSpec, ArgumentSpec, ArgumentType, Category, Decision,
+    Environment, GrantSpec, Registry, Risk, RoleSpec, ToolSpec, UserContext,
 };
 use governance::policy::{compile, DecisionInput, PolicyBundle, PolicyEngine, PolicyVersionRef};
 use serde_json::{json, Value};
@@ -152,7 +152,12 @@ fn registry(size: &Size, rng: &mut Lcg) -> Registry {
                 },
                 rate_limit: None,
                 response_filter: Vec::new(),
-                approval: None,
+                // Delete, transfer and publish tools need approval, and so a group.
+                approval: Some(ApprovalSpec {
+                    required: None,
+                    approver_group: Some("approvers".to_owned()),
+                    timeout_seconds: None,
+                }),
                 arguments,
             }
         })

@@ -6,6 +6,13 @@
 //! decision record of its own that repeats the pending decision's parties,
 //! tool, arguments hash and policy version, so the decision log alone tells
 //! the whole story.
+//!
+//! An approvals row goes `pending` → `approved` (a human said yes) →
+//! `granted` (the `approval_granted` record is durable; the grant is
+//! usable), written with that record in one atomic write. An approval whose
+//! workflow cannot be resumed goes from `pending` or `approved` to
+//! `expired` or `failed` the same way, with its record, so a grant is never
+//! usable without the record that says it was granted.
 
 use sha2::{Digest, Sha256};
 
@@ -41,11 +48,20 @@ pub fn grant_refusal(
             "the approval was given to another agent".to_owned(),
         );
     }
-    if item.status != ApprovalStatus::Approved {
-        return reason(
-            ReasonCode::GrantNotApproved,
-            format!("the approval is {}", item.status.as_str()),
-        );
+    match item.status {
+        ApprovalStatus::Granted => {}
+        ApprovalStatus::Approved => {
+            return reason(
+                ReasonCode::GrantNotApproved,
+                "the approval is approved, but its grant is not recorded yet".to_owned(),
+            )
+        }
+        other => {
+            return reason(
+                ReasonCode::GrantNotApproved,
+                format!("the approval is {}", other.as_str()),
+            )
+        }
     }
     if granted.user_id != call.user_id {
         return reason(
@@ -94,7 +110,8 @@ pub fn grant_refusal(
 }
 
 /// The decision record of a step of an approval: approvers notified
-/// (`Pending`), or how it ended.
+/// (`Pending`), or how it ended. `Approved` and `Granted` give the same
+/// record, the `approval_granted` allow, whose outcome status is `approved`.
 ///
 /// Its id is derived from the approval and the outcome, so a workflow step
 /// that is retried after recording it records nothing twice.
@@ -106,6 +123,10 @@ pub fn outcome_record(
     at: &str,
 ) -> DecisionRecord {
     let pending = &request.decision;
+    let status = match status {
+        ApprovalStatus::Granted => ApprovalStatus::Approved,
+        other => other,
+    };
     let (decision, code, message) = match status {
         ApprovalStatus::Pending => (
             Decision::PendingApproval,
@@ -119,7 +140,7 @@ pub fn outcome_record(
                 request.expires_at
             ),
         ),
-        ApprovalStatus::Approved => (
+        ApprovalStatus::Approved | ApprovalStatus::Granted => (
             Decision::Allow,
             ReasonCode::ApprovalGranted,
             format!(
@@ -250,12 +271,14 @@ mod tests {
         assert_eq!(outcome.approver.as_deref(), Some("alice"));
         let approved = outcome_record(&request(), ApprovalStatus::Approved, None, None, "t");
         assert_eq!(approved.decision, Decision::Allow);
+        let granted = outcome_record(&request(), ApprovalStatus::Granted, None, None, "t");
+        assert_eq!(granted, approved);
     }
 
-    fn approved(request: ApprovalRequest) -> ApprovalItem {
+    fn granted(request: ApprovalRequest) -> ApprovalItem {
         ApprovalItem {
             request,
-            status: ApprovalStatus::Approved,
+            status: ApprovalStatus::Granted,
             approver: Some("alice".into()),
             comment: None,
             decided_at: Some("2026-01-07T12:05:00.000Z".into()),
@@ -266,7 +289,7 @@ mod tests {
 
     #[test]
     fn every_mismatch_has_its_own_reason() {
-        let item = approved(request());
+        let item = granted(request());
         let call = request().decision;
         let after = "2026-01-07T12:00:00.000Z";
         assert_eq!(grant_refusal(Some(&item), &call, after), None);
@@ -318,10 +341,19 @@ mod tests {
         );
         let pending = ApprovalItem {
             status: ApprovalStatus::Pending,
-            ..item
+            ..item.clone()
         };
         assert_eq!(
             code(Some(&pending), &call, after),
+            Some(ReasonCode::GrantNotApproved)
+        );
+        // Approved by a human, but the grant is not recorded: not usable.
+        let unrecorded = ApprovalItem {
+            status: ApprovalStatus::Approved,
+            ..item
+        };
+        assert_eq!(
+            code(Some(&unrecorded), &call, after),
             Some(ReasonCode::GrantNotApproved)
         );
     }

@@ -261,6 +261,18 @@ impl Decided {
     }
 }
 
+/// What settling an approval found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settled {
+    /// The approval moved to the new status, and its record was appended, in one write.
+    Recorded,
+    /// The approval is in another status (which may be the new one, when a
+    /// retried step settled it before); nothing was written.
+    Held(ApprovalStatus),
+    /// No such approval.
+    NotFound,
+}
+
 /// The SHA-256 (hex) of an approver link's review id. Only the message to
 /// approvers carries the review id itself; the agent, which knows the
 /// approval id, never learns it, and the store keeps only its hash.
@@ -300,8 +312,27 @@ pub trait ApprovalStore: Send + Sync {
     ) -> Result<Decided, StoreError>;
     /// Closes a still-pending approval as expired or failed; a decided one is left as it is.
     async fn close(&self, approval_id: &str, status: ApprovalStatus) -> Result<(), StoreError>;
+    /// Moves an approval whose status is one of `from` to `to` and appends
+    /// `record`, the outcome that says so, in one atomic write: the status
+    /// and the decision log never disagree. `Granted` is written only this
+    /// way, so a grant is usable only once its `approval_granted` record is
+    /// durable.
+    async fn settle(
+        &self,
+        approval_id: &str,
+        from: &[ApprovalStatus],
+        to: ApprovalStatus,
+        record: &DecisionRecord,
+    ) -> Result<Settled, StoreError>;
+    /// Replaces the token of the step that waits for approvers of a pending
+    /// approval (a wait resumed after a restart); its review link stays.
+    async fn reattach_token(
+        &self,
+        approval_id: &str,
+        token: &TaskToken,
+    ) -> Result<ApprovalItem, StoreError>;
     /// Uses an approval's single-use grant for `record`'s call and appends
-    /// `record`, in one atomic write, if the approval is approved, unused,
+    /// `record`, in one atomic write, if the approval is granted, unused,
     /// decided after `decided_after`, and bound to `record`'s agent, user,
     /// tool, arguments hash and policy version. `false`: nothing was written.
     async fn use_grant(

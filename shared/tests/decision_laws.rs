@@ -559,8 +559,9 @@ fn resolve(w: &WorldGen) -> (Registry, Vec<Rule>) {
                 allowed_roles: allowed,
                 rate_limit: None,
                 response_filter: Vec::new(),
-                approval: t.approval.map(|required| ApprovalSpec {
-                    required: Some(required),
+                // Every tool names a group: one that needs approval must.
+                approval: Some(ApprovalSpec {
+                    required: t.approval,
                     approver_group: Some("approvers".to_owned()),
                     timeout_seconds: None,
                 }),

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::approval_suite::{self, transfer, ApprovalHost};
-use crate::emulator::ACCOUNT;
+use crate::emulator::{ACCOUNT, REGION};
 use crate::stack::{table, HttpAnswer, Stack, StackOptions, REFRESH};
 
 fn example_policies() -> PathBuf {
@@ -444,7 +444,7 @@ fn an_approved_transfer_succeeds_and_the_approval_is_recorded() {
     assert_eq!(outcome["approval"]["comment"], "invoice checked");
     assert_eq!(
         poll(&stack, "agent-treasury-1", &approval_id).json["status"],
-        "approved"
+        "granted"
     );
     assert_eq!(poll(&stack, "agent-support-1", &approval_id).status, 404);
     // The approved call itself: one grant, used once, within two DynamoDB requests.
@@ -694,6 +694,62 @@ fn a_failing_workflow_step_is_retried_then_closed_as_a_recorded_denial() {
         ),
         1.0
     );
+}
+
+/// An execution stopped while it waits for approvers: the answer cannot
+/// resume it, and no grant is ever usable, since nothing records it.
+///
+/// moto 5.2.5 still accepts `SendTaskSuccess` for a stopped execution whose
+/// waiting step has not woken (AWS answers `TaskDoesNotExist`, which fails
+/// the approval with its record); the execution then ends ABORTED without
+/// RecordApproved. Either way the approval stays short of `granted`.
+#[test]
+fn an_answer_to_a_stopped_execution_grants_nothing() {
+    let stack = Stack::new("stopped", &example_policies());
+    let (approval_id, review_id) = pending_transfer(&stack);
+    let arn = format!(
+        "arn:aws:states:{REGION}:{ACCOUNT}:execution:{}-approval:{approval_id}",
+        stack.name
+    );
+    stack
+        .emu
+        .block_on(
+            stack
+                .clients
+                .sfn
+                .stop_execution()
+                .execution_arn(&arn)
+                .cause("stopped by an operator")
+                .send(),
+        )
+        .expect("stop the execution");
+
+    let alice = stack.approver_token("alice", &["treasury-approvers"]);
+    let answered = answer(&stack, &review_id, "approve", &alice, "invoice checked");
+    assert!(
+        !answered.body.contains("may now make exactly"),
+        "the page does not say the call may be made: {}",
+        answered.body
+    );
+    let (status, _) = stack.wait_for_execution(&approval_id, Duration::from_secs(20));
+    assert_eq!(status, "ABORTED");
+    let polled = poll(&stack, "agent-treasury-1", &approval_id).json;
+    assert!(
+        polled["status"] == "approved" || polled["status"] == "failed",
+        "{polled}"
+    );
+    assert!(!stack
+        .decision_items()
+        .iter()
+        .any(|r| r["approval"]["approval_id"] == approval_id
+            && r["reasons"][0]["code"] == "approval_granted"));
+
+    let tom = stack.user_token("tom", &["treasury_operator"]);
+    let mut call = transfer(250.0);
+    call["approval_id"] = json!(approval_id);
+    let used = stack.authorize("agent-treasury-1", &tom, &call);
+    assert_eq!(used.status, 403, "{}", used.body);
+    assert_eq!(used.json["reasons"][0]["code"], "grant_not_approved");
 }
 
 #[test]

@@ -128,8 +128,8 @@ def main():
 
             poll = f"{base}/v1/approvals/{approval_id}"
             wait_for(
-                "the agent's poll to say approved",
-                lambda: request(poll, headers={"Authorization": f"Bearer {agent}"})[1].get("status") == "approved",
+                "the agent's poll to say granted",
+                lambda: request(poll, headers={"Authorization": f"Bearer {agent}"})[1].get("status") == "granted",
             )
             grant = dict(TRANSFER, approval_id=approval_id)
             status, allowed = request(f"{base}/v1/authorize", grant, auth)

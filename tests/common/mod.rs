@@ -361,8 +361,99 @@ impl Reply {
     }
 }
 
+/// Starts `govctl serve` over `data_dir`, appending its stderr to
+/// `stderr_path`, and waits until it answers `/healthz`: the child and its base URL.
+fn launch(
+    data_dir: &Path,
+    stderr_path: &Path,
+    client: &Client,
+    args: &[String],
+) -> (Child, String) {
+    let bin = govctl_bin();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let port = free_port();
+        let stderr = File::options()
+            .create(true)
+            .append(true)
+            .open(stderr_path)
+            .expect("cannot create the stderr log");
+        let mut child = Command::new(bin)
+            .arg("serve")
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(args)
+            .env_remove("GOVCTL_DATA_DIR")
+            .env_remove("RUST_LOG")
+            .env("GOVCTL_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start `{}` serve: {e}", bin.display()));
+        let base = format!("http://127.0.0.1:{port}");
+        let spawned = Instant::now();
+        let deadline = spawned + START_TIMEOUT;
+        let outcome = loop {
+            if let Some(status) = child.try_wait().expect("cannot poll the server") {
+                break Err(status.to_string());
+            }
+            // The port is ours only once our server says it listens there:
+            // another test's server may have taken it after we probed.
+            let listening = std::fs::read_to_string(stderr_path).is_ok_and(|log| {
+                log.lines().any(|l| {
+                    l.contains(&format!("127.0.0.1:{port}"))
+                        && l.contains("listening")
+                        && !l.contains("cannot listen")
+                })
+            });
+            let healthy = listening
+                && client
+                    .get(format!("{base}/healthz"))
+                    .timeout(Duration::from_secs(2))
+                    .send()
+                    .is_ok_and(|r| r.status().is_success());
+            if healthy {
+                break Ok(());
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break Err(format!(
+                    "no answer on {base}/healthz within {START_TIMEOUT:?}, or no \
+                     `listening … 127.0.0.1:{port}` in its log (listening: {listening})"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        };
+        match outcome {
+            Ok(()) => {
+                let elapsed = spawned.elapsed();
+                if elapsed > SLOW_REQUEST {
+                    eprintln!("[common] slow start: govctl serve took {elapsed:.1?}");
+                }
+                return (child, base);
+            }
+            Err(why) => {
+                let log = std::fs::read_to_string(stderr_path).unwrap_or_default();
+                // Someone else may have taken the port between our probe and the bind.
+                if attempt < 5 && log.contains("cannot listen") {
+                    continue;
+                }
+                panic!("govctl serve did not start ({why}); its stderr:\n{log}");
+            }
+        }
+    }
+}
+
 /// A `govctl serve` on its own port and data directory, killed on drop.
 pub struct Server {
+    /// Extra arguments of `govctl serve`.
+    args: Vec<String>,
     root: tempfile::TempDir,
     data_dir: PathBuf,
     stderr_path: PathBuf,
@@ -377,9 +468,9 @@ impl Server {
         Self::start_with(&[])
     }
 
-    /// [`Server::start`], with `args` added to `govctl serve`'s command line.
+    /// [`Server::start`], with `args` added to `govctl serve`'s command line
+    /// (a restart keeps them).
     pub fn start_with(args: &[&str]) -> Server {
-        let bin = govctl_bin();
         let root = tempfile::Builder::new()
             .prefix("govctl-serve-test-")
             .tempdir()
@@ -390,87 +481,32 @@ impl Server {
             .timeout(Duration::from_secs(30))
             .build()
             .expect("cannot build an HTTP client");
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let port = free_port();
-            let stderr = File::create(&stderr_path).expect("cannot create the stderr log");
-            let mut child = Command::new(bin)
-                .arg("serve")
-                .arg("--listen")
-                .arg(format!("127.0.0.1:{port}"))
-                .arg("--data-dir")
-                .arg(&data_dir)
-                .args(args)
-                .env_remove("GOVCTL_DATA_DIR")
-                .env_remove("RUST_LOG")
-                .env("GOVCTL_LOG", "info")
-                .env("NO_COLOR", "1")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(stderr)
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot start `{}` serve: {e}", bin.display()));
-            let base = format!("http://127.0.0.1:{port}");
-            let spawned = Instant::now();
-            let deadline = spawned + START_TIMEOUT;
-            let outcome = loop {
-                if let Some(status) = child.try_wait().expect("cannot poll the server") {
-                    break Err(status.to_string());
-                }
-                // The port is ours only once our server says it listens there:
-                // another test's server may have taken it after we probed.
-                let listening = std::fs::read_to_string(&stderr_path).is_ok_and(|log| {
-                    log.lines().any(|l| {
-                        l.contains(&format!("127.0.0.1:{port}"))
-                            && l.contains("listening")
-                            && !l.contains("cannot listen")
-                    })
-                });
-                let healthy = listening
-                    && client
-                        .get(format!("{base}/healthz"))
-                        .timeout(Duration::from_secs(2))
-                        .send()
-                        .is_ok_and(|r| r.status().is_success());
-                if healthy {
-                    break Ok(());
-                }
-                if Instant::now() >= deadline {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break Err(format!(
-                        "no answer on {base}/healthz within {START_TIMEOUT:?}, or no \
-                         `listening … 127.0.0.1:{port}` in its log (listening: {listening})"
-                    ));
-                }
-                std::thread::sleep(Duration::from_millis(25));
-            };
-            match outcome {
-                Ok(()) => {
-                    let elapsed = spawned.elapsed();
-                    if elapsed > SLOW_REQUEST {
-                        eprintln!("[common] slow start: govctl serve took {elapsed:.1?}");
-                    }
-                    return Server {
-                        root,
-                        data_dir,
-                        stderr_path,
-                        child,
-                        base,
-                        client,
-                    };
-                }
-                Err(why) => {
-                    let log = std::fs::read_to_string(&stderr_path).unwrap_or_default();
-                    // Someone else may have taken the port between our probe and the bind.
-                    if attempt < 5 && log.contains("cannot listen") {
-                        continue;
-                    }
-                    panic!("govctl serve did not start ({why}); its stderr:\n{log}");
-                }
-            }
+        let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        let (child, base) = launch(&data_dir, &stderr_path, &client, &args);
+        Server {
+            args,
+            root,
+            data_dir,
+            stderr_path,
+            child,
+            base,
+            client,
         }
+    }
+
+    /// Kills the server as a crash would: no graceful shutdown.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Kills the server (if it still runs) and starts it again, on another
+    /// port, over the same data directory.
+    pub fn restart(&mut self) {
+        self.kill();
+        let (child, base) = launch(&self.data_dir, &self.stderr_path, &self.client, &self.args);
+        self.child = child;
+        self.base = base;
     }
 
     /// The data directory, as a string for command lines.

@@ -209,10 +209,10 @@ fn an_approver_approves_on_the_page_and_the_agent_sees_it() {
     assert_eq!(status, 200, "{body}");
     poll(
         Duration::from_secs(10),
-        "the approval to be approved",
+        "the approval to be granted",
         || {
             let s = status_of(&server, &agent, &approval_id);
-            (s.str("status") == "approved")
+            (s.str("status") == "granted")
                 .then_some(())
                 .ok_or(s.to_string())
         },
@@ -265,6 +265,164 @@ fn an_approver_approves_on_the_page_and_the_agent_sees_it() {
         "deny",
         Some("grant_already_used"),
         "a second use",
+    );
+}
+
+/// The records of `approval_id`'s steps, by their first reason code.
+fn step_codes(server: &Server, approval_id: &str) -> Vec<String> {
+    let db = server.db();
+    let mut stmt = db
+        .prepare(
+            "SELECT json_extract(record, '$.reasons[0].code') FROM decisions
+             WHERE json_extract(record, '$.approval.approval_id') = ?1 ORDER BY rowid",
+        )
+        .expect("a query");
+    stmt.query_map([approval_id], |r| r.get::<_, String>(0))
+        .expect("records")
+        .filter_map(Result::ok)
+        .collect()
+}
+
+fn wait_for_status(server: &Server, agent: &str, approval_id: &str, want: &str) {
+    poll(
+        Duration::from_secs(15),
+        &format!("the approval to be {want}"),
+        || {
+            let s = status_of(server, agent, approval_id);
+            (s.str("status") == want).then_some(()).ok_or(s.to_string())
+        },
+    );
+}
+
+/// `govctl serve` stopped with approvals open. On the next start: a pending
+/// approval with time left waits again and its approvers' link still works;
+/// one past its expiry is expired; one a human approved whose grant the
+/// stopped run never recorded is granted. Each gets its record, and a grant
+/// is usable only once it is recorded.
+#[test]
+fn a_restart_resumes_expires_and_completes_the_approvals_left_open() {
+    let mut server = Server::start();
+    let (agent, waiting, waiting_review) = pending(&server);
+    let (_, approved, _) = pending(&server);
+    let (_, lapsed, _) = pending(&server);
+    for id in [&waiting, &approved, &lapsed] {
+        poll(Duration::from_secs(10), "approvers to be notified", || {
+            step_codes(&server, id)
+                .contains(&"approvers_notified".to_owned())
+                .then_some(())
+                .ok_or_else(|| "not yet".to_owned())
+        });
+    }
+    server.kill();
+    {
+        let db = rusqlite::Connection::open(server.db_path()).expect("open the store");
+        // Answered just before the crash: the answer's write happened, the
+        // workflow never recorded the grant.
+        db.execute(
+            "UPDATE approvals SET status = 'approved', approver = 'alice',
+                    decided_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+             WHERE approval_id = ?1",
+            [&approved],
+        )
+        .expect("approve");
+        // Its time ran out while the server was down.
+        db.execute(
+            "UPDATE approvals SET expires_at = '2000-01-01T00:00:00.000Z',
+                    request = json_set(request, '$.expires_at', '2000-01-01T00:00:00.000Z')
+             WHERE approval_id = ?1",
+            [&lapsed],
+        )
+        .expect("lapse");
+    }
+    server.restart();
+
+    wait_for_status(&server, &agent, &lapsed, "expired");
+    assert_eq!(
+        step_codes(&server, &lapsed),
+        ["approvers_notified", "approval_expired"]
+    );
+
+    wait_for_status(&server, &agent, &approved, "granted");
+    assert_eq!(
+        step_codes(&server, &approved),
+        ["approvers_notified", "approval_granted"]
+    );
+    let tom = server.user_token("tom", &["treasury_operator"], None);
+    let mut call = transfer(250.0);
+    call["approval_id"] = json!(approved);
+    server.authorize(&agent, &tom, &call).expect_decision(
+        200,
+        "allow",
+        Some("approved_call"),
+        "the grant recorded at start-up",
+    );
+
+    // The pending one still waits, and the link approvers got still works.
+    assert_eq!(
+        status_of(&server, &agent, &waiting).str("status"),
+        "pending"
+    );
+    let alice = approver(&server, "alice", "treasury-approvers");
+    let (status, page) = answer(&server, &waiting_review, "approve", &alice, "ok");
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("may now make exactly"), "{page}");
+    wait_for_status(&server, &agent, &waiting, "granted");
+    assert_eq!(
+        step_codes(&server, &waiting),
+        ["approvers_notified", "approval_granted"]
+    );
+    call["approval_id"] = json!(waiting);
+    server.authorize(&agent, &tom, &call).expect_decision(
+        200,
+        "allow",
+        Some("approved_call"),
+        "the grant of the resumed approval",
+    );
+    assert!(
+        server
+            .stderr_log()
+            .contains("approvals left open by the previous run picked up"),
+        "{}",
+        server.stderr_log()
+    );
+}
+
+/// A tool that needs approval but names no approver group does not validate:
+/// the error names the file and line.
+#[test]
+fn a_tool_needing_approval_without_an_approver_group_does_not_validate() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    for entry in std::fs::read_dir(crate::common::example_policies()).expect("the example") {
+        let entry = entry.expect("an entry");
+        if entry.path().is_file() {
+            std::fs::copy(entry.path(), dir.path().join(entry.file_name())).expect("copy");
+        }
+    }
+    let registry = dir.path().join("registry.yaml");
+    let text = std::fs::read_to_string(&registry).expect("the registry");
+    let edited = text.replace(
+        "approval: { approver_group: treasury-approvers, timeout_seconds: 1800 }",
+        "approval: { timeout_seconds: 1800 }",
+    );
+    assert_ne!(edited, text);
+    std::fs::write(&registry, &edited).expect("write");
+    let line = edited
+        .lines()
+        .position(|l| l.contains("approval: { timeout_seconds: 1800 }"))
+        .expect("the edited line")
+        + 1;
+    let out = crate::common::run_govctl(&["policy", "validate", dir.path().to_str().unwrap()]);
+    assert!(!out.status.success(), "the policy set must not validate");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains(&format!("registry.yaml:{line}:"))
+            && text.contains("error: tool `transfer_funds` needs approval")
+            && text.contains("names no approver_group"),
+        "{text}"
     );
 }
 

@@ -122,7 +122,7 @@ fn meridian_loan(host: &Local) -> String {
     let approval_id = pending["approval_id"].as_str().unwrap().to_owned();
     poll(Duration::from_secs(10), "the approval", || {
         let (_, s) = host.poll("meridian-loan-agent", &approval_id);
-        (s["status"] == "approved")
+        (s["status"] == "granted")
             .then_some(())
             .ok_or_else(|| s.to_string())
     });

@@ -3,7 +3,8 @@
 //! The same router the Lambda functions mount, over HTTP, on the embedded
 //! SQLite store. A background task watches the active-version pointer, so a
 //! `govctl policy publish` or `rollback` in another terminal takes effect
-//! within the reload interval without a restart.
+//! within the reload interval without a restart. Before it serves, it picks
+//! up the approvals the previous run left open.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -77,7 +78,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // the state machine calls on AWS; approvers' links point here.
     let tasks = Arc::new(LocalTasks::default());
     let callback = ApprovalCallbackHandler {
-        approvals: store.clone(),
+        approvals: metered_log.clone(),
         tasks: tasks.clone(),
         notifier: Arc::new(LogNotifier),
         log: metered_log.clone(),
@@ -92,7 +93,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let workflow = LocalWorkflow {
         decision_log: Arc::new(DecisionLogHandler {
             log: metered_log.clone(),
-            approvals: store.clone(),
+            approvals: metered_log.clone(),
             clock: Arc::new(SystemClock),
             // The embedded store chains every record as it writes it.
             archive: None,
@@ -104,6 +105,22 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         tasks,
         base_url: format!("http://{addr}"),
     };
+    // Before any answer is served, so that an answer finds its step waiting.
+    let open = store
+        .unfinished_approvals()
+        .await
+        .context("cannot read the approvals left open")?;
+    if !open.is_empty() {
+        let done = workflow
+            .recover(open, time::OffsetDateTime::now_utc())
+            .await;
+        tracing::info!(
+            resumed = done.resumed,
+            expired = done.expired,
+            completed = done.completed,
+            "approvals left open by the previous run picked up"
+        );
+    }
     let service = AuthorizeService {
         engine: handle,
         log: store.clone(),

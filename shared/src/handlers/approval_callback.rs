@@ -12,10 +12,15 @@
 //! - `POST /v1/reviews/{review_id}/approve|reject`: one conditional write
 //!   decides the approval, then `SendTaskSuccess` or `SendTaskFailure`
 //!   resumes the workflow. A second answer sees the first one's outcome.
+//!   An approval whose workflow cannot be resumed (stopped, timed out, the
+//!   call failed) moves from `approved` to `failed` by a conditional write,
+//!   with its record, and the page says the call is denied: the grant is
+//!   usable only once the workflow records it as `granted`.
 //!
 //! Who may answer: an approver whose token verifies (pasted into the form,
-//! or sent as `Authorization: Bearer`), who belongs to the tool's approver
-//! group, and who is not the user the agent acts for. The forms carry a
+//! or sent as `Authorization: Bearer`), who belongs to the approver group
+//! the approval names, and who is not the user the agent acts for. An
+//! approval that names no group is answered by nobody. The forms carry a
 //! CSRF value that must match the page's cookie.
 
 use std::sync::Arc;
@@ -29,13 +34,18 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{ErrorType, HandlerError};
+use crate::approval::outcome_record;
 use crate::auth::ApproverVerifier;
 use crate::clock::rfc3339;
 use crate::model::ApprovalStatus;
 use crate::ports::{
     ApprovalItem, ApprovalStore, CallbackError, Clock, Decided, DecisionLog, HumanDecision,
-    Notification, Notifier, ReviewKey, TaskCallbacks, TaskToken,
+    Notification, Notifier, ReviewKey, Settled, TaskCallbacks, TaskToken,
 };
+
+/// How long an approver's answer waits for the workflow to record the grant
+/// before the page says it is still being recorded.
+const GRANT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The longest approver name and comment kept.
 const MAX_FIELD: usize = 1024;
@@ -100,10 +110,10 @@ impl ApprovalCallbackHandler {
             dynamodb::DynamoApprovals, sfn::SfnTaskCallbacks, sns::SnsNotifier,
         };
         Ok(Self {
-            approvals: Arc::new(DynamoApprovals::new(
-                aws_sdk_dynamodb::Client::new(sdk),
-                &config.approvals_table,
-            )),
+            approvals: Arc::new(
+                DynamoApprovals::new(aws_sdk_dynamodb::Client::new(sdk), &config.approvals_table)
+                    .with_decisions(&config.decisions_table),
+            ),
             log: Arc::new(crate::adapters::aws::dynamodb::DynamoDecisionLog::new(
                 aws_sdk_dynamodb::Client::new(sdk),
                 &config.decisions_table,
@@ -181,7 +191,7 @@ impl ApprovalCallbackHandler {
             .map_err(|e| HandlerError::new(ErrorType::NotifyFailed, e.to_string()))?;
         // Evidence that approvers were asked; its id is derived from the
         // approval, so a retried step records it once.
-        let notified = crate::approval::outcome_record(
+        let notified = outcome_record(
             &item.request,
             ApprovalStatus::Pending,
             None,
@@ -291,6 +301,19 @@ fn time_left(expires_at: &str, now: time::OffsetDateTime) -> String {
     }
 }
 
+/// The status, and what it means for the call.
+fn status_text(item: &ApprovalItem) -> String {
+    let meaning = match item.status {
+        ApprovalStatus::Pending => "waiting for an answer",
+        ApprovalStatus::Approved => "approved; the workflow is recording the grant",
+        ApprovalStatus::Granted => "approved and recorded: the agent may make this call once",
+        ApprovalStatus::Rejected => "the call is denied",
+        ApprovalStatus::Expired => "nobody answered in time; the call is denied",
+        ApprovalStatus::Failed => "the approval workflow failed; the call is denied",
+    };
+    format!("{} ({meaning})", item.status.as_str())
+}
+
 fn details(item: &ApprovalItem, now: time::OffsetDateTime) -> String {
     let d = &item.request.decision;
     let row = |k: &str, v: &str| format!("<tr><th>{}</th><td>{}</td></tr>", escape(k), escape(v));
@@ -344,7 +367,7 @@ fn details(item: &ApprovalItem, now: time::OffsetDateTime) -> String {
                 time_left(&item.request.expires_at, now)
             ),
         ),
-        row("Status", item.status.as_str()),
+        row("Status", &status_text(item)),
         "</table>".to_owned(),
     ]
     .concat()
@@ -516,18 +539,33 @@ impl ApprovalCallbackHandler {
                 );
             }
         };
-        if let Some(group) = &item.request.approver_group {
-            if !approver.roles.iter().any(|g| g == group) {
-                tracing::warn!(approval_id = %id, approver = %approver.id, group = %group, "approver outside the group");
-                return page(
-                    StatusCode::FORBIDDEN,
-                    "Not an approver here",
-                    &format!(
-                        "<p>Only members of <code>{}</code> answer this request.</p>",
-                        escape(group)
-                    ),
-                );
-            }
+        let Some(group) = item
+            .request
+            .approver_group
+            .as_deref()
+            .filter(|g| !g.is_empty())
+        else {
+            // Without a group, any approver token would do: nobody answers,
+            // and the call is denied when the approval expires.
+            tracing::warn!(approval_id = %id, approver = %approver.id, "answer refused: the approval names no approver group");
+            return page(
+                StatusCode::FORBIDDEN,
+                "No approver group",
+                "<p>The tool's policy names no approver group, so nobody may answer this \
+                 request; it is denied when it expires. Name an <code>approver_group</code> \
+                 for the tool and publish the policy again.</p>",
+            );
+        };
+        if !approver.roles.iter().any(|g| g == group) {
+            tracing::warn!(approval_id = %id, approver = %approver.id, group = %group, "approver outside the group");
+            return page(
+                StatusCode::FORBIDDEN,
+                "Not an approver here",
+                &format!(
+                    "<p>Only members of <code>{}</code> answer this request.</p>",
+                    escape(group)
+                ),
+            );
         }
         if approver.id == item.request.decision.user_id {
             tracing::warn!(approval_id = %id, approver = %approver.id, "self-approval refused");
@@ -568,7 +606,13 @@ impl ApprovalCallbackHandler {
                 return page(
                     StatusCode::CONFLICT,
                     "Already closed",
-                    &format!("<p>This approval is already {}.</p>", s.as_str()),
+                    &format!(
+                        "<p>This approval is already {}.</p>",
+                        match s {
+                            ApprovalStatus::Granted => "approved (granted)",
+                            other => other.as_str(),
+                        }
+                    ),
                 )
             }
             Ok(Decided::NotFound) => return not_found(),
@@ -595,39 +639,174 @@ impl ApprovalCallbackHandler {
                     .await
             }
         };
-        match resumed {
-            Ok(()) => {
-                tracing::info!(approval_id = %id, status = status.as_str(), approver = %answer.approver, "approval decided");
+        match (status, resumed) {
+            (ApprovalStatus::Approved, Ok(())) => {
+                tracing::info!(approval_id = %id, approver = %answer.approver, "approval answered: approved");
+                self.approved_page(id, &answer.approver).await
+            }
+            (ApprovalStatus::Approved, Err(e)) => {
+                tracing::error!(approval_id = %id, error = %e, "approved, but the workflow could not be resumed");
+                self.unresumed(&item, &answer, &e).await
+            }
+            (_, Ok(())) => {
+                tracing::info!(approval_id = %id, approver = %answer.approver, "approval answered: rejected");
                 page(
                     StatusCode::OK,
-                    if status == ApprovalStatus::Approved {
-                        "Approved"
-                    } else {
-                        "Rejected"
-                    },
+                    "Rejected",
                     &format!(
-                        "<p>Recorded: {} by {}.</p>",
-                        status.as_str(),
+                        "<p>Recorded: rejected by {}. The call is denied.</p>",
                         escape(&answer.approver)
                     ),
                 )
             }
-            Err(CallbackError::NotWaiting) => page(
+            (_, Err(e)) => {
+                // The rejection stands in the approvals table; the workflow
+                // that would record it is gone, so it is recorded here.
+                tracing::error!(approval_id = %id, error = %e, "rejected, but the workflow could not be resumed");
+                let record = outcome_record(
+                    &item.request,
+                    ApprovalStatus::Rejected,
+                    Some(answer.approver.clone()),
+                    answer.comment.clone(),
+                    &answer.decided_at,
+                );
+                if let Err(e) = self.log.append(&record).await {
+                    tracing::error!(approval_id = %id, error = %e, "the rejection could not be recorded");
+                }
+                page(
+                    StatusCode::OK,
+                    "Rejected",
+                    &format!(
+                        "<p>Recorded: rejected by {}. The call is denied.</p>",
+                        escape(&answer.approver)
+                    ),
+                )
+            }
+        }
+    }
+
+    /// The page after an approval resumed its workflow: granted once the
+    /// workflow recorded it, failed if it could not, or still being recorded.
+    async fn approved_page(&self, id: &str, approver: &str) -> Response {
+        let deadline = tokio::time::Instant::now() + GRANT_WAIT;
+        loop {
+            let held = match self.approvals.get(id).await {
+                Ok(item) => item.map(|i| i.status),
+                Err(e) => {
+                    tracing::warn!(approval_id = %id, error = %e, "cannot read the approval back");
+                    None
+                }
+            };
+            match held {
+                Some(ApprovalStatus::Granted) => {
+                    return page(
+                        StatusCode::OK,
+                        "Approved",
+                        &format!(
+                            "<p>Recorded: approved by {}. The agent may now make exactly \
+                             this call, once, within {} minutes.</p>",
+                            escape(approver),
+                            crate::approval::GRANT_TTL_SECONDS / 60
+                        ),
+                    )
+                }
+                Some(ApprovalStatus::Failed) => {
+                    return page(
+                        StatusCode::CONFLICT,
+                        "Approval failed",
+                        "<p>Your approval is recorded, but the approval workflow failed to \
+                         record the grant. The call is denied; the agent must ask again.</p>",
+                    )
+                }
+                _ if tokio::time::Instant::now() >= deadline => {
+                    return page(
+                        StatusCode::ACCEPTED,
+                        "Approved, being recorded",
+                        &format!(
+                            "<p>Recorded: approved by {}. The agent may make the call once \
+                             the workflow records the grant; reload this page to see it.</p>",
+                            escape(approver)
+                        ),
+                    )
+                }
+                _ => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+            }
+        }
+    }
+
+    /// An approval whose workflow could not be resumed: it fails, with its
+    /// record, unless the workflow closed it first.
+    async fn unresumed(
+        &self,
+        item: &ApprovalItem,
+        answer: &HumanDecision,
+        error: &CallbackError,
+    ) -> Response {
+        let id = item.request.approval_id.as_str();
+        let why = match error {
+            CallbackError::NotWaiting => {
+                "the approval workflow was no longer waiting (stopped or timed out)"
+            }
+            CallbackError::Unavailable(_) => "the approval workflow could not be resumed",
+        };
+        let record = outcome_record(
+            &item.request,
+            ApprovalStatus::Failed,
+            Some(answer.approver.clone()),
+            Some(format!("approved, but {why}")),
+            &rfc3339(self.clock.now()),
+        );
+        let settled = self
+            .approvals
+            .settle(
+                id,
+                &[ApprovalStatus::Approved],
+                ApprovalStatus::Failed,
+                &record,
+            )
+            .await;
+        match settled {
+            Ok(Settled::Recorded | Settled::Held(ApprovalStatus::Failed)) => page(
+                StatusCode::CONFLICT,
+                "Not delivered",
+                &format!(
+                    "<p>Your approval is recorded, but {why}. The approval failed and the \
+                     call is denied; the agent must ask again.</p>"
+                ),
+            ),
+            Ok(Settled::Held(ApprovalStatus::Expired)) => page(
                 StatusCode::GONE,
                 "Expired",
                 "<p>The approval timed out before this answer arrived; the call is denied.</p>",
             ),
-            Err(CallbackError::Unavailable(e)) => {
-                // The answer is recorded but did not reach the workflow (the
-                // SDK already retried); unless it is resumed, it expires and
-                // the call is denied.
-                tracing::error!(approval_id = %id, error = %e, "answer recorded, workflow not resumed");
+            Ok(Settled::Held(ApprovalStatus::Granted)) => page(
+                StatusCode::OK,
+                "Approved",
+                &format!(
+                    "<p>Recorded: approved by {}. The agent may now make exactly this call, \
+                     once, within {} minutes.</p>",
+                    escape(&answer.approver),
+                    crate::approval::GRANT_TTL_SECONDS / 60
+                ),
+            ),
+            Ok(Settled::Held(other)) => page(
+                StatusCode::CONFLICT,
+                "Already closed",
+                &format!(
+                    "<p>This approval is {}; the call is denied.</p>",
+                    other.as_str()
+                ),
+            ),
+            Ok(Settled::NotFound) => not_found(),
+            Err(e) => {
+                tracing::error!(approval_id = %id, error = %e, "cannot record the failed approval");
                 page(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "Recorded, not delivered",
-                    "<p>Your answer is recorded, but the approval workflow could not be \
-                     resumed. If it is not resumed before the approval expires, the call \
-                     is denied.</p>",
+                    "Not delivered",
+                    &format!(
+                        "<p>Your approval is recorded, but {why}. It cannot be used: a grant \
+                         is usable only once the workflow records it. The call is denied.</p>"
+                    ),
                 )
             }
         }

@@ -22,7 +22,7 @@ use crate::approval::outcome_record;
 use crate::audit::archive::Evidence;
 use crate::clock::rfc3339;
 use crate::model::ApprovalStatus;
-use crate::ports::{ApprovalRequest, ApprovalStore, AuditArchive, Clock, DecisionLog};
+use crate::ports::{ApprovalRequest, ApprovalStore, AuditArchive, Clock, DecisionLog, Settled};
 use crate::service::log_decision;
 
 /// The approval steps the state machine records.
@@ -62,12 +62,10 @@ struct StepState {
     failure: Option<Failure>,
 }
 
+/// What the workflow carried of the answer; only its time is used, since
+/// the approvals row holds who answered and why.
 #[derive(Debug, Default, Deserialize)]
 struct Answer {
-    #[serde(default)]
-    approver: Option<String>,
-    #[serde(default)]
-    comment: Option<String>,
     #[serde(default)]
     decided_at: Option<String>,
 }
@@ -111,10 +109,10 @@ impl DecisionLogHandler {
                 dynamodb.clone(),
                 &config.decisions_table,
             )),
-            approvals: Arc::new(DynamoApprovals::new(
-                dynamodb.clone(),
-                &config.approvals_table,
-            )),
+            approvals: Arc::new(
+                DynamoApprovals::new(dynamodb.clone(), &config.approvals_table)
+                    .with_decisions(&config.decisions_table),
+            ),
             clock: Arc::new(crate::clock::SystemClock),
             archive: Some(Arc::new(crate::adapters::aws::evidence::S3Evidence::new(
                 s3,
@@ -162,7 +160,7 @@ impl DecisionLogHandler {
         let state = step.approval;
         let request = &state.request;
         let now = rfc3339(self.clock.now());
-        let (mut status, answer) = match step.action {
+        match step.action {
             Action::ApprovalRequested => {
                 self.approvals.record_pending(request).await?;
                 tracing::info!(
@@ -175,73 +173,223 @@ impl DecisionLogHandler {
                     expires_at = %request.expires_at,
                     "approval requested"
                 );
-                return Ok(json!({ "approval_id": request.approval_id, "status": "pending" }));
+                Ok(json!({ "approval_id": request.approval_id, "status": "pending" }))
             }
             Action::ApprovalApproved => {
-                (ApprovalStatus::Approved, state.outcome.unwrap_or_default())
+                self.grant(request, state.outcome.unwrap_or_default(), &now)
+                    .await
             }
             Action::ApprovalRejected => {
                 let cause = state.failure.and_then(|f| f.cause).unwrap_or_default();
-                // The cause is the callback's JSON; anything else is kept as the comment.
-                let answer = serde_json::from_str(&cause).unwrap_or(Answer {
-                    comment: (!cause.is_empty()).then_some(cause),
-                    ..Answer::default()
-                });
-                (ApprovalStatus::Rejected, answer)
+                // The cause is the callback's JSON answer.
+                let answer = serde_json::from_str(&cause).unwrap_or_default();
+                self.rejected(request, answer, &now).await
             }
-            Action::ApprovalExpired => (ApprovalStatus::Expired, Answer::default()),
+            Action::ApprovalExpired => {
+                let (closed, settled) = self
+                    .settle_closed(
+                        request,
+                        &[ApprovalStatus::Pending],
+                        ApprovalStatus::Expired,
+                        None,
+                        &now,
+                    )
+                    .await?;
+                if settled == Settled::Held(ApprovalStatus::Approved) {
+                    // Answered in time, but the wait ended before the answer
+                    // resumed it: the grant can never be recorded.
+                    return self
+                        .close(
+                            request,
+                            &[ApprovalStatus::Approved],
+                            ApprovalStatus::Failed,
+                            Some("approved, but the workflow stopped waiting before the answer resumed it".to_owned()),
+                            &now,
+                        )
+                        .await;
+                }
+                Ok(closed)
+            }
             Action::ApprovalFailed => {
                 let error = state.failure.and_then(|f| f.error);
-                (
+                self.close(
+                    request,
+                    &[ApprovalStatus::Pending, ApprovalStatus::Approved],
                     ApprovalStatus::Failed,
-                    Answer {
-                        comment: error.map(|e| format!("workflow error `{e}`")),
-                        ..Answer::default()
-                    },
+                    error.map(|e| format!("workflow error `{e}`")),
+                    &now,
                 )
-            }
-        };
-        let mut answer = answer;
-        let step_status = status;
-        if matches!(status, ApprovalStatus::Expired | ApprovalStatus::Failed) {
-            // The denial record is what must not be lost. An approval left
-            // pending in its table cannot be answered anyway: an answer needs
-            // the waiting step, which is gone, and the expiry has passed or
-            // follows.
-            if let Err(e) = self.approvals.close(&request.approval_id, status).await {
-                tracing::warn!(approval_id = %request.approval_id, error = %e, "cannot close the approval; recording the denial anyway");
-            }
-        } else {
-            // The approvals table holds the human's answer as the callback's
-            // single conditional write recorded it: that is the authority,
-            // whatever the workflow carried along. A step that resumed
-            // without that answer (a token sent by anyone else) is no approval.
-            match self.approvals.get(&request.approval_id).await? {
-                Some(item) if item.status == status => {
-                    answer = Answer {
-                        approver: item.approver,
-                        comment: item.comment,
-                        decided_at: item.decided_at.or(answer.decided_at),
-                    };
-                }
-                found => {
-                    let held = found.map_or("missing", |i| i.status.as_str());
-                    tracing::error!(approval_id = %request.approval_id, expected = status.as_str(), held, "the workflow resumed without a matching answer; recording a failed approval");
-                    status = ApprovalStatus::Failed;
-                    answer = Answer {
-                        comment: Some(format!(
-                            "the workflow reported `{}` but the approvals table holds `{held}`",
-                            step_status.as_str()
-                        )),
-                        ..Answer::default()
-                    };
-                }
+                .await
             }
         }
-        let at = answer.decided_at.clone().unwrap_or(now);
-        let record = outcome_record(request, status, answer.approver, answer.comment, &at);
-        self.log.append(&record).await?;
+    }
+
+    /// RecordApproved: the approvals row must hold the human's answer as the
+    /// callback's conditional write recorded it; that is the authority,
+    /// whatever the workflow carried along. The row becomes `granted` in
+    /// the same write that appends the `approval_granted` record. A step
+    /// that resumed without that answer (a token sent by anyone else, or an
+    /// approval already failed) is no approval: it fails, and the state
+    /// machine records the failure.
+    async fn grant(
+        &self,
+        request: &ApprovalRequest,
+        carried: Answer,
+        now: &str,
+    ) -> Result<Value, HandlerError> {
+        let id = &request.approval_id;
+        let not_granted = |held: &str| {
+            tracing::error!(approval_id = %id, held, "the workflow resumed without a matching answer");
+            HandlerError::new(
+                ErrorType::ApprovalNotGranted,
+                format!("the workflow reported `approved` but the approvals table holds `{held}`"),
+            )
+        };
+        let item = match self.approvals.get(id).await? {
+            Some(item)
+                if matches!(
+                    item.status,
+                    ApprovalStatus::Approved | ApprovalStatus::Granted
+                ) =>
+            {
+                item
+            }
+            found => return Err(not_granted(found.map_or("missing", |i| i.status.as_str()))),
+        };
+        let at = item
+            .decided_at
+            .clone()
+            .or(carried.decided_at)
+            .unwrap_or_else(|| now.to_owned());
+        let record = outcome_record(
+            request,
+            ApprovalStatus::Granted,
+            item.approver,
+            item.comment,
+            &at,
+        );
+        match self
+            .approvals
+            .settle(
+                id,
+                &[ApprovalStatus::Approved],
+                ApprovalStatus::Granted,
+                &record,
+            )
+            .await?
+        {
+            Settled::Recorded => log_decision("approval", &record),
+            // A retried step: the earlier attempt granted it.
+            Settled::Held(ApprovalStatus::Granted) => {}
+            Settled::Held(other) => return Err(not_granted(other.as_str())),
+            Settled::NotFound => return Err(not_granted("missing")),
+        }
+        Ok(json!({ "record": record, "outcome": ApprovalStatus::Approved.as_str() }))
+    }
+
+    /// RecordRejected: the approvals row already holds the rejection (the
+    /// callback's conditional write); the record follows it.
+    async fn rejected(
+        &self,
+        request: &ApprovalRequest,
+        carried: Answer,
+        now: &str,
+    ) -> Result<Value, HandlerError> {
+        let id = &request.approval_id;
+        match self.approvals.get(id).await? {
+            Some(item) if item.status == ApprovalStatus::Rejected => {
+                let at = item
+                    .decided_at
+                    .or(carried.decided_at)
+                    .unwrap_or_else(|| now.to_owned());
+                let record = outcome_record(
+                    request,
+                    ApprovalStatus::Rejected,
+                    item.approver,
+                    item.comment,
+                    &at,
+                );
+                self.log.append(&record).await?;
+                log_decision("approval", &record);
+                Ok(json!({ "record": record, "outcome": ApprovalStatus::Rejected.as_str() }))
+            }
+            found => {
+                let held = found.map_or("missing", |i| i.status.as_str());
+                tracing::error!(approval_id = %id, held, "the workflow resumed without a matching answer; recording a failed approval");
+                self.close(
+                    request,
+                    &[ApprovalStatus::Pending, ApprovalStatus::Approved],
+                    ApprovalStatus::Failed,
+                    Some(format!(
+                        "the workflow reported `rejected` but the approvals table holds `{held}`"
+                    )),
+                    now,
+                )
+                .await
+            }
+        }
+    }
+
+    /// RecordExpired / RecordFailed: moves the approval from one of `from` to
+    /// `status` with its denial record, in one write. An approval already
+    /// closed otherwise keeps its outcome (and its record); nothing is
+    /// written twice.
+    async fn close(
+        &self,
+        request: &ApprovalRequest,
+        from: &[ApprovalStatus],
+        status: ApprovalStatus,
+        comment: Option<String>,
+        now: &str,
+    ) -> Result<Value, HandlerError> {
+        Ok(self
+            .settle_closed(request, from, status, comment, now)
+            .await?
+            .0)
+    }
+
+    /// [`Self::close`], also saying what the store found.
+    async fn settle_closed(
+        &self,
+        request: &ApprovalRequest,
+        from: &[ApprovalStatus],
+        status: ApprovalStatus,
+        comment: Option<String>,
+        now: &str,
+    ) -> Result<(Value, Settled), HandlerError> {
+        let id = &request.approval_id;
+        let record = outcome_record(request, status, None, comment, now);
+        let settled = match self.approvals.settle(id, from, status, &record).await {
+            Ok(s) => s,
+            Err(e) => {
+                // The denial record is what must not be lost. An approval
+                // left open in its table is never usable: a grant needs the
+                // `granted` status, written only with its record.
+                tracing::warn!(approval_id = %id, error = %e, "cannot close the approval; recording the denial anyway");
+                Settled::NotFound
+            }
+        };
+        match settled {
+            Settled::Recorded => {}
+            Settled::NotFound => {
+                self.log.append(&record).await?;
+            }
+            Settled::Held(held) if held == status => {
+                // A retried step: the earlier attempt closed it with this record.
+            }
+            Settled::Held(held) => {
+                tracing::info!(approval_id = %id, held = held.as_str(), "approval already closed");
+                let record = outcome_record(request, held, None, None, now);
+                return Ok((
+                    json!({ "record": record, "outcome": held.as_str() }),
+                    settled,
+                ));
+            }
+        }
         log_decision("approval", &record);
-        Ok(json!({ "record": record, "outcome": status.as_str() }))
+        Ok((
+            json!({ "record": record, "outcome": status.as_str() }),
+            settled,
+        ))
     }
 }

@@ -38,6 +38,9 @@ pub enum ErrorType {
     InvalidEvent,
     /// The approval does not exist or is no longer pending: never retried.
     ApprovalNotFound,
+    /// The workflow resumed, but the approval cannot be granted (it is no
+    /// longer `approved`): never retried; the state machine records a failure.
+    ApprovalNotGranted,
 }
 
 impl ErrorType {
@@ -49,6 +52,7 @@ impl ErrorType {
             ErrorType::MetricsUnavailable => "MetricsUnavailable",
             ErrorType::InvalidEvent => "InvalidEvent",
             ErrorType::ApprovalNotFound => "ApprovalNotFound",
+            ErrorType::ApprovalNotGranted => "ApprovalNotGranted",
         }
     }
 }

@@ -232,8 +232,14 @@ pub struct DecisionRecord {
 pub enum ApprovalStatus {
     /// Waiting for a human.
     Pending,
-    /// A human approved the exact call.
+    /// A human approved the exact call; the workflow has not yet recorded
+    /// the grant, so it cannot be used. On an outcome record: the approval
+    /// was granted.
     Approved,
+    /// The approval's `approval_granted` record is durable: its single-use
+    /// grant may be used. Only an approvals row holds this status; it is
+    /// written in the same atomic write as that record.
+    Granted,
     /// A human rejected it.
     Rejected,
     /// Nobody decided in time.
@@ -248,6 +254,7 @@ impl ApprovalStatus {
         match self {
             ApprovalStatus::Pending => "pending",
             ApprovalStatus::Approved => "approved",
+            ApprovalStatus::Granted => "granted",
             ApprovalStatus::Rejected => "rejected",
             ApprovalStatus::Expired => "expired",
             ApprovalStatus::Failed => "failed",

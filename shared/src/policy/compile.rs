@@ -401,16 +401,35 @@ fn check_registry(reg: &Registry, node: &Node, diags: &mut Vec<Diagnostic>) {
                     ),
                 );
             }
-            if tool.requires_approval() && approval.approver_group.is_none() {
-                warn(
-                    diags,
-                    &at("approval"),
-                    format!(
-                        "tool `{}` needs approval but names no approver_group",
-                        tool.id
-                    ),
-                );
-            }
+        }
+        if tool.requires_approval()
+            && tool
+                .approval
+                .as_ref()
+                .and_then(|a| a.approver_group.as_deref())
+                .is_none_or(|g| g.trim().is_empty())
+        {
+            // Without a group, any holder of any approver token could answer.
+            let (path, why) = match &tool.approval {
+                Some(a) if a.required == Some(true) => ("approval", "needs approval"),
+                Some(_) => (
+                    "approval",
+                    "needs approval (its category is delete, transfer or publish)",
+                ),
+                None => (
+                    "category",
+                    "needs approval (its category is delete, transfer or publish)",
+                ),
+            };
+            err(
+                diags,
+                &at(path),
+                format!(
+                    "tool `{}` {why} but names no approver_group: add \
+                     `approval: {{ approver_group: GROUP }}`, or `required: false`",
+                    tool.id
+                ),
+            );
         }
     }
 
@@ -552,4 +571,90 @@ pub(crate) fn schema_text(reg: &Registry) -> String {
         ));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    /// The example policy set with its registry edited by `edit`.
+    fn example_with(edit: impl Fn(&str) -> String) -> PolicyBundle {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/policies");
+        let mut bundle = PolicyBundle::from_dir(&dir).unwrap();
+        let registry = bundle.files.get_mut(REGISTRY_FILE).unwrap();
+        *registry = edit(registry);
+        bundle
+    }
+
+    fn errors(bundle: &PolicyBundle) -> Vec<Diagnostic> {
+        match compile(bundle) {
+            Ok(_) => Vec::new(),
+            Err(diags) => diags
+                .into_iter()
+                .filter(|d| d.severity == Severity::Error)
+                .collect(),
+        }
+    }
+
+    fn line_of(text: &str, needle: &str) -> usize {
+        text.lines().position(|l| l.contains(needle)).unwrap() + 1
+    }
+
+    #[test]
+    fn a_tool_that_needs_approval_must_name_its_approver_group() {
+        assert!(errors(&example_with(str::to_owned)).is_empty());
+
+        // Approval by its category (transfer), with no approval block at all.
+        let bundle = example_with(|r| {
+            r.replace(
+                "    approval: { approver_group: treasury-approvers, timeout_seconds: 1800 }\n",
+                "",
+            )
+        });
+        let errs = errors(&bundle);
+        let text = &bundle.files[REGISTRY_FILE];
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].file, REGISTRY_FILE);
+        assert_eq!(errs[0].line, line_of(text, "category: transfer"));
+        assert!(
+            errs[0]
+                .message
+                .contains("tool `transfer_funds` needs approval (its category is delete, transfer or publish) but names no approver_group"),
+            "{}",
+            errs[0]
+        );
+
+        // Required explicitly, with a block that names no group.
+        let bundle = example_with(|r| {
+            r.replace(
+                "approval: { required: true, approver_group: senior-underwriters, timeout_seconds: 3600 }",
+                "approval: { required: true, timeout_seconds: 3600 }",
+            )
+        });
+        let errs = errors(&bundle);
+        let text = &bundle.files[REGISTRY_FILE];
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(
+            errs[0].line,
+            line_of(text, "approval: { required: true, timeout_seconds: 3600 }")
+        );
+        assert!(errs[0].message.contains("names no approver_group"));
+
+        // An empty group is no group.
+        let bundle = example_with(|r| {
+            r.replace("approver_group: privacy-approvers", "approver_group: \"\"")
+        });
+        assert_eq!(errors(&bundle).len(), 1);
+
+        // A tool that opts out of approval needs no group.
+        let bundle = example_with(|r| {
+            r.replace(
+                "approval: { approver_group: treasury-approvers, timeout_seconds: 1800 }",
+                "approval: { required: false }",
+            )
+        });
+        assert!(errors(&bundle).is_empty());
+    }
 }

@@ -211,6 +211,90 @@ impl<L: DecisionLog> DecisionLog for MeteredLog<L> {
     }
 }
 
+/// The same wrapper around the approval store counts the outcomes its
+/// settling writes append with their approval.
+#[async_trait]
+impl<L: crate::ports::ApprovalStore> crate::ports::ApprovalStore for MeteredLog<L> {
+    async fn record_pending(
+        &self,
+        request: &crate::ports::ApprovalRequest,
+    ) -> Result<(), StoreError> {
+        self.inner.record_pending(request).await
+    }
+
+    async fn attach_token(
+        &self,
+        approval_id: &str,
+        token: &crate::ports::TaskToken,
+        review: &crate::ports::ReviewKey,
+    ) -> Result<crate::ports::ApprovalItem, StoreError> {
+        self.inner.attach_token(approval_id, token, review).await
+    }
+
+    async fn get(
+        &self,
+        approval_id: &str,
+    ) -> Result<Option<crate::ports::ApprovalItem>, StoreError> {
+        crate::ports::ApprovalStore::get(&self.inner, approval_id).await
+    }
+
+    async fn find_by_review(
+        &self,
+        review: &crate::ports::ReviewKey,
+    ) -> Result<Option<crate::ports::ApprovalItem>, StoreError> {
+        self.inner.find_by_review(review).await
+    }
+
+    async fn decide(
+        &self,
+        approval_id: &str,
+        answer: &crate::ports::HumanDecision,
+    ) -> Result<crate::ports::Decided, StoreError> {
+        self.inner.decide(approval_id, answer).await
+    }
+
+    async fn close(
+        &self,
+        approval_id: &str,
+        status: crate::model::ApprovalStatus,
+    ) -> Result<(), StoreError> {
+        self.inner.close(approval_id, status).await
+    }
+
+    async fn settle(
+        &self,
+        approval_id: &str,
+        from: &[crate::model::ApprovalStatus],
+        to: crate::model::ApprovalStatus,
+        record: &DecisionRecord,
+    ) -> Result<crate::ports::Settled, StoreError> {
+        let settled = self.inner.settle(approval_id, from, to, record).await?;
+        if settled == crate::ports::Settled::Recorded {
+            self.metrics.observe_approval_step(record);
+        }
+        Ok(settled)
+    }
+
+    async fn reattach_token(
+        &self,
+        approval_id: &str,
+        token: &crate::ports::TaskToken,
+    ) -> Result<crate::ports::ApprovalItem, StoreError> {
+        self.inner.reattach_token(approval_id, token).await
+    }
+
+    async fn use_grant(
+        &self,
+        approval_id: &str,
+        record: &DecisionRecord,
+        decided_after: &str,
+    ) -> Result<bool, StoreError> {
+        self.inner
+            .use_grant(approval_id, record, decided_after)
+            .await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,12 +4,17 @@
 //! `statemachines/approval.asl.json`, calling the same step handlers with
 //! the same payloads the state machine sends to the Lambda functions:
 //! RecordPending → NotifyApprovers (wait for the task token, up to the
-//! tool's timeout) → RecordApproved, or RecordRejected / RecordExpired /
-//! RecordFailed → EmitDenialMetric. Transient step errors are retried as the
-//! state machine's `Retry` does (three times, 1, 2 and 4 seconds apart).
+//! tool's timeout) → RecordApproved (a failure there is caught into
+//! RecordFailed), or RecordRejected / RecordExpired / RecordFailed →
+//! EmitDenialMetric. Transient step errors are retried as the state
+//! machine's `Retry` does (three times, 1, 2 and 4 seconds apart).
 //!
-//! Waiting steps live in memory: approvals still pending when the server
-//! stops are not resumed by the next start.
+//! Waiting steps live in memory. When `govctl serve` starts,
+//! [`LocalWorkflow::recover`] picks up what the previous run left open, from
+//! the approvals table: a pending approval with time left waits again for
+//! the rest of it (its approvers' link still works), one past its expiry is
+//! expired, and one a human approved whose workflow never recorded it is
+//! granted, each with its record.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -23,9 +28,23 @@ use crate::handlers::approval_callback::ApprovalCallbackHandler;
 use crate::handlers::decision_log::DecisionLogHandler;
 use crate::handlers::denial_metrics::DenialMetricsHandler;
 use crate::handlers::{ErrorType, HandlerError};
+use crate::model::ApprovalStatus;
 use crate::ports::{
-    ApprovalRequest, ApprovalWorkflow, CallbackError, StoreError, TaskCallbacks, TaskToken,
+    ApprovalItem, ApprovalRequest, ApprovalWorkflow, CallbackError, StoreError, TaskCallbacks,
+    TaskToken,
 };
+
+/// What [`LocalWorkflow::recover`] did with the approvals a previous run left open.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Recovered {
+    /// Pending approvals that wait again for the rest of their time.
+    pub resumed: usize,
+    /// Pending approvals past their expiry, now expired with their record.
+    pub expired: usize,
+    /// Approved approvals whose grant the previous run never recorded, now
+    /// recorded (granted) or, if that failed, failed, with their record.
+    pub completed: usize,
+}
 
 /// How the waiting step was resumed.
 #[derive(Debug)]
@@ -140,7 +159,7 @@ fn failure(e: &HandlerError) -> Value {
 impl LocalWorkflow {
     async fn run(self, request: ApprovalRequest) {
         let approval_id = request.approval_id.clone();
-        let mut state = match serde_json::to_value(&request) {
+        let state = match serde_json::to_value(&request) {
             Ok(v) => v,
             Err(e) => {
                 tracing::error!(%approval_id, error = %e, "cannot run the approval");
@@ -155,9 +174,32 @@ impl LocalWorkflow {
         if let Err(e) = recorded {
             return self.deny(state, "approval_failed", failure(&e)).await;
         }
+        let Some((token, answered)) = self.notify(&state, &approval_id).await else {
+            return;
+        };
+        self.wait(
+            state,
+            token,
+            answered,
+            Duration::from_secs(request.timeout_seconds),
+        )
+        .await;
+    }
+
+    /// NotifyApprovers up to the wait: keeps a new token and tells approvers.
+    /// `None`: it failed, and the failure is recorded.
+    async fn notify(
+        &self,
+        state: &Value,
+        approval_id: &str,
+    ) -> Option<(TaskToken, oneshot::Receiver<Resume>)> {
         let (token, answered) = match self.tasks.register() {
             Ok(t) => t,
-            Err(e) => return self.deny(state, "approval_failed", failure(&e)).await,
+            Err(e) => {
+                self.deny(state.clone(), "approval_failed", failure(&e))
+                    .await;
+                return None;
+            }
         };
         let notified = with_retry(|| {
             self.callback.notify(json!({
@@ -170,26 +212,27 @@ impl LocalWorkflow {
         .await;
         if let Err(e) = notified {
             self.tasks.forget(&token);
-            return self.deny(state, "approval_failed", failure(&e)).await;
+            self.deny(state.clone(), "approval_failed", failure(&e))
+                .await;
+            return None;
         }
-        let waited =
-            tokio::time::timeout(Duration::from_secs(request.timeout_seconds), answered).await;
-        match waited {
+        Some((token, answered))
+    }
+
+    /// NotifyApprovers' wait, for at most `left`, and the step that follows.
+    async fn wait(
+        &self,
+        mut state: Value,
+        token: TaskToken,
+        answered: oneshot::Receiver<Resume>,
+        left: Duration,
+    ) {
+        match tokio::time::timeout(left, answered).await {
             Ok(Ok(Resume::Success(output))) => {
                 if let Some(obj) = state.as_object_mut() {
                     obj.insert("outcome".into(), output);
                 }
-                let done = with_retry(|| {
-                    self.decision_log
-                        .handle(json!({"action": "approval_approved", "approval": state.clone()}))
-                })
-                .await;
-                match done {
-                    Ok(_) => tracing::info!(%approval_id, "approval approved"),
-                    Err(e) => {
-                        tracing::error!(%approval_id, error = %e, "approved, but the outcome could not be recorded")
-                    }
-                }
+                self.approved(state).await;
             }
             Ok(Ok(Resume::Failure { error, cause })) => {
                 let action = if error == "ApprovalRejected" {
@@ -216,6 +259,134 @@ impl LocalWorkflow {
                     json!({"Error": "States.Timeout", "Cause": ""}),
                 )
                 .await;
+            }
+        }
+    }
+
+    /// RecordApproved, whose failure the state machine's `Catch` sends to
+    /// RecordFailed: the grant becomes usable only with its record.
+    async fn approved(&self, state: Value) {
+        let approval_id = state
+            .get("approval_id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let done = with_retry(|| {
+            self.decision_log
+                .handle(json!({"action": "approval_approved", "approval": state.clone()}))
+        })
+        .await;
+        match done {
+            Ok(_) => tracing::info!(%approval_id, "approval granted"),
+            Err(e) => {
+                tracing::error!(%approval_id, error = %e, "approved, but the grant could not be recorded");
+                self.deny(state, "approval_failed", failure(&e)).await;
+            }
+        }
+    }
+
+    /// Picks up the approvals a previous run left open (`items`, from the
+    /// approvals table), as of `now`: call it before serving answers, so
+    /// that an answer finds its step waiting again.
+    pub async fn recover(&self, items: Vec<ApprovalItem>, now: time::OffsetDateTime) -> Recovered {
+        let mut done = Recovered::default();
+        for item in items {
+            let approval_id = item.request.approval_id.clone();
+            let mut state = match serde_json::to_value(&item.request) {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::error!(%approval_id, error = %e, "cannot resume the approval");
+                    continue;
+                }
+            };
+            match item.status {
+                ApprovalStatus::Approved => {
+                    // The human's answer is durable and was given in time
+                    // (the answer's write checks the expiry); only its
+                    // record is missing: RecordApproved writes it.
+                    if let Some(obj) = state.as_object_mut() {
+                        obj.insert(
+                            "outcome".into(),
+                            json!({"outcome": "approved", "decided_at": item.decided_at}),
+                        );
+                    }
+                    self.approved(state).await;
+                    done.completed += 1;
+                }
+                ApprovalStatus::Pending => {
+                    let left = time::OffsetDateTime::parse(
+                        &item.request.expires_at,
+                        &time::format_description::well_known::Rfc3339,
+                    )
+                    .ok()
+                    .map(|at| at - now)
+                    .and_then(|d| Duration::try_from(d).ok())
+                    .filter(|d| !d.is_zero());
+                    let Some(left) = left else {
+                        self.deny(
+                            state,
+                            "approval_expired",
+                            json!({"Error": "States.Timeout", "Cause": ""}),
+                        )
+                        .await;
+                        done.expired += 1;
+                        continue;
+                    };
+                    let waiting = if item.task_token.is_some() {
+                        self.rewait(&state, &approval_id).await
+                    } else {
+                        // Approvers were never told: tell them now.
+                        self.notify(&state, &approval_id).await
+                    };
+                    if let Some((token, answered)) = waiting {
+                        tracing::info!(%approval_id, seconds_left = left.as_secs(), "approval waits again");
+                        let me = self.clone();
+                        tokio::spawn(async move { me.wait(state, token, answered, left).await });
+                        done.resumed += 1;
+                    }
+                }
+                ApprovalStatus::Granted
+                | ApprovalStatus::Rejected
+                | ApprovalStatus::Expired
+                | ApprovalStatus::Failed => {}
+            }
+        }
+        done
+    }
+
+    /// A new waiting step for a pending approval whose approvers were told:
+    /// its token replaces the lost one, and their link stays.
+    async fn rewait(
+        &self,
+        state: &Value,
+        approval_id: &str,
+    ) -> Option<(TaskToken, oneshot::Receiver<Resume>)> {
+        let (token, answered) = match self.tasks.register() {
+            Ok(t) => t,
+            Err(e) => {
+                self.deny(state.clone(), "approval_failed", failure(&e))
+                    .await;
+                return None;
+            }
+        };
+        match self
+            .callback
+            .approvals
+            .reattach_token(approval_id, &token)
+            .await
+        {
+            Ok(_) => Some((token, answered)),
+            Err(StoreError::NotFound(_)) => {
+                // Answered or closed meanwhile: nothing waits.
+                self.tasks.forget(&token);
+                None
+            }
+            Err(e) => {
+                self.tasks.forget(&token);
+                let e = HandlerError::from(e);
+                self.deny(state.clone(), "approval_failed", failure(&e))
+                    .await;
+                None
             }
         }
     }

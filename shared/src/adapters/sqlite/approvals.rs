@@ -1,7 +1,8 @@
 //! Approvals in the embedded store, with the DynamoDB adapter's semantics:
-//! every change of status is one conditional `UPDATE … WHERE status =
-//! 'pending'`, an answer needs the waiting step's token and an unexpired
-//! approval, and approver links are found by the hash of their review id.
+//! every change of status is one conditional write, an answer needs the
+//! waiting step's token and an unexpired approval, an outcome that settles
+//! an approval is written in the same transaction as its record, and
+//! approver links are found by the hash of their review id.
 
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -10,8 +11,8 @@ use super::{unavailable, SqliteStore};
 use crate::model::ApprovalStatus;
 use crate::model::DecisionRecord;
 use crate::ports::{
-    ApprovalItem, ApprovalRequest, ApprovalStore, Decided, HumanDecision, ReviewKey, StoreError,
-    TaskToken,
+    ApprovalItem, ApprovalRequest, ApprovalStore, Decided, HumanDecision, ReviewKey, Settled,
+    StoreError, TaskToken,
 };
 
 /// Columns added to the foundation's `approvals` table, for stores created before them.
@@ -57,34 +58,61 @@ type Row = (
 const SELECT: &str = "SELECT request, status, approver, comment, decided_at, task_token, \
      grant_used_at FROM approvals";
 
-fn item(conn: &Connection, filter: &str, key: &str) -> Result<Option<ApprovalItem>, StoreError> {
-    let row: Option<Row> = conn
-        .query_row(&format!("{SELECT} WHERE {filter} = ?1"), [key], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-                r.get(6)?,
-            ))
-        })
-        .optional()
-        .map_err(unavailable)?;
-    let Some((request, status, approver, comment, decided_at, token, used)) = row else {
-        return Ok(None);
-    };
-    let corrupt = |e: serde_json::Error| StoreError::Corrupt(e.to_string());
-    Ok(Some(ApprovalItem {
-        request: serde_json::from_str::<ApprovalRequest>(&request).map_err(corrupt)?,
-        status: serde_json::from_value(serde_json::Value::String(status)).map_err(corrupt)?,
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+    ))
+}
+
+fn status_from(text: String) -> Result<ApprovalStatus, StoreError> {
+    serde_json::from_value(serde_json::Value::String(text))
+        .map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn from_row(row: Row) -> Result<ApprovalItem, StoreError> {
+    let (request, status, approver, comment, decided_at, token, used) = row;
+    Ok(ApprovalItem {
+        request: serde_json::from_str::<ApprovalRequest>(&request)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        status: status_from(status)?,
         approver,
         comment,
         decided_at,
         task_token: token.map(TaskToken),
         grant_used_at: used,
-    }))
+    })
+}
+
+fn item(conn: &Connection, filter: &str, key: &str) -> Result<Option<ApprovalItem>, StoreError> {
+    conn.query_row(&format!("{SELECT} WHERE {filter} = ?1"), [key], row)
+        .optional()
+        .map_err(unavailable)?
+        .map(from_row)
+        .transpose()
+}
+
+impl SqliteStore {
+    /// The approvals no workflow has closed yet (`pending`, or `approved`
+    /// and not yet granted), oldest first: what `govctl serve` resumes when
+    /// it starts.
+    pub async fn unfinished_approvals(&self) -> Result<Vec<ApprovalItem>, StoreError> {
+        self.with_control(|conn| {
+            let rows: Vec<Row> = conn
+                .prepare(&format!(
+                    "{SELECT} WHERE status IN ('pending', 'approved') ORDER BY created_at"
+                ))
+                .and_then(|mut s| s.query_map([], row)?.collect())
+                .map_err(unavailable)?;
+            rows.into_iter().map(from_row).collect()
+        })
+        .await
+    }
 }
 
 #[async_trait]
@@ -195,6 +223,84 @@ impl ApprovalStore for SqliteStore {
         .await
     }
 
+    async fn settle(
+        &self,
+        approval_id: &str,
+        from: &[ApprovalStatus],
+        to: ApprovalStatus,
+        record: &DecisionRecord,
+    ) -> Result<Settled, StoreError> {
+        let json = serde_json::to_string(record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let (id, from, r) = (approval_id.to_owned(), from.to_vec(), record.clone());
+        self.with_control(move |conn| {
+            // Immediate: the status is read and changed, and the chain's head
+            // read and extended, in one write transaction.
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(unavailable)?;
+            let held: Option<String> = tx
+                .query_row(
+                    "SELECT status FROM approvals WHERE approval_id = ?1",
+                    [&id],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(unavailable)?;
+            let Some(held) = held else {
+                return Ok(Settled::NotFound);
+            };
+            let held = status_from(held)?;
+            if !from.contains(&held) {
+                return Ok(Settled::Held(held));
+            }
+            tx.execute(
+                "UPDATE approvals SET status = ?1, task_token = NULL WHERE approval_id = ?2",
+                params![to.as_str(), id],
+            )
+            .map_err(unavailable)?;
+            // Outcome ids derive from the approval and the outcome: one
+            // already there was appended by an earlier path and stands.
+            let recorded = tx
+                .query_row(
+                    "SELECT 1 FROM decisions WHERE decision_id = ?1",
+                    [&r.decision_id],
+                    |_| Ok(()),
+                )
+                .optional()
+                .map_err(unavailable)?
+                .is_some();
+            if !recorded {
+                super::audit::insert_chained(&tx, &r, json)?;
+            }
+            tx.commit().map_err(unavailable)?;
+            Ok(Settled::Recorded)
+        })
+        .await
+    }
+
+    async fn reattach_token(
+        &self,
+        approval_id: &str,
+        token: &TaskToken,
+    ) -> Result<ApprovalItem, StoreError> {
+        let (id, token) = (approval_id.to_owned(), token.0.clone());
+        self.with_control(move |conn| {
+            let n = conn
+                .execute(
+                    "UPDATE approvals SET task_token = ?1
+                     WHERE approval_id = ?2 AND status = 'pending'",
+                    params![token, id],
+                )
+                .map_err(unavailable)?;
+            if n == 0 {
+                return Err(StoreError::NotFound(format!("pending approval `{id}`")));
+            }
+            item(conn, "approval_id", &id)?
+                .ok_or_else(|| StoreError::NotFound(format!("approval `{id}`")))
+        })
+        .await
+    }
+
     async fn use_grant(
         &self,
         approval_id: &str,
@@ -215,7 +321,7 @@ impl ApprovalStore for SqliteStore {
             let used = tx
                 .execute(
                     "UPDATE approvals SET grant_used_at = ?1
-                     WHERE approval_id = ?2 AND status = 'approved' AND grant_used_at IS NULL
+                     WHERE approval_id = ?2 AND status = 'granted' AND grant_used_at IS NULL
                        AND decided_at > ?3
                        AND json_extract(request, '$.decision.agent_id') = ?4
                        AND json_extract(request, '$.decision.user_id') = ?5

@@ -1,8 +1,9 @@
 //! Approvals on DynamoDB: one item per approval, keyed by its random id.
 //!
-//! Every change of status is one conditional update from `pending`, so an
-//! approval is decided once: a second click, or a click racing the timeout,
-//! finds it closed. The task token of the waiting workflow step is kept
+//! Every change of status is one conditional update, so an approval is
+//! decided once: a second click, or a click racing the timeout, finds it
+//! closed. An outcome that settles an approval (granted, expired, failed)
+//! is one transaction with its record in the decisions table. The task token of the waiting workflow step is kept
 //! here; no link, message or log line carries it. Beside each approval, an
 //! item keyed `review#KEY` points from the hash of the approver link's
 //! review id to the approval.
@@ -14,8 +15,8 @@ use aws_sdk_dynamodb::Client;
 use super::{corrupt, get_s, n, opt_s, s, unavailable, Item};
 use crate::model::{ApprovalStatus, DecisionRecord};
 use crate::ports::{
-    ApprovalItem, ApprovalRequest, ApprovalStore, Decided, HumanDecision, ReviewKey, StoreError,
-    TaskToken,
+    ApprovalItem, ApprovalRequest, ApprovalStore, Decided, HumanDecision, ReviewKey, Settled,
+    StoreError, TaskToken,
 };
 
 /// Closed approvals stay this long after they expire, then DynamoDB's TTL
@@ -71,7 +72,8 @@ impl DynamoApprovals {
         }
     }
 
-    /// The same, able to use grants: their allows go into `decisions_table`.
+    /// The same, able to settle approvals and use grants: their records go
+    /// into `decisions_table`.
     pub fn with_decisions(mut self, decisions_table: impl Into<String>) -> Self {
         self.decisions_table = Some(decisions_table.into());
         self
@@ -280,6 +282,114 @@ impl ApprovalStore for DynamoApprovals {
         }
     }
 
+    async fn settle(
+        &self,
+        approval_id: &str,
+        from: &[ApprovalStatus],
+        to: ApprovalStatus,
+        record: &DecisionRecord,
+    ) -> Result<Settled, StoreError> {
+        let decisions = self.decisions_table.as_deref().ok_or_else(|| {
+            StoreError::Unavailable("this approval store records no decisions".into())
+        })?;
+        let mut values = Item::new();
+        values.insert(":to".into(), s(to.as_str()));
+        let mut names = Vec::with_capacity(from.len());
+        for (i, status) in from.iter().enumerate() {
+            let name = format!(":f{i}");
+            values.insert(name.clone(), s(status.as_str()));
+            names.push(name);
+        }
+        let condition = format!("#st IN ({})", names.join(", "));
+        let update = Update::builder()
+            .table_name(&self.table)
+            .key("approval_id", s(approval_id))
+            .update_expression("SET #st = :to REMOVE task_token")
+            .condition_expression(&condition)
+            .expression_attribute_names("#st", "status")
+            .set_expression_attribute_values(Some(values.clone()))
+            .build()
+            .map_err(|e| unavailable(&e))?;
+        let json = serde_json::to_string(record).map_err(corrupt)?;
+        let put = Put::builder()
+            .table_name(decisions)
+            .set_item(Some(super::decisions::DynamoDecisionLog::item(
+                record, &json,
+            )))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(|e| unavailable(&e))?;
+        let written = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().update(update).build())
+            .transact_items(TransactWriteItem::builder().put(put).build())
+            .send()
+            .await;
+        match written {
+            Ok(_) => return Ok(Settled::Recorded),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_transaction_canceled_exception()) => {}
+            Err(e) => return Err(unavailable(&e)),
+        }
+        let Some(held) = self.get(approval_id).await? else {
+            return Ok(Settled::NotFound);
+        };
+        if !from.contains(&held.status) {
+            return Ok(Settled::Held(held.status));
+        }
+        // The status allows the move, so the record was what stood in the
+        // way: outcome ids derive from the approval and the outcome, and an
+        // earlier path appended this one. The status follows it alone.
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("approval_id", s(approval_id))
+            .update_expression("SET #st = :to REMOVE task_token")
+            .condition_expression(condition)
+            .expression_attribute_names("#st", "status")
+            .set_expression_attribute_values(Some(values))
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(Settled::Recorded),
+            Err(e) if is_condition_failure(&e) => Ok(self
+                .get(approval_id)
+                .await?
+                .map_or(Settled::NotFound, |i| Settled::Held(i.status))),
+            Err(e) => Err(unavailable(&e)),
+        }
+    }
+
+    async fn reattach_token(
+        &self,
+        approval_id: &str,
+        token: &TaskToken,
+    ) -> Result<ApprovalItem, StoreError> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("approval_id", s(approval_id))
+            .update_expression("SET task_token = :t")
+            .condition_expression("#st = :pending")
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":t", s(&token.0))
+            .expression_attribute_values(":pending", s(ApprovalStatus::Pending.as_str()))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match out {
+            Ok(out) => item_from(&out.attributes.unwrap_or_default()),
+            Err(e) if is_condition_failure(&e) => Err(StoreError::NotFound(format!(
+                "pending approval `{approval_id}`"
+            ))),
+            Err(e) => Err(unavailable(&e)),
+        }
+    }
+
     async fn use_grant(
         &self,
         approval_id: &str,
@@ -295,12 +405,12 @@ impl ApprovalStore for DynamoApprovals {
             .key("approval_id", s(approval_id))
             .update_expression("SET grant_used_at = :now, grant_decision_id = :d")
             .condition_expression(
-                "#st = :approved AND attribute_not_exists(grant_used_at) AND decided_at > :after \
+                "#st = :granted AND attribute_not_exists(grant_used_at) AND decided_at > :after \
                  AND agent_id = :a AND user_id = :u AND tool_id = :t \
                  AND arguments_hash = :h AND policy_version = :v",
             )
             .expression_attribute_names("#st", "status")
-            .expression_attribute_values(":approved", s(ApprovalStatus::Approved.as_str()))
+            .expression_attribute_values(":granted", s(ApprovalStatus::Granted.as_str()))
             .expression_attribute_values(":now", s(&record.timestamp))
             .expression_attribute_values(":d", s(&record.decision_id))
             .expression_attribute_values(":after", s(decided_after))

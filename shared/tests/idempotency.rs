@@ -4,6 +4,10 @@
 //! policy, a disabled agent or an expired key decide afresh, and the fresh
 //! decision takes the key over.
 
+// The harness's helpers are not `#[test]` functions, which is all that
+// `allow-unwrap-in-tests` covers.
+#![allow(clippy::unwrap_used)]
+
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 

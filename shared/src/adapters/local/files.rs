@@ -50,7 +50,8 @@ pub fn restrict_file(path: &Path) -> std::io::Result<()> {
     options.open(path).map(drop)
 }
 
-#[cfg(all(test, unix))]
+#[cfg(test)]
+#[cfg(unix)]
 mod tests {
     use std::os::unix::fs::PermissionsExt;
 

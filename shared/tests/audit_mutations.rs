@@ -155,7 +155,7 @@ fn tamperable() -> (tempfile::TempDir, Connection) {
 fn verify(dir: &Path) -> Report {
     let store = SqliteStore::open(dir).unwrap();
     let key = LocalKeys::audit(dir).unwrap().public_key();
-    store.verify_audit(Some(key), &mut |_| {}).unwrap()
+    store.verify_audit(Some(key), None, &mut |_| {}).unwrap()
 }
 
 /// (partition, seq) of the `n`th decision row, in chain order.

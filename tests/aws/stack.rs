@@ -269,6 +269,19 @@ impl Stack {
         format!("{}/{}", governance::metrics::NAMESPACE, self.name)
     }
 
+    /// The value of the stack's audit key secret.
+    pub fn audit_secret_value(&self) -> String {
+        format!("{}-{}", self.name, "0123456789abcdefghijklmnopqrstuvwxyz")
+    }
+
+    /// The audit key's public half, as decision-log logs it (hex).
+    pub fn audit_public_key(&self) -> String {
+        let key =
+            governance::audit::digest::SecretAuditKey::from_secret(&self.audit_secret_value())
+                .expect("a long enough secret");
+        hex::encode(key.public_key())
+    }
+
     /// The evidence bucket's name.
     pub fn evidence_bucket(&self) -> String {
         format!("{}-evidence", self.name).to_ascii_lowercase()
@@ -347,6 +360,15 @@ impl Stack {
             policy_refresh: REFRESH,
         };
         let ports = AuthorizePorts::aws(&authorize, &self.sdk).expect("authorize ports");
+        // The template's AuditKeySecret, as Secrets Manager generates it.
+        let audit_secret = format!("{}-audit-key", self.name);
+        governance::adapters::aws::aws_sdk_secretsmanager::Client::new(&self.sdk)
+            .create_secret()
+            .name(&audit_secret)
+            .secret_string(self.audit_secret_value())
+            .send()
+            .await
+            .expect("create the audit key secret");
         let functions = Functions {
             authorize: app(&authorize, ports).await.expect("authorize app"),
             decision_log: Arc::new(DecisionLogHandler::aws(
@@ -355,8 +377,12 @@ impl Stack {
                     approvals_table: table(&self.name, "approvals"),
                     evidence_bucket: self.evidence_bucket(),
                     audit_chain_table: table(&self.name, "audit-chain"),
+                    audit_key_secret: audit_secret.clone(),
                 },
                 &self.sdk,
+                governance::adapters::aws::evidence::audit_key(&self.sdk, &audit_secret)
+                    .await
+                    .expect("the audit key"),
             )),
             denial_metrics: Arc::new(DenialMetricsHandler::aws(
                 &DenialMetricsConfig {

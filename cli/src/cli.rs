@@ -280,7 +280,7 @@ pub enum AuditCommand {
         #[arg(long, value_name = "TABLE", requires = "file")]
         chain_table: Option<String>,
         /// Another endpoint for the chain-head table (an emulator).
-        #[arg(long, env = "AWS_ENDPOINT_URL", requires = "chain_table")]
+        #[arg(long, env = "AWS_ENDPOINT_URL")]
         endpoint_url: Option<String>,
         #[command(flatten)]
         data: DataDir,

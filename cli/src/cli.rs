@@ -263,17 +263,31 @@ pub enum AuditCommand {
     /// Exits 1 when the trail was tampered with.
     Verify {
         /// The audit key's public half (64 hex digits) to check digests
-        /// against; default: the key in the data directory.
+        /// against; default: the key in the data directory. For a copy of
+        /// the AWS evidence bucket, the key decision-log logs at cold start.
         #[arg(long, value_name = "HEX")]
         public_key: Option<String>,
+        /// A digest kept from an earlier run (its number, or better its
+        /// hash, as `govctl audit digest` prints it): the trail must still
+        /// hold it, or the newest digests and the records they sealed were cut.
+        #[arg(long, value_name = "N|HASH")]
+        min_digest: Option<String>,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
-        /// Verify JSON lines instead of the store: an export, or the
-        /// evidence bucket's segments (`-` reads standard input). Each chain
-        /// may start anywhere; digests are not part of an excerpt.
+        /// Verify JSON lines instead of the store: an export, or a copy of
+        /// the evidence bucket (a directory is read whole; `-` reads
+        /// standard input). Each chain may start anywhere.
         #[arg(long, value_name = "PATH")]
         file: Option<PathBuf>,
+        /// With `--file`, also hold the copy to the heads in this chain-head
+        /// table (the stack's `AuditChainTableName` output); needs AWS
+        /// credentials and a govctl built with the `aws` feature.
+        #[arg(long, value_name = "TABLE", requires = "file")]
+        chain_table: Option<String>,
+        /// Another endpoint for the chain-head table (an emulator).
+        #[arg(long, env = "AWS_ENDPOINT_URL")]
+        endpoint_url: Option<String>,
         #[command(flatten)]
         data: DataDir,
     },
@@ -304,8 +318,13 @@ pub enum AuditCommand {
         data: DataDir,
     },
     /// Seal every chain's head now in a signed digest (`govctl serve` also
-    /// writes one every `--digest-interval` and when it stops).
+    /// writes one every `--digest-interval` and when it stops), and print
+    /// the newest digest's hash, to keep for `verify --min-digest`.
     Digest {
+        /// Also append the newest digest, as a JSON line, to this file (a
+        /// second location: another disk, a mounted bucket).
+        #[arg(long, value_name = "PATH")]
+        copy_to: Option<PathBuf>,
         #[command(flatten)]
         data: DataDir,
     },

@@ -374,16 +374,45 @@ pub trait TaskCallbacks: Send + Sync {
 pub trait AuditArchive: Send + Sync {
     /// The head (position, link) of a chain; none before its first record.
     async fn head(&self, partition: &str) -> Result<Option<(u64, String)>, StoreError>;
-    /// Stores an immutable segment of chained records under `key`.
-    async fn put_segment(&self, key: &str, body: Vec<u8>) -> Result<(), StoreError>;
-    /// Moves a chain's head from `from` (none: the chain is new) to `to`, in
-    /// one conditional write; `false` when another writer moved it first.
+    /// The heads of several chains, by partition; chains without a record are left out.
+    async fn heads(
+        &self,
+        partitions: &[String],
+    ) -> Result<std::collections::BTreeMap<String, (u64, String)>, StoreError> {
+        let mut found = std::collections::BTreeMap::new();
+        for p in partitions {
+            if let Some(head) = self.head(p).await? {
+                found.insert(p.clone(), head);
+            }
+        }
+        Ok(found)
+    }
+    /// Which of the records `ids` are already chained (by an earlier delivery).
+    async fn chained(&self, ids: &[String]) -> Result<Vec<String>, StoreError>;
+    /// Stores an immutable object under `key`, never replacing one: `false`
+    /// when the key is already taken.
+    async fn put_segment(&self, key: &str, body: Vec<u8>) -> Result<bool, StoreError>;
+    /// Moves a chain's head from `from` (none: the chain is new) to `to` and
+    /// marks the records `ids` as chained, in one transaction.
     async fn advance(
         &self,
         partition: &str,
         from: Option<u64>,
         to: (u64, &str),
-    ) -> Result<bool, StoreError>;
+        ids: &[String],
+    ) -> Result<Advance, StoreError>;
+}
+
+/// What [`AuditArchive::advance`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Advance {
+    /// The head moved; the records are marked chained.
+    Moved,
+    /// Another writer moved the head first; nothing changed.
+    Raced,
+    /// Nothing changed: these records (by id) were chained before, by an
+    /// earlier delivery of the same stream records.
+    AlreadyChained(Vec<String>),
 }
 
 /// Where metric data points go (CloudWatch on AWS).

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use governance::adapters::sqlite::{SqliteStore, DB_FILE};
-use governance::audit::{link_hash, Report};
+use governance::audit::{link_hash, MinDigest, Report};
 use governance::auth::LocalKeys;
 use governance::model::{Decision, DecisionRecord, Reason, ReasonCode};
 use governance::policy::PolicyBundle;
@@ -155,7 +155,7 @@ fn tamperable() -> (tempfile::TempDir, Connection) {
 fn verify(dir: &Path) -> Report {
     let store = SqliteStore::open(dir).unwrap();
     let key = LocalKeys::audit(dir).unwrap().public_key();
-    store.verify_audit(Some(key), &mut |_| {}).unwrap()
+    store.verify_audit(Some(key), None, &mut |_| {}).unwrap()
 }
 
 /// (partition, seq) of the `n`th decision row, in chain order.
@@ -378,5 +378,59 @@ proptest! {
             first.iter().any(|f| f.partition.as_deref() == Some(partition.as_str())),
             "{edit:?} in chain {partition}: findings name other chains: {:?}", first
         );
+    }
+}
+
+/// The newest records cut together with the digest that sealed them leave
+/// a shorter trail that verifies; a verifier who kept that digest (its
+/// number or its hash) still catches the cut.
+#[test]
+fn a_cut_tail_is_caught_by_a_kept_digest() {
+    let (dir, conn) = tamperable();
+    drop(conn);
+    let kept = {
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        for i in RECORDS..RECORDS + 5 {
+            rt.block_on(store.append(&record(i))).unwrap();
+        }
+        let keys = LocalKeys::audit(dir.path()).unwrap();
+        let digest = store
+            .write_digest(&keys, OffsetDateTime::now_utc())
+            .unwrap()
+            .unwrap();
+        assert_eq!(digest.digest_seq, 2);
+        governance::audit::SignedDigest::new(&digest, None).hash
+    };
+    assert!(verify(dir.path()).is_intact());
+    let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
+    conn.execute_batch(
+        "DROP TRIGGER IF EXISTS decisions_no_delete; DROP TRIGGER IF EXISTS audit_digests_no_delete;",
+    )
+    .unwrap();
+    let cut = conn
+        .execute(
+            "DELETE FROM decisions WHERE CAST(substr(decision_id, 1, 8) AS INTEGER) >= ?1",
+            [RECORDS as i64],
+        )
+        .unwrap();
+    assert_eq!(cut, 5);
+    conn.execute("DELETE FROM audit_digests WHERE digest_seq = 2", [])
+        .unwrap();
+    drop(conn);
+    assert!(
+        verify(dir.path()).is_intact(),
+        "without a kept digest the cut tail is invisible"
+    );
+    let store = SqliteStore::open(dir.path()).unwrap();
+    let key = LocalKeys::audit(dir.path()).unwrap().public_key();
+    for min in [MinDigest::Seq(2), MinDigest::Hash(kept)] {
+        let report = store
+            .verify_audit(Some(key), Some(min.clone()), &mut |_| {})
+            .unwrap();
+        assert!(!report.is_intact(), "{min:?}: the cut went unnoticed");
+        assert!(report.findings[0].problem.contains("kept digest"));
     }
 }

@@ -1357,4 +1357,150 @@ fn the_template_wires_staleness_claims_and_the_stale_policy_alarm() {
     assert_eq!(alarm["Threshold"], 1);
     assert_eq!(alarm["ComparisonOperator"], "GreaterThanOrEqualToThreshold");
     assert_eq!(alarm["AlarmActions"][0]["Ref"], "AlertsTopic");
+/// The evidence bucket cannot be forked, overwritten or cut unseen: objects
+/// are created only under free keys, a batch delivered again is not chained
+/// twice, every batch is sealed in a digest signed with the audit key, and
+/// `govctl audit verify` holds a copy of the bucket to the signed digests,
+/// to a digest the auditor kept and to the chain-head table.
+#[test]
+fn a_copy_of_the_evidence_bucket_is_held_to_signed_digests_and_the_chain_heads() {
+    use governance::adapters::aws::evidence::S3Evidence;
+    use governance::ports::AuditArchive;
+
+    let stack = Stack::new("digests", &example_policies());
+    let alice = stack.user_token("alice", &["support_agent"]);
+    let ask = |query: &str| {
+        stack.authorize(
+            "agent-support-1",
+            &alice,
+            &json!({"tool_id": "search_kb", "arguments": {"query": query}}),
+        )
+    };
+    assert_eq!(ask("vpn").status, 200);
+    assert_eq!(ask("sso").status, 200);
+    let batch = stack.stream_batch();
+    let first = stack.deliver_to_decision_log(&batch);
+    assert_eq!(first["evidence_segments"], 2, "{first}");
+    assert_eq!(first["digest"], 1, "{first}");
+    // The same batch again, as the stream redelivers after a failure.
+    let again = stack.deliver_to_decision_log(&batch);
+    assert_eq!(
+        again["evidence_segments"], 0,
+        "nothing is chained twice: {again}"
+    );
+    assert_eq!(ask("mfa").status, 200);
+    let second = stack.deliver_to_decision_log(&stack.stream_batch());
+    assert_eq!(second["digest"], 2, "{second}");
+
+    let copy = tempfile::tempdir().expect("temp dir");
+    let keys = stack.copy_evidence(copy.path());
+    let chain_table = table(&stack.name, "audit-chain");
+    let (code, said) = stack.verify_copy(copy.path(), &["--chain-table", &chain_table]);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(said.contains("2 digests (signatures checked"), "{said}");
+    assert!(
+        said.contains("5 records"),
+        "three decisions, two control events: {said}"
+    );
+
+    // No writer can replace an object: the bucket honours If-None-Match.
+    let archive = S3Evidence::new(
+        stack.clients.s3.clone(),
+        stack.clients.dynamodb.clone(),
+        stack.evidence_bucket(),
+        &chain_table,
+    );
+    let segment = keys
+        .iter()
+        .find(|k| k.starts_with("chains/"))
+        .expect("a segment");
+    assert!(
+        !stack
+            .emu
+            .block_on(archive.put_segment(segment, b"forged".to_vec()))
+            .expect("put"),
+        "an existing segment is not replaced"
+    );
+
+    // A forked record in the copy: off the chain, its bytes nowhere on it.
+    let support = governance::audit::partition_of("agent-support-1");
+    let newest: Vec<governance::audit::ChainEntry> = std::fs::read_to_string(
+        copy.path().join(
+            keys.iter()
+                .filter(|k| k.starts_with(&format!("chains/{support}/")))
+                .max()
+                .expect("the support chain"),
+        ),
+    )
+    .expect("read")
+    .lines()
+    .map(|l| governance::audit::export::parse_jsonl(l).expect("an entry"))
+    .collect();
+    let head = newest.last().expect("a record");
+    let before = newest.first().expect("a record");
+    let forked = governance::audit::ChainEntry::link(
+        &support,
+        Some((before.seq - 1, &before.prev_hash)),
+        head.body.replace("mfa", "nothing to see"),
+    );
+    let fork_file = copy.path().join("chains").join(&support).join("fork.jsonl");
+    std::fs::write(
+        &fork_file,
+        governance::audit::export::jsonl(&forked).expect("a line") + "\n",
+    )
+    .expect("write");
+    let (code, said) = stack.verify_copy(copy.path(), &[]);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("forked"), "{said}");
+    std::fs::remove_file(&fork_file).expect("remove");
+
+    // The newest segment and the newest digest are cut (delete markers hide
+    // their current versions): the chain-head table and a kept digest both
+    // notice, though the rest of the copy is consistent.
+    let kept_digest = std::fs::read_dir(copy.path().join("digests"))
+        .expect("digests")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .max()
+        .expect("a digest");
+    let kept: Value =
+        serde_json::from_str(std::fs::read_to_string(&kept_digest).expect("read").trim())
+            .expect("a digest line");
+    let kept_hash = kept["hash"].as_str().expect("a hash").to_owned();
+    let newest_segment = keys
+        .iter()
+        .filter(|k| k.starts_with(&format!("chains/{support}/")))
+        .max()
+        .expect("the support chain")
+        .clone();
+    let newest_digest = keys
+        .iter()
+        .filter(|k| k.starts_with("digests/"))
+        .max()
+        .expect("a digest")
+        .clone();
+    for key in [&newest_segment, &newest_digest] {
+        stack
+            .emu
+            .block_on(
+                stack
+                    .clients
+                    .s3
+                    .delete_object()
+                    .bucket(stack.evidence_bucket())
+                    .key(key)
+                    .send(),
+            )
+            .expect("delete marker");
+    }
+    let cut = tempfile::tempdir().expect("temp dir");
+    stack.copy_evidence(cut.path());
+    let (code, said) = stack.verify_copy(cut.path(), &[]);
+    assert_eq!(code, Some(0), "alone, the cut copy is consistent: {said}");
+    let (code, said) = stack.verify_copy(cut.path(), &["--min-digest", &kept_hash]);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("kept digest"), "{said}");
+    let (code, said) = stack.verify_copy(cut.path(), &["--chain-table", &chain_table]);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("the chain-head table"), "{said}");
 }

@@ -300,6 +300,19 @@ impl Stack {
         format!("{}/{}", governance::metrics::NAMESPACE, self.name)
     }
 
+    /// The value of the stack's audit key secret.
+    pub fn audit_secret_value(&self) -> String {
+        format!("{}-{}", self.name, "0123456789abcdefghijklmnopqrstuvwxyz")
+    }
+
+    /// The audit key's public half, as decision-log logs it (hex).
+    pub fn audit_public_key(&self) -> String {
+        let key =
+            governance::audit::digest::SecretAuditKey::from_secret(&self.audit_secret_value())
+                .expect("a long enough secret");
+        hex::encode(key.public_key())
+    }
+
     /// The evidence bucket's name.
     pub fn evidence_bucket(&self) -> String {
         format!("{}-evidence", self.name).to_ascii_lowercase()
@@ -379,6 +392,15 @@ impl Stack {
             policy_max_staleness: self.options.max_staleness,
         };
         let ports = AuthorizePorts::aws(&authorize, &self.sdk).expect("authorize ports");
+        // The template's AuditKeySecret, as Secrets Manager generates it.
+        let audit_secret = format!("{}-audit-key", self.name);
+        governance::adapters::aws::aws_sdk_secretsmanager::Client::new(&self.sdk)
+            .create_secret()
+            .name(&audit_secret)
+            .secret_string(self.audit_secret_value())
+            .send()
+            .await
+            .expect("create the audit key secret");
         let functions = Functions {
             authorize: app(&authorize, ports).await.expect("authorize app"),
             decision_log: Arc::new(DecisionLogHandler::aws(
@@ -387,8 +409,12 @@ impl Stack {
                     approvals_table: table(&self.name, "approvals"),
                     evidence_bucket: self.evidence_bucket(),
                     audit_chain_table: table(&self.name, "audit-chain"),
+                    audit_key_secret: audit_secret.clone(),
                 },
                 &self.sdk,
+                governance::adapters::aws::evidence::audit_key(&self.sdk, &audit_secret)
+                    .await
+                    .expect("the audit key"),
             )),
             denial_metrics: Arc::new(DenialMetricsHandler::aws(
                 &DenialMetricsConfig {
@@ -641,6 +667,80 @@ impl Stack {
             .iter()
             .filter(|r| r["dynamodb"]["NewImage"]["kind"]["S"] != "control")
             .count()
+    }
+
+    /// The decision table's new stream records, undelivered.
+    pub fn stream_batch(&self) -> Vec<Value> {
+        self.emu.block_on(self.read_stream())
+    }
+
+    /// Delivers `records` to decision-log as one stream batch; its answer.
+    pub fn deliver_to_decision_log(&self, records: &[Value]) -> Value {
+        let (status, error, payload) = self.invoke("decision-log", &json!({ "Records": records }));
+        assert!(
+            status.is_success() && error.is_none(),
+            "decision-log failed: {payload}"
+        );
+        payload
+    }
+
+    /// Copies the evidence bucket's current objects into `dir` (as `aws s3
+    /// sync` does), one file per key.
+    pub fn copy_evidence(&self, dir: &Path) -> Vec<String> {
+        let s3 = &self.clients.s3;
+        let bucket = self.evidence_bucket();
+        let objects = self
+            .emu
+            .block_on(s3.list_objects_v2().bucket(&bucket).send())
+            .expect("list evidence");
+        let mut keys = Vec::new();
+        for key in objects
+            .contents
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|o| o.key)
+        {
+            let object = self
+                .emu
+                .block_on(s3.get_object().bucket(&bucket).key(&key).send())
+                .expect("get evidence");
+            let body = self
+                .emu
+                .block_on(object.body.collect())
+                .expect("body")
+                .into_bytes();
+            let path = dir.join(&key);
+            std::fs::create_dir_all(path.parent().expect("a parent")).expect("mkdir");
+            std::fs::write(&path, &body).expect("write the copy");
+            keys.push(key);
+        }
+        keys
+    }
+
+    /// `govctl audit verify --file DIR --public-key … ARGS`, against this
+    /// stack's emulator; exit code and standard output.
+    pub fn verify_copy(&self, dir: &Path, args: &[&str]) -> (Option<i32>, String) {
+        let out = Command::new(crate::common::govctl_bin())
+            .args(["audit", "verify", "--file"])
+            .arg(dir)
+            .args(["--public-key", &self.audit_public_key()])
+            .args(args)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", REGION)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_ENDPOINT_URL", &self.emu.url)
+            .env("GOVCTL_LOG", "warn")
+            .output()
+            .expect("run govctl");
+        (
+            out.status.code(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
     }
 
     async fn read_stream(&self) -> Vec<Value> {

@@ -227,6 +227,59 @@ fn the_trail_verifies_exports_and_counts() {
     assert_eq!(edited.status.code(), Some(1), "an edited export fails");
     assert!(String::from_utf8_lossy(&edited.stdout).contains("the record was modified"));
 
+    // The whole trail carries its digests; a digest kept from `govctl audit
+    // digest` catches a copy whose newest digests were cut.
+    let sealed = server.govctl(&["audit", "digest"]);
+    let kept = sealed
+        .lines()
+        .find_map(|l| l.strip_prefix("newest digest: "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no digest hash in:\n{sealed}"))
+        .to_owned();
+    let whole = server.govctl(&["audit", "export"]);
+    let digests = whole
+        .lines()
+        .filter(|l| l.contains(r#""layer":"digest""#))
+        .count();
+    assert!(digests >= 1, "{whole}");
+    let key = sealed
+        .lines()
+        .find_map(|l| l.strip_prefix("audit key (verify with --public-key): "))
+        .expect("the public key")
+        .to_owned();
+    let trail = server.scratch("export").join("trail.jsonl");
+    std::fs::write(&trail, &whole).unwrap();
+    let args = |file: &std::path::Path| {
+        crate::common::run_govctl(&[
+            "audit",
+            "verify",
+            "--file",
+            file.to_str().unwrap(),
+            "--public-key",
+            &key,
+            "--min-digest",
+            &kept,
+        ])
+    };
+    let checked = args(&trail);
+    let said = String::from_utf8_lossy(&checked.stdout);
+    assert!(
+        checked.status.success() && said.contains("signatures checked"),
+        "{said}"
+    );
+    let cut: String = whole
+        .lines()
+        .filter(|l| !l.contains(&kept))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&trail, cut).unwrap();
+    let checked = args(&trail);
+    let said = String::from_utf8_lossy(&checked.stdout);
+    assert_eq!(checked.status.code(), Some(1), "{said}");
+    assert!(said.contains("kept digest"), "{said}");
+    let store = server.govctl(&["audit", "verify", "--min-digest", &kept]);
+    assert!(store.contains("OK"), "{store}");
+
     let csv = server.govctl(&["audit", "export", "--since", "1d", "--format", "csv"]);
     let mut rows = csv::Reader::from_reader(csv.as_bytes());
     let header = rows.headers().unwrap().clone();

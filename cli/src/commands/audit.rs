@@ -5,8 +5,8 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use governance::audit::export::{csv_row, jsonl, parse_jsonl, CSV_HEADER};
-use governance::audit::{explain, verify_excerpt, Report};
+use governance::audit::export::{csv_row, digest_jsonl, jsonl, parse_line, Line, CSV_HEADER};
+use governance::audit::{explain, verify_excerpt, ExcerptChecks, MinDigest, Report, TableHeads};
 use governance::auth::LocalKeys;
 use governance::clock::rfc3339;
 use governance::ports::StoreError;
@@ -50,52 +50,124 @@ fn trusted_key(dir: &Path, explicit: Option<&str>) -> anyhow::Result<Option<[u8;
     Ok(None)
 }
 
+/// What `govctl audit verify` was asked.
+pub struct VerifyArgs<'a> {
+    /// The data directory.
+    pub dir: &'a Path,
+    /// `--public-key`.
+    pub public_key: Option<&'a str>,
+    /// `--min-digest`: a digest number or hash.
+    pub min_digest: Option<&'a str>,
+    /// `--json`.
+    pub json: bool,
+    /// `--file`: an export or a copy of the evidence bucket.
+    pub file: Option<&'a Path>,
+    /// `--chain-table`.
+    pub chain_table: Option<&'a str>,
+    /// `--endpoint-url`.
+    pub endpoint_url: Option<&'a str>,
+}
+
 /// `govctl audit verify`: exit 0 when intact, 1 when tampered with.
-pub fn verify(dir: &Path, public_key: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
-    let store = open_store(dir)?;
-    let key = trusted_key(dir, public_key)?;
+pub fn verify(args: &VerifyArgs<'_>) -> anyhow::Result<ExitCode> {
+    let kept = args
+        .min_digest
+        .map(str::parse::<MinDigest>)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("`--min-digest`: {e}"))?;
+    if let Some(path) = args.file {
+        return verify_file(path, args, kept);
+    }
+    let store = open_store(args.dir)?;
+    let key = trusted_key(args.dir, args.public_key)?;
     let bar = progress(store.audit_records()?, "verifying");
-    let report = store.verify_audit(key, &mut |n| bar.set_position(n))?;
+    let report = store.verify_audit(key, kept, &mut |n| bar.set_position(n))?;
     bar.finish_and_clear();
-    if json {
+    if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print_report(&report, key.is_some());
     }
-    Ok(if report.is_intact() {
+    Ok(exit(&report))
+}
+
+fn exit(report: &Report) -> ExitCode {
+    if report.is_intact() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
-    })
+    }
 }
 
-/// `govctl audit verify --file`: an export or the evidence bucket's
-/// segments, as JSON lines.
-pub fn verify_file(path: &Path, json: bool) -> anyhow::Result<ExitCode> {
-    let text = if path == Path::new("-") {
-        std::io::read_to_string(std::io::stdin()).context("cannot read standard input")?
-    } else {
-        std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read `{}`", path.display()))?
-    };
-    let mut entries = Vec::new();
-    for (n, line) in text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-    {
-        entries.push(
-            parse_jsonl(line)
-                .with_context(|| format!("line {} is not an exported record", n + 1))?,
-        );
+/// The JSON lines of `path`: a file, every file under a directory (a copy
+/// of the evidence bucket), or standard input for `-`.
+fn read_lines(path: &Path, into: &mut Vec<(String, String)>) -> anyhow::Result<()> {
+    if path == Path::new("-") {
+        let text =
+            std::io::read_to_string(std::io::stdin()).context("cannot read standard input")?;
+        into.push(("standard input".into(), text));
+        return Ok(());
     }
-    let (report, superseded) = verify_excerpt(entries);
-    if json {
+    if path.is_dir() {
+        let mut children: Vec<_> = std::fs::read_dir(path)
+            .with_context(|| format!("cannot read `{}`", path.display()))?
+            .collect::<Result<_, _>>()
+            .with_context(|| format!("cannot read `{}`", path.display()))?;
+        children.sort_by_key(std::fs::DirEntry::path);
+        for child in children {
+            read_lines(&child.path(), into)?;
+        }
+        return Ok(());
+    }
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read `{}`", path.display()))?;
+    into.push((path.display().to_string(), text));
+    Ok(())
+}
+
+/// `govctl audit verify --file`: an export or a copy of the evidence bucket.
+fn verify_file(
+    path: &Path,
+    args: &VerifyArgs<'_>,
+    kept: Option<MinDigest>,
+) -> anyhow::Result<ExitCode> {
+    let mut files = Vec::new();
+    read_lines(path, &mut files)?;
+    let (mut entries, mut digests) = (Vec::new(), Vec::new());
+    for (name, text) in &files {
+        for (n, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            match parse_line(line)
+                .with_context(|| format!("{name}: line {} is not an exported record", n + 1))?
+            {
+                Line::Record(e) => entries.push(e),
+                Line::Digest(d) => digests.push(d),
+            }
+        }
+    }
+    let trusted_key = match args.public_key {
+        Some(_) => trusted_key(args.dir, args.public_key)?,
+        None => None,
+    };
+    let heads = match args.chain_table {
+        Some(table) => Some(chain_heads(table, args.endpoint_url)?),
+        None => None,
+    };
+    let checks = ExcerptChecks {
+        trusted_key,
+        kept,
+        heads,
+    };
+    let (report, set_aside) = verify_excerpt(entries, digests, &checks);
+    if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        if superseded > 0 {
+        if set_aside > 0 {
             println!(
-                "{superseded} records set aside: segments that lost the race for their chain's head and were written again"
+                "{set_aside} records or digests set aside: they lost the race for their chain's head and are on the chain as written again"
             );
         }
         for (partition, chain) in &report.chains {
@@ -105,13 +177,30 @@ pub fn verify_file(path: &Path, json: bool) -> anyhow::Result<ExitCode> {
                 chain.head_seq
             );
         }
-        print_report(&report, false);
+        if let Some(table) = args.chain_table {
+            println!("held to the heads in {table}");
+        }
+        print_report(&report, checks.trusted_key.is_some());
     }
-    Ok(if report.is_intact() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
+    Ok(exit(&report))
+}
+
+#[cfg(feature = "aws")]
+fn chain_heads(table: &str, endpoint_url: Option<&str>) -> anyhow::Result<TableHeads> {
+    use governance::adapters::aws::{aws_sdk_dynamodb, evidence::table_heads, sdk_config};
+    super::runtime()?.block_on(async {
+        let sdk = sdk_config(endpoint_url).await;
+        table_heads(&aws_sdk_dynamodb::Client::new(&sdk), table)
+            .await
+            .with_context(|| format!("cannot read the chain heads in `{table}`"))
     })
+}
+
+#[cfg(not(feature = "aws"))]
+fn chain_heads(_: &str, _: Option<&str>) -> anyhow::Result<TableHeads> {
+    anyhow::bail!(
+        "this govctl was built without AWS support; build it with `cargo install --path cli --features aws`"
+    )
 }
 
 fn print_report(r: &Report, signed: bool) {
@@ -161,7 +250,7 @@ pub fn explain(dir: &Path, id: &str) -> anyhow::Result<ExitCode> {
 }
 
 /// `govctl audit digest`.
-pub fn digest(dir: &Path) -> anyhow::Result<ExitCode> {
+pub fn digest(dir: &Path, copy_to: Option<&Path>) -> anyhow::Result<ExitCode> {
     let store = open_store(dir)?;
     let keys = LocalKeys::audit(dir)?;
     match store.write_digest(&keys, OffsetDateTime::now_utc())? {
@@ -173,6 +262,30 @@ pub fn digest(dir: &Path) -> anyhow::Result<ExitCode> {
         ),
         None => println!("nothing new to seal"),
     }
+    if let Some(newest) = store
+        .audit_digests(&rfc3339(
+            OffsetDateTime::now_utc() + time::Duration::seconds(1),
+        ))?
+        .pop()
+    {
+        // Kept elsewhere, the newest digest's hash lets a later verification
+        // notice that the digests after it, and the records they sealed,
+        // were cut.
+        println!(
+            "newest digest: {} (keep it; verify with --min-digest {})",
+            newest.hash, newest.hash
+        );
+        if let Some(path) = copy_to {
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("cannot open `{}`", path.display()))?;
+            writeln!(file, "{}", digest_jsonl(&newest)?)
+                .with_context(|| format!("cannot write `{}`", path.display()))?;
+            println!("appended to {}", path.display());
+        }
+    }
     // Kept elsewhere, the public key lets a verifier trust the digests even
     // if someone can write to this data directory.
     println!(
@@ -181,6 +294,9 @@ pub fn digest(dir: &Path) -> anyhow::Result<ExitCode> {
     );
     Ok(ExitCode::SUCCESS)
 }
+
+/// `--since`'s default: the whole trail.
+pub const WHOLE_TRAIL: &str = "1970-01-01";
 
 /// What `govctl audit export` was asked.
 pub struct ExportArgs<'a> {
@@ -233,12 +349,22 @@ pub fn export(args: &ExportArgs<'_>) -> anyhow::Result<ExitCode> {
         w.flush().map_err(io)?;
         n
     } else {
-        store.export_audit(&since, &until, &mut |e| {
+        let n = store.export_audit(&since, &until, &mut |e| {
             let line = jsonl(e).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             writeln!(out, "{line}").map_err(io)?;
             bar.inc(1);
             Ok(())
-        })?
+        })?;
+        // The digests go with an export of the whole trail, whose chains
+        // they seal: an export of a time range holds only part of them.
+        if args.since == WHOLE_TRAIL {
+            let digests = store.audit_digests(&until)?;
+            for d in &digests {
+                writeln!(out, "{}", digest_jsonl(d)?).map_err(io)?;
+            }
+            eprintln!("with {} signed digests", digests.len());
+        }
+        n
     };
     out.flush().context("cannot write the export")?;
     bar.finish_and_clear();

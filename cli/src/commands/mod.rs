@@ -65,18 +65,26 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             token::approver(&data.data_dir, &approver_id, groups, ttl).map(|()| ExitCode::SUCCESS)
         }
         Command::Audit(AuditCommand::Verify {
-            file: Some(file),
-            json,
-            ..
-        }) => audit::verify_file(&file, json),
-        Command::Audit(AuditCommand::Verify {
             public_key,
+            min_digest,
             json,
-            file: None,
+            file,
+            chain_table,
+            endpoint_url,
             data,
-        }) => audit::verify(&data.data_dir, public_key.as_deref(), json),
+        }) => audit::verify(&audit::VerifyArgs {
+            dir: &data.data_dir,
+            public_key: public_key.as_deref(),
+            min_digest: min_digest.as_deref(),
+            json,
+            file: file.as_deref(),
+            chain_table: chain_table.as_deref(),
+            endpoint_url: endpoint_url.as_deref(),
+        }),
         Command::Audit(AuditCommand::Explain { id, data }) => audit::explain(&data.data_dir, &id),
-        Command::Audit(AuditCommand::Digest { data }) => audit::digest(&data.data_dir),
+        Command::Audit(AuditCommand::Digest { copy_to, data }) => {
+            audit::digest(&data.data_dir, copy_to.as_deref())
+        }
         Command::Audit(AuditCommand::Export {
             since,
             until,

@@ -97,6 +97,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             clock: Arc::new(SystemClock),
             // The embedded store chains every record as it writes it.
             archive: None,
+            audit_key: None,
         }),
         callback: callback.clone(),
         metrics: Arc::new(DenialMetricsHandler {

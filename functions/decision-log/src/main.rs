@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use governance::adapters::aws::evidence::audit_key;
 use governance::adapters::aws::sdk_config;
 use governance::handlers::config::DecisionLogConfig;
 use governance::handlers::decision_log::DecisionLogHandler;
@@ -13,7 +14,9 @@ use lambda_runtime::{service_fn, LambdaEvent};
 async fn main() -> Result<(), lambda_runtime::Error> {
     init_tracing();
     let config = DecisionLogConfig::from_env()?;
-    let handler = Arc::new(DecisionLogHandler::aws(&config, &sdk_config(None).await));
+    let sdk = sdk_config(None).await;
+    let key = audit_key(&sdk, &config.audit_key_secret).await?;
+    let handler = Arc::new(DecisionLogHandler::aws(&config, &sdk, key));
     lambda_runtime::run(service_fn(|event: LambdaEvent<serde_json::Value>| {
         let handler = Arc::clone(&handler);
         async move { handler.handle(event.payload).await }

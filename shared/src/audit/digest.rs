@@ -102,6 +102,64 @@ pub fn key_id(public: &[u8; 32]) -> String {
         .collect()
 }
 
+/// Separates the audit key's derivation from any other use of the secret.
+const KEY_DOMAIN: &[u8] = b"agent-governance/audit-key/v1\n";
+
+/// The fewest characters a secret may have to derive the audit key from
+/// (the template generates 64 random letters and digits).
+pub const MIN_SECRET_CHARS: usize = 32;
+
+/// The audit key of the AWS deployment: an Ed25519 key whose seed is the
+/// SHA-256 of a secret (a Secrets Manager secret, read once at cold start).
+pub struct SecretAuditKey {
+    key: ed25519_dalek::SigningKey,
+}
+
+impl std::fmt::Debug for SecretAuditKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SecretAuditKey({})", self.id())
+    }
+}
+
+/// A secret too short to derive a key from.
+#[derive(Debug, thiserror::Error)]
+#[error("the audit key secret has {0} characters; at least {MIN_SECRET_CHARS} are needed")]
+pub struct WeakSecretError(pub usize);
+
+impl SecretAuditKey {
+    /// The key derived from `secret`.
+    pub fn from_secret(secret: &str) -> Result<Self, WeakSecretError> {
+        let secret = secret.trim();
+        let chars = secret.chars().count();
+        if chars < MIN_SECRET_CHARS {
+            return Err(WeakSecretError(chars));
+        }
+        let mut h = Sha256::new();
+        h.update(KEY_DOMAIN);
+        h.update(secret.as_bytes());
+        let seed: [u8; 32] = h.finalize().into();
+        Ok(Self {
+            key: ed25519_dalek::SigningKey::from_bytes(&seed),
+        })
+    }
+
+    /// The public half, which verifiers pass as `--public-key`.
+    pub fn public_key(&self) -> [u8; 32] {
+        self.key.verifying_key().to_bytes()
+    }
+
+    /// The key's id, named in every digest it signs.
+    pub fn id(&self) -> String {
+        key_id(&self.public_key())
+    }
+
+    /// Signs `message`.
+    pub fn sign(&self, message: &[u8]) -> [u8; 64] {
+        use ed25519_dalek::Signer as _;
+        self.key.sign(message).to_bytes()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,5 +202,22 @@ mod tests {
         assert!(edited.open(Some(&public)).is_err(), "the signature is not");
         let unsigned = SignedDigest::new(&digest(), None);
         assert!(unsigned.open(Some(&public)).is_err());
+    }
+
+    #[test]
+    fn a_secret_derives_a_stable_key_and_short_ones_are_refused() {
+        let secret = "a".repeat(MIN_SECRET_CHARS);
+        let key = SecretAuditKey::from_secret(&secret).unwrap();
+        assert_eq!(
+            key.public_key(),
+            SecretAuditKey::from_secret(&format!("{secret}\n"))
+                .unwrap()
+                .public_key()
+        );
+        let sign = |m: &[u8]| key.sign(m);
+        let signed = SignedDigest::new(&digest(), Some(&sign));
+        assert!(signed.open(Some(&key.public_key())).is_ok());
+        assert!(!format!("{key:?}").contains(&secret));
+        assert!(SecretAuditKey::from_secret("short").is_err());
     }
 }

@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use super::chain::{ChainEntry, CONTROL_PARTITION};
 use super::control::ControlEvent;
+use super::digest::SignedDigest;
 use crate::model::DecisionRecord;
 
 /// The export formats.
@@ -48,7 +49,7 @@ pub const CSV_HEADER: [&str; 26] = [
 
 /// One JSON line: the chain position and the record itself.
 #[derive(Debug, Serialize)]
-struct Line<'a> {
+struct RecordLine<'a> {
     layer: &'static str,
     partition: &'a str,
     seq: u64,
@@ -70,7 +71,7 @@ pub fn layer(partition: &str) -> &'static str {
 /// can be verified against its link.
 pub fn jsonl(e: &ChainEntry) -> Result<String, serde_json::Error> {
     let record = serde_json::value::RawValue::from_string(e.body.clone())?;
-    serde_json::to_string(&Line {
+    serde_json::to_string(&RecordLine {
         layer: layer(&e.partition),
         partition: &e.partition,
         seq: e.seq,
@@ -99,6 +100,61 @@ pub fn parse_jsonl(line: &str) -> Result<ChainEntry, serde_json::Error> {
         hash: l.hash,
         body: l.record.get().to_owned(),
     })
+}
+
+/// One JSON line of a signed digest, in exports and in the evidence bucket.
+#[derive(Debug, Serialize, serde::Deserialize)]
+struct DigestLine {
+    layer: String,
+    digest_seq: u64,
+    body: String,
+    hash: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    signature: Option<String>,
+}
+
+/// The layer name of digest lines.
+pub const DIGEST_LAYER: &str = "digest";
+
+/// The JSON line of a signed digest (`layer` `digest`): its exact body,
+/// hash and signature, so that it verifies as stored.
+pub fn digest_jsonl(d: &SignedDigest) -> Result<String, serde_json::Error> {
+    let body: super::Digest = serde_json::from_str(&d.body)?;
+    serde_json::to_string(&DigestLine {
+        layer: DIGEST_LAYER.to_owned(),
+        digest_seq: body.digest_seq,
+        body: d.body.clone(),
+        hash: d.hash.clone(),
+        signature: d.signature.clone(),
+    })
+}
+
+/// One line of an export or of the evidence bucket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Line {
+    /// A chained record.
+    Record(ChainEntry),
+    /// A signed digest.
+    Digest(SignedDigest),
+}
+
+/// A line of an export or of the evidence bucket: a record or a digest.
+pub fn parse_line(line: &str) -> Result<Line, serde_json::Error> {
+    #[derive(serde::Deserialize)]
+    struct Layer<'a> {
+        #[serde(borrow, default)]
+        layer: Option<&'a str>,
+    }
+    let layer: Layer<'_> = serde_json::from_str(line)?;
+    if layer.layer == Some(DIGEST_LAYER) {
+        let d: DigestLine = serde_json::from_str(line)?;
+        return Ok(Line::Digest(SignedDigest {
+            body: d.body,
+            hash: d.hash,
+            signature: d.signature,
+        }));
+    }
+    parse_jsonl(line).map(Line::Record)
 }
 
 /// The CSV row of `e`, in [`CSV_HEADER`]'s order.
@@ -170,5 +226,21 @@ mod tests {
         assert_eq!(line["record"]["actor"], "ana");
         assert_eq!(line["hash"], e.hash.as_str());
         assert_eq!(parse_jsonl(&jsonl(&e).unwrap()).unwrap(), e, "lossless");
+        assert_eq!(parse_line(&jsonl(&e).unwrap()).unwrap(), Line::Record(e));
+        let digest = super::super::Digest {
+            digest_seq: 3,
+            created_at: "t".into(),
+            previous_digest_hash: super::super::GENESIS.into(),
+            heads: vec![],
+            records: 0,
+            key_id: None,
+        };
+        let signed = SignedDigest::new(&digest, None);
+        let line = digest_jsonl(&signed).unwrap();
+        assert!(
+            line.starts_with(r#"{"layer":"digest","digest_seq":3,"#),
+            "{line}"
+        );
+        assert_eq!(parse_line(&line).unwrap(), Line::Digest(signed));
     }
 }

@@ -24,4 +24,4 @@ pub mod verify;
 pub use chain::{link_hash, partition_of, ChainEntry, CONTROL_PARTITION, GENESIS};
 pub use control::{diff_bundles, BundleChange, ControlAction, ControlEvent};
 pub use digest::{Digest, DigestHead, SignedDigest};
-pub use verify::{verify_excerpt, Finding, Report, Verifier};
+pub use verify::{verify_excerpt, ExcerptChecks, Finding, MinDigest, Report, TableHeads, Verifier};

@@ -102,12 +102,49 @@ pub struct Verifier {
     report: Report,
     /// The newest digest's head per chain.
     newest: BTreeMap<String, u64>,
-    /// Every digest's (partition, position) → (digest, sealed link).
-    sealed: BTreeMap<(String, u64), Vec<(u64, String)>>,
+    /// Every (partition, position) a digest or the chain-head table
+    /// vouches for → (who vouched, the link it names).
+    sealed: BTreeMap<(String, u64), Vec<(String, String)>>,
     /// (partition, last position, last link) of the chain being read.
     current: Option<(String, u64, String)>,
     /// Whether chains may start past their first record (a time range).
     partial: bool,
+    /// Each chain's first position seen.
+    first_seen: BTreeMap<String, u64>,
+    /// Every decision or event id seen → where, when ids are checked for repeats.
+    ids: Option<BTreeMap<String, (String, u64)>>,
+    /// The newest digest seen and the hashes of every digest seen.
+    newest_digest: u64,
+    digest_hashes: BTreeSet<String>,
+    /// The digest the verifier kept, which must be among those verified.
+    required: Option<MinDigest>,
+}
+
+/// A digest a verifier kept from an earlier run (printed by `govctl audit
+/// digest`): the trail must hold it, or a newer one, or its tail was cut.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MinDigest {
+    /// At least this digest number.
+    Seq(u64),
+    /// The digest with this hash (hex SHA-256 of its body).
+    Hash(String),
+}
+
+impl std::str::FromStr for MinDigest {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        if let Ok(n) = s.parse::<u64>() {
+            return Ok(Self::Seq(n));
+        }
+        if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(Self::Hash(s.to_ascii_lowercase()));
+        }
+        Err(format!(
+            "`{s}` is neither a digest number nor a digest's hash (64 hex digits)"
+        ))
+    }
 }
 
 impl Verifier {
@@ -121,16 +158,38 @@ impl Verifier {
             sealed: BTreeMap::new(),
             current: None,
             partial: false,
+            first_seen: BTreeMap::new(),
+            ids: None,
+            newest_digest: 0,
+            digest_hashes: BTreeSet::new(),
+            required: None,
         }
+    }
+
+    /// Requires the digest a verifier kept (or a newer one) to be among the
+    /// digests verified: without it, cutting the newest digests together
+    /// with the records they sealed would go unseen.
+    pub fn require_digest(&mut self, kept: MinDigest) {
+        self.required = Some(kept);
+    }
+
+    /// Holds each chain to a head read elsewhere (the chain-head table):
+    /// the record at that position must be present with that link.
+    pub fn vouch(&mut self, who: &str, partition: &str, seq: u64, hash: &str) {
+        self.sealed
+            .entry((partition.to_owned(), seq))
+            .or_default()
+            .push((who.to_owned(), hash.to_owned()));
     }
 
     /// A verifier of an excerpt (an export of a time range, or segments
     /// copied from the evidence bucket): each chain may start at any
     /// position, its first record's predecessor taken on trust.
-    pub fn excerpt() -> Self {
+    pub fn excerpt(trusted_key: Option<[u8; 32]>) -> Self {
         Self {
             partial: true,
-            ..Self::new(None)
+            ids: Some(BTreeMap::new()),
+            ..Self::new(trusted_key)
         }
     }
 
@@ -171,9 +230,12 @@ impl Verifier {
                 }
             };
             let name = format!("digest #{}", digest.digest_seq);
-            let (expected_seq, expected_prev) = previous
-                .as_ref()
-                .map_or((1, GENESIS.to_owned()), |(n, h)| (n + 1, h.clone()));
+            let (expected_seq, expected_prev) = match &previous {
+                Some((n, h)) => (n + 1, h.clone()),
+                // An excerpt may begin after the first digest.
+                None if self.partial => (digest.digest_seq, digest.previous_digest_hash.clone()),
+                None => (1, GENESIS.to_owned()),
+            };
             if digest.digest_seq != expected_seq {
                 self.find(
                     None,
@@ -202,9 +264,11 @@ impl Verifier {
                 self.sealed
                     .entry((head.partition.clone(), head.seq))
                     .or_default()
-                    .push((digest.digest_seq, head.hash.clone()));
+                    .push((name.clone(), head.hash.clone()));
             }
             self.report.digests += 1;
+            self.newest_digest = self.newest_digest.max(digest.digest_seq);
+            self.digest_hashes.insert(signed.hash.clone());
             self.report.newest_digest_at = Some(digest.created_at.clone());
             previous = Some((digest.digest_seq, signed.hash));
             self.newest = digest
@@ -212,6 +276,27 @@ impl Verifier {
                 .iter()
                 .map(|h| (h.partition.clone(), h.seq))
                 .collect();
+        }
+    }
+
+    /// A digest off the digest chain at a position the chain holds (one
+    /// that lost the race for the digest head): it must still be intact and
+    /// signed, and what it states about each chain's head must hold.
+    fn set_aside_digest(&mut self, signed: &SignedDigest) {
+        match signed.open(self.trusted_key.as_ref()) {
+            Ok(digest) => {
+                let name = format!("digest #{} ({})", digest.digest_seq, short(&signed.hash));
+                for head in &digest.heads {
+                    self.vouch(&name, &head.partition, head.seq, &head.hash);
+                }
+                self.digest_hashes.insert(signed.hash.clone());
+            }
+            Err(e) => self.find(
+                None,
+                None,
+                Some(format!("digest {}", short(&signed.hash))),
+                format!("digest is not intact: {e}"),
+            ),
         }
     }
 
@@ -267,10 +352,35 @@ impl Verifier {
         if let Some(problem) = wrong_chain {
             self.find(Some(&e.partition), Some(e.seq), id.clone(), problem);
         }
+        if let (Some(ids), Some(name)) = (self.ids.as_mut(), id.as_ref()) {
+            let first = ids
+                .entry(name.clone())
+                .or_insert_with(|| (e.partition.clone(), e.seq))
+                .clone();
+            if first != (e.partition.clone(), e.seq) {
+                self.find(
+                    Some(&e.partition),
+                    Some(e.seq),
+                    id.clone(),
+                    format!(
+                        "its id is already at chain {} #{}: the record was chained twice",
+                        first.0, first.1
+                    ),
+                );
+            }
+        }
+        self.first_seen.entry(e.partition.clone()).or_insert(e.seq);
         if let Some(seals) = self.sealed.get(&(e.partition.clone(), e.seq)).cloned() {
-            for (digest, hash) in seals {
+            for (who, hash) in seals {
                 if hash != e.hash {
-                    self.find(Some(&e.partition), Some(e.seq), id.clone(), format!("differs from the link digest #{digest} sealed: the chain was rewritten"));
+                    self.find(
+                        Some(&e.partition),
+                        Some(e.seq),
+                        id.clone(),
+                        format!(
+                            "differs from the link {who} names: the chain was rewritten or forked"
+                        ),
+                    );
                 }
             }
             self.sealed.remove(&(e.partition.clone(), e.seq));
@@ -289,71 +399,218 @@ impl Verifier {
     /// The report, after checking that every sealed head was seen.
     pub fn finish(mut self) -> Report {
         for ((partition, seq), seals) in std::mem::take(&mut self.sealed) {
-            let digests: Vec<String> = seals.iter().map(|(d, _)| format!("#{d}")).collect();
+            // An excerpt may start after a sealed position: older records
+            // are simply not part of it.
+            if self.partial && self.first_seen.get(&partition).is_some_and(|&f| seq < f) {
+                continue;
+            }
+            let who: Vec<String> = seals.into_iter().map(|(w, _)| w).collect();
             self.find(
                 Some(&partition),
                 Some(seq),
                 None,
                 format!(
-                    "is missing, but digest {} sealed it: records were deleted from the chain's tail",
-                    digests.join(", ")
+                    "is missing, but {} names it: records were deleted from the chain's tail",
+                    who.join(", ")
                 ),
             );
+        }
+        match self.required.take() {
+            Some(MinDigest::Seq(n)) if self.newest_digest < n => self.find(
+                None,
+                None,
+                Some(format!("digest #{n}")),
+                format!(
+                    "the newest digest here is #{}, older than the kept digest #{n}: digests (and the records they sealed) were cut",
+                    self.newest_digest
+                ),
+            ),
+            Some(MinDigest::Hash(h)) if !self.digest_hashes.contains(&h) => self.find(
+                None,
+                None,
+                Some(format!("digest {}", short(&h))),
+                "the kept digest is not here: digests (and the records they sealed) were cut or rewritten".into(),
+            ),
+            _ => {}
         }
         self.report
     }
 }
 
-/// Verifies chained records as exported or archived (JSON lines from
-/// `govctl audit export` or the evidence bucket's segments), in any order.
+/// What an excerpt is held to besides its own links.
+#[derive(Debug, Clone, Default)]
+pub struct ExcerptChecks {
+    /// The audit key's public half: digests must be signed by it.
+    pub trusted_key: Option<[u8; 32]>,
+    /// A digest kept from an earlier verification.
+    pub kept: Option<MinDigest>,
+    /// The heads read from the chain-head table, when it could be read.
+    pub heads: Option<TableHeads>,
+}
+
+/// The heads the chain-head table holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TableHeads {
+    /// Each chain's head: (position, link).
+    pub chains: BTreeMap<String, (u64, String)>,
+    /// The digest chain's head: (digest number, hash).
+    pub digest: Option<(u64, String)>,
+}
+
+/// What the chain-head table is called in findings.
+const TABLE: &str = "the chain-head table";
+
+/// Verifies chained records and digests as exported or archived (JSON
+/// lines from `govctl audit export`, or a copy of the evidence bucket), in
+/// any order.
 ///
-/// Each chain is walked back from its newest record along the links, so
-/// that a segment which lost the race for a chain's head (and was written
-/// again after the new head) is set aside: the second number returned
-/// counts such superseded records. Any other record off the walked chain is
-/// a finding.
-pub fn verify_excerpt(entries: Vec<ChainEntry>) -> (Report, usize) {
+/// Each chain is walked back from its newest record along the links. A
+/// record off that path, at a position the path holds, is set aside only
+/// when its exact bytes are also on the path: a segment that lost the race
+/// for its chain's head and whose records were linked again after the new
+/// head. Anything else off the path is a finding: a fork, or an overwritten
+/// segment. Digests are resolved the same way. The second number returned
+/// counts what was set aside.
+pub fn verify_excerpt(
+    entries: Vec<ChainEntry>,
+    digests: Vec<SignedDigest>,
+    checks: &ExcerptChecks,
+) -> (Report, usize) {
+    let mut verifier = Verifier::excerpt(checks.trusted_key);
+    if let Some(kept) = &checks.kept {
+        verifier.require_digest(kept.clone());
+    }
+    let (chain_of_digests, lost) = resolve_digests(digests);
+    let mut set_aside = lost.len();
+    verifier.digests(chain_of_digests);
+    for d in &lost {
+        verifier.set_aside_digest(d);
+    }
+    let table = checks.heads.as_ref();
+    if let Some(heads) = table {
+        for (partition, (seq, hash)) in &heads.chains {
+            verifier.vouch(TABLE, partition, *seq, hash);
+        }
+        if let Some((n, hash)) = &heads.digest {
+            if !verifier.digest_hashes.contains(hash) {
+                verifier.find(
+                    None,
+                    None,
+                    Some(format!("digest #{n}")),
+                    format!("{TABLE} names it as the newest digest, but it is not here: digests were cut"),
+                );
+            }
+        }
+    }
     let mut by_chain: BTreeMap<String, Vec<ChainEntry>> = BTreeMap::new();
     for e in entries {
         by_chain.entry(e.partition.clone()).or_default().push(e);
     }
-    let mut verifier = Verifier::excerpt();
-    let mut superseded = 0;
-    for (_, mut chain) in by_chain {
-        chain.sort_by_key(|e| e.seq);
+    for (partition, mut chain) in by_chain {
+        chain.sort_by(|a, b| (a.seq, &a.hash).cmp(&(b.seq, &b.hash)));
         let by_link: BTreeMap<&str, &ChainEntry> =
             chain.iter().map(|e| (e.hash.as_str(), e)).collect();
-        // The newest record is the head; follow the links back from it.
-        let mut path: Vec<&ChainEntry> = Vec::new();
-        let mut at = chain.last();
-        while let Some(e) = at {
-            path.push(e);
-            at = by_link
-                .get(e.prev_hash.as_str())
-                .copied()
-                .filter(|p| p.seq + 1 == e.seq);
+        // The head is the newest record; of several at that position (a
+        // copy taken while a writer relinks), the one whose path passes
+        // through the head the table names.
+        let top = chain.last().map_or(0, |e| e.seq);
+        let vouched = table.and_then(|t| t.chains.get(&partition));
+        let mut path = Vec::new();
+        for candidate in chain.iter().rev().take_while(|e| e.seq == top) {
+            path = walk(candidate, &by_link);
+            let through = |(s, h): &(u64, String)| path.iter().any(|e| e.seq == *s && e.hash == *h);
+            if vouched.is_none_or(through) {
+                break;
+            }
         }
-        path.reverse();
         let on_path: BTreeSet<(u64, &str)> =
             path.iter().map(|e| (e.seq, e.hash.as_str())).collect();
-        let positions: BTreeSet<u64> = path.iter().map(|e| e.seq).collect();
+        let bodies: BTreeSet<&str> = path.iter().map(|e| e.body.as_str()).collect();
         let first = path.first().map_or(0, |e| e.seq);
         for e in &chain {
             if on_path.contains(&(e.seq, e.hash.as_str())) {
                 continue;
             }
-            if positions.contains(&e.seq) {
-                superseded += 1;
-            } else if e.seq < first {
+            if e.seq < first {
                 // Older than the walk reached: the link between was broken.
                 verifier.inconsistent(e, format!("does not lead to the chain's head: the chain is broken between #{} and #{first}", e.seq));
+            } else if bodies.contains(e.body.as_str()) {
+                set_aside += 1;
+            } else {
+                verifier.inconsistent(
+                    e,
+                    "is off the chain at a position the chain holds, and its bytes are nowhere on the chain: the chain was forked or a segment overwritten".into(),
+                );
             }
         }
         for e in path {
             verifier.entry(e);
         }
     }
-    (verifier.finish(), superseded)
+    (verifier.finish(), set_aside)
+}
+
+/// The records from a chain's first reachable one to `from`, along the links.
+fn walk<'a>(from: &'a ChainEntry, by_link: &BTreeMap<&str, &'a ChainEntry>) -> Vec<&'a ChainEntry> {
+    let mut path: Vec<&ChainEntry> = Vec::new();
+    let mut at = Some(from);
+    while let Some(e) = at {
+        path.push(e);
+        at = by_link
+            .get(e.prev_hash.as_str())
+            .copied()
+            .filter(|p| p.seq + 1 == e.seq);
+    }
+    path.reverse();
+    path
+}
+
+/// Splits digests into the digest chain (walked back from the newest along
+/// `previous_digest_hash`; with anything off it that is not at a position
+/// the chain holds, so that the verifier reports the break) and the digests
+/// set aside: those that lost the race for the digest head.
+fn resolve_digests(digests: Vec<SignedDigest>) -> (Vec<SignedDigest>, Vec<SignedDigest>) {
+    let mut parsed: Vec<(u64, String, SignedDigest)> = Vec::new();
+    let mut unreadable = Vec::new();
+    for d in digests {
+        match serde_json::from_str::<Digest>(&d.body) {
+            Ok(body) => parsed.push((body.digest_seq, body.previous_digest_hash, d)),
+            Err(_) => unreadable.push(d),
+        }
+    }
+    parsed.sort_by(|a, b| (a.0, &a.2.hash).cmp(&(b.0, &b.2.hash)));
+    let mut on_chain: BTreeSet<String> = BTreeSet::new();
+    let mut at = parsed.last();
+    while let Some((seq, prev, d)) = at {
+        on_chain.insert(d.hash.clone());
+        at = parsed
+            .iter()
+            .find(|(s, _, p)| *s + 1 == *seq && p.hash == *prev);
+    }
+    let held: BTreeSet<u64> = parsed
+        .iter()
+        .filter(|(_, _, d)| on_chain.contains(&d.hash))
+        .map(|(s, _, _)| *s)
+        .collect();
+    let (mut chain, mut lost) = (Vec::new(), Vec::new());
+    let mut taken: BTreeSet<String> = BTreeSet::new();
+    for (seq, _, d) in parsed {
+        if !taken.insert(d.hash.clone()) {
+            continue;
+        }
+        if on_chain.contains(&d.hash) || !held.contains(&seq) {
+            chain.push(d);
+        } else {
+            lost.push(d);
+        }
+    }
+    chain.extend(unreadable);
+    (chain, lost)
+}
+
+/// The first 16 hex digits of a hash, to name a digest in a finding.
+fn short(hash: &str) -> &str {
+    hash.get(..16).unwrap_or(hash)
 }
 
 /// The id a record's body names (its decision id or control event id), and
@@ -431,7 +688,17 @@ mod tests {
         let orphan = ChainEntry::link(CONTROL_PARTITION, Some((3, &good[2].hash)), event(99));
         excerpt.push(orphan);
         excerpt.reverse();
-        let (report, superseded) = verify_excerpt(excerpt.clone());
+        let (report, _) = verify_excerpt(excerpt.clone(), vec![], &none());
+        assert!(
+            !report.is_intact(),
+            "a record off the chain whose bytes are nowhere on it is a fork"
+        );
+        // A lost race: a segment linked after #3 whose record was then
+        // linked again after the new head.
+        excerpt.retain(|e| e.body != event(99));
+        let lost = ChainEntry::link(CONTROL_PARTITION, Some((3, &good[2].hash)), event(5));
+        excerpt.push(lost);
+        let (report, superseded) = verify_excerpt(excerpt.clone(), vec![], &none());
         assert!(report.is_intact(), "{:?}", report.findings);
         assert_eq!((report.records, superseded), (4, 1));
 
@@ -439,11 +706,146 @@ mod tests {
         if let Some(e) = edited.iter_mut().find(|e| e.seq == 5) {
             e.body = e.body.replace("\"a\"", "\"b\"");
         }
-        assert!(!verify_excerpt(edited).0.is_intact(), "a modified record");
+        assert!(
+            !verify_excerpt(edited, vec![], &none()).0.is_intact(),
+            "a modified record"
+        );
         let mut cut = excerpt;
         cut.retain(|e| e.seq != 4);
-        let (report, _) = verify_excerpt(cut);
+        let (report, _) = verify_excerpt(cut, vec![], &none());
         assert!(!report.is_intact(), "a deleted record");
+    }
+
+    fn none() -> ExcerptChecks {
+        ExcerptChecks::default()
+    }
+
+    fn decision(n: u32) -> String {
+        format!(
+            r#"{{"decision_id":"d{n}","trace_id":"t","timestamp":"2026-01-07T12:00:00.000Z","decision":"allow","reasons":[],"determining_policies":[],"agent_id":"a","user_id":"u","user_roles":[],"tool_id":"x","arguments_hash":"h","environment":"dev","policy_version":"v","policy_hash":"p","latency_us":1}}"#
+        )
+    }
+
+    fn key() -> ed25519_dalek::SigningKey {
+        ed25519_dalek::SigningKey::from_bytes(&[9; 32])
+    }
+
+    /// A digest sealing `heads`, after `previous`.
+    fn seal(previous: Option<&SignedDigest>, heads: &[&ChainEntry]) -> SignedDigest {
+        use ed25519_dalek::Signer as _;
+        let before: Option<Digest> = previous.map(|p| serde_json::from_str(&p.body).unwrap());
+        let digest = Digest {
+            digest_seq: before.as_ref().map_or(1, |d| d.digest_seq + 1),
+            created_at: "2026-01-07T12:00:00.000Z".into(),
+            previous_digest_hash: previous.map_or(GENESIS.to_owned(), |p| p.hash.clone()),
+            heads: heads
+                .iter()
+                .map(|e| super::super::DigestHead {
+                    partition: e.partition.clone(),
+                    seq: e.seq,
+                    hash: e.hash.clone(),
+                })
+                .collect(),
+            records: heads.iter().map(|e| e.seq).sum(),
+            key_id: None,
+        };
+        let k = key();
+        let sign = |m: &[u8]| k.sign(m).to_bytes();
+        SignedDigest::new(&digest, Some(&sign))
+    }
+
+    #[test]
+    fn an_overwritten_segment_is_reported_against_the_digest_and_the_table() {
+        let agent = partition_of("a");
+        let bodies: Vec<String> = (1..=5).map(decision).collect();
+        let refs: Vec<&str> = bodies.iter().map(String::as_str).collect();
+        let winner = chain(&agent, &refs);
+        let digest = seal(None, &[&winner[4]]);
+        // A writer that lost the race for #3 overwrote the segment #4-#5
+        // with its own records, linked after #3.
+        let mut copy: Vec<ChainEntry> = winner.iter().take(3).cloned().collect();
+        let l4 = ChainEntry::link(&agent, Some((3, &winner[2].hash)), decision(40));
+        let l5 = ChainEntry::link(&agent, Some((4, &l4.hash)), decision(50));
+        copy.extend([l4, l5.clone()]);
+        let checks = ExcerptChecks {
+            trusted_key: Some(key().verifying_key().to_bytes()),
+            ..none()
+        };
+        let (report, _) = verify_excerpt(copy.clone(), vec![digest], &checks);
+        assert!(
+            report
+                .findings
+                .iter()
+                .any(|f| f.seq == Some(5) && f.problem.contains("digest #1")),
+            "{:?}",
+            report.findings
+        );
+        let table = ExcerptChecks {
+            heads: Some(TableHeads {
+                chains: BTreeMap::from([(agent.clone(), (5, winner[4].hash.clone()))]),
+                digest: None,
+            }),
+            ..none()
+        };
+        let (report, _) = verify_excerpt(copy, vec![], &table);
+        assert!(
+            report
+                .findings
+                .iter()
+                .any(|f| f.problem.contains("the chain-head table")),
+            "{:?}",
+            report.findings
+        );
+    }
+
+    #[test]
+    fn a_record_chained_twice_is_reported() {
+        let agent = partition_of("a");
+        let (d1, d2) = (decision(1), decision(2));
+        let twice = chain(&agent, &[&d1, &d2, &d1]);
+        let (report, _) = verify_excerpt(twice, vec![], &none());
+        assert_eq!(report.findings.len(), 1, "{:?}", report.findings);
+        assert!(report.findings[0].problem.contains("chained twice"));
+        assert_eq!(report.findings[0].record.as_deref(), Some("d1"));
+    }
+
+    #[test]
+    fn a_cut_tail_is_caught_by_a_kept_digest() {
+        let agent = partition_of("a");
+        let bodies: Vec<String> = (1..=6).map(decision).collect();
+        let refs: Vec<&str> = bodies.iter().map(String::as_str).collect();
+        let full = chain(&agent, &refs);
+        let first = seal(None, &[&full[2]]);
+        let second = seal(Some(&first), &[&full[5]]);
+        let with_key = |kept: Option<MinDigest>| ExcerptChecks {
+            trusted_key: Some(key().verifying_key().to_bytes()),
+            kept,
+            heads: None,
+        };
+        let (report, _) = verify_excerpt(
+            full.clone(),
+            vec![second.clone(), first.clone()],
+            &with_key(Some(MinDigest::Seq(2))),
+        );
+        assert!(report.is_intact(), "{:?}", report.findings);
+        // Records #4-#6 cut, with the digest that sealed them.
+        let cut: Vec<ChainEntry> = full.iter().take(3).cloned().collect();
+        let (report, _) = verify_excerpt(cut.clone(), vec![first.clone()], &with_key(None));
+        assert!(
+            report.is_intact(),
+            "without a kept digest the cut is invisible"
+        );
+        for kept in [MinDigest::Seq(2), MinDigest::Hash(second.hash.clone())] {
+            let (report, _) =
+                verify_excerpt(cut.clone(), vec![first.clone()], &with_key(Some(kept)));
+            assert!(!report.is_intact(), "the kept digest is missing");
+        }
+        assert_eq!("2".parse::<MinDigest>(), Ok(MinDigest::Seq(2)));
+        assert_eq!(
+            second.hash.parse::<MinDigest>(),
+            Ok(MinDigest::Hash(second.hash.clone()))
+        );
+        assert!("latest".parse::<MinDigest>().is_err());
     }
 
     #[test]

@@ -131,6 +131,9 @@ pub struct DecisionLogConfig {
     pub evidence_bucket: String,
     /// `AUDIT_CHAIN_TABLE`: the heads of the audit trail's chains.
     pub audit_chain_table: String,
+    /// `AUDIT_KEY_SECRET`: the Secrets Manager secret the audit key (which
+    /// signs the digests in the evidence bucket) is derived from.
+    pub audit_key_secret: String,
 }
 
 impl DecisionLogConfig {
@@ -141,6 +144,7 @@ impl DecisionLogConfig {
             approvals_table: var("APPROVALS_TABLE")?,
             evidence_bucket: var("EVIDENCE_BUCKET")?,
             audit_chain_table: var("AUDIT_CHAIN_TABLE")?,
+            audit_key_secret: var("AUDIT_KEY_SECRET")?,
         })
     }
 }

@@ -7,7 +7,8 @@
 //!   every decision and approval record, and the control-plane events that
 //!   `govctl policy push` writes, into the audit archive (S3 under Object
 //!   Lock), failing the batch, so that it is delivered again, if the
-//!   evidence cannot be written.
+//!   evidence cannot be written. After each batch it seals every chain's
+//!   head in a digest signed with the audit key.
 //! - From the approval state machine, it records each step of an approval:
 //!   the pending request, and the outcome as a decision record of its own.
 
@@ -20,6 +21,7 @@ use super::stream::{evidence, is_stream_event};
 use super::{ErrorType, HandlerError};
 use crate::approval::outcome_record;
 use crate::audit::archive::Evidence;
+use crate::audit::digest::SecretAuditKey;
 use crate::clock::rfc3339;
 use crate::model::ApprovalStatus;
 use crate::ports::{ApprovalRequest, ApprovalStore, AuditArchive, Clock, DecisionLog, Settled};
@@ -89,12 +91,19 @@ pub struct DecisionLogHandler {
     /// Where stream records are chained as evidence; none where the log
     /// chains them itself (the embedded store).
     pub archive: Option<Arc<dyn AuditArchive>>,
+    /// The key that signs the archive's digests.
+    pub audit_key: Option<Arc<SecretAuditKey>>,
 }
 
 impl DecisionLogHandler {
-    /// The handler on DynamoDB.
+    /// The handler on DynamoDB, S3 and the audit key (see
+    /// [`crate::adapters::aws::evidence::audit_key`]).
     #[cfg(feature = "aws")]
-    pub fn aws(config: &super::config::DecisionLogConfig, sdk: &aws_config::SdkConfig) -> Self {
+    pub fn aws(
+        config: &super::config::DecisionLogConfig,
+        sdk: &aws_config::SdkConfig,
+        audit_key: SecretAuditKey,
+    ) -> Self {
         use crate::adapters::aws::dynamodb::{DynamoApprovals, DynamoDecisionLog};
         let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
         // Path-style addressing only against another endpoint (an emulator),
@@ -120,6 +129,7 @@ impl DecisionLogHandler {
                 &config.evidence_bucket,
                 &config.audit_chain_table,
             ))),
+            audit_key: Some(Arc::new(audit_key)),
         }
     }
 
@@ -138,18 +148,30 @@ impl DecisionLogHandler {
                 log_decision(&d.kind, &d.record);
                 chained.push(Evidence::Decision(Box::new(d.record)));
             }
-            let mut segments = 0;
+            let (mut segments, mut digest) = (0, None);
             if let Some(archive) = &self.archive {
+                let failed = |e: crate::ports::StoreError| {
+                    HandlerError::new(
+                        ErrorType::StoreUnavailable,
+                        format!("audit evidence not written: {e}"),
+                    )
+                };
                 segments = crate::audit::archive::archive(archive.as_ref(), &chained)
                     .await
-                    .map_err(|e| {
-                        HandlerError::new(
-                            ErrorType::StoreUnavailable,
-                            format!("audit evidence not written: {e}"),
-                        )
-                    })?;
+                    .map_err(failed)?;
+                // Every batch that moved a head is sealed, so that the
+                // newest heads are held outside the chain-head table too.
+                if let (true, Some(key)) = (segments > 0, &self.audit_key) {
+                    let at = rfc3339(self.clock.now());
+                    let sealed = crate::audit::archive::seal(archive.as_ref(), key, &at)
+                        .await
+                        .map_err(failed)?;
+                    digest = Some(sealed.digest_seq);
+                }
             }
-            return Ok(json!({ "batchItemFailures": [], "evidence_segments": segments }));
+            return Ok(
+                json!({ "batchItemFailures": [], "evidence_segments": segments, "digest": digest }),
+            );
         }
         let step: StepEvent = serde_json::from_value(event)
             .map_err(|e| HandlerError::invalid(format!("not an approval step: {e}")))?;

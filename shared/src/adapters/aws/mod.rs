@@ -12,7 +12,10 @@ pub mod sns;
 use aws_config::{BehaviorVersion, SdkConfig};
 
 // The SDK crates the adapters are built on, for callers that build clients.
-pub use {aws_config, aws_sdk_cloudwatch, aws_sdk_dynamodb, aws_sdk_s3, aws_sdk_sfn, aws_sdk_sns};
+pub use {
+    aws_config, aws_sdk_cloudwatch, aws_sdk_dynamodb, aws_sdk_s3, aws_sdk_secretsmanager,
+    aws_sdk_sfn, aws_sdk_sns,
+};
 
 /// Loads the standard AWS configuration (environment, profile, instance or
 /// Lambda credentials), optionally against another endpoint (an emulator).

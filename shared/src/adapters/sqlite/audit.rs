@@ -10,8 +10,8 @@ use crate::audit::chain::DECISION_PARTITIONS;
 use crate::audit::digest::key_id;
 use crate::audit::explain::{PolicyStory, Story};
 use crate::audit::{
-    partition_of, ChainEntry, ControlEvent, Digest, DigestHead, Report, SignedDigest, Verifier,
-    CONTROL_PARTITION, GENESIS,
+    partition_of, ChainEntry, ControlEvent, Digest, DigestHead, MinDigest, Report, SignedDigest,
+    Verifier, CONTROL_PARTITION, GENESIS,
 };
 use crate::auth::LocalKeys;
 use crate::clock::rfc3339;
@@ -369,15 +369,21 @@ impl SqliteStore {
 
     /// Verifies every digest and every chained record. `progress` is told
     /// how many records were read so far, now and then.
+    /// With `kept`, the digest a verifier kept must be among them (or
+    /// older than the newest), or the trail's tail was cut.
     pub fn verify_audit(
         &self,
         trusted_key: Option<[u8; 32]>,
+        kept: Option<MinDigest>,
         progress: &mut dyn FnMut(u64),
     ) -> Result<Report, StoreError> {
         self.blocking(|conn| {
             // One read transaction: a snapshot, however long the walk takes.
             let tx = conn.transaction().map_err(unavailable)?;
             let mut verifier = Verifier::new(trusted_key);
+            if let Some(kept) = kept {
+                verifier.require_digest(kept);
+            }
             let digests: Vec<SignedDigest> = tx
                 .prepare("SELECT body, hash, signature FROM audit_digests ORDER BY digest_seq")
                 .and_then(|mut s| {
@@ -436,6 +442,27 @@ impl SqliteStore {
             }
             progress(seen);
             Ok(verifier.finish())
+        })
+    }
+
+    /// The signed digests made before `until`, oldest first.
+    pub fn audit_digests(&self, until: &str) -> Result<Vec<SignedDigest>, StoreError> {
+        let until = until.to_owned();
+        self.blocking(move |conn| {
+            conn.prepare(
+                "SELECT body, hash, signature FROM audit_digests WHERE created_at < ?1 ORDER BY digest_seq",
+            )
+            .and_then(|mut s| {
+                s.query_map([until], |r| {
+                    Ok(SignedDigest {
+                        body: r.get(0)?,
+                        hash: r.get(1)?,
+                        signature: r.get(2)?,
+                    })
+                })?
+                .collect()
+            })
+            .map_err(unavailable)
         })
     }
 

@@ -1357,6 +1357,8 @@ fn the_template_wires_staleness_claims_and_the_stale_policy_alarm() {
     assert_eq!(alarm["Threshold"], 1);
     assert_eq!(alarm["ComparisonOperator"], "GreaterThanOrEqualToThreshold");
     assert_eq!(alarm["AlarmActions"][0]["Ref"], "AlertsTopic");
+}
+
 /// The evidence bucket cannot be forked, overwritten or cut unseen: objects
 /// are created only under free keys, a batch delivered again is not chained
 /// twice, every batch is sealed in a digest signed with the audit key, and

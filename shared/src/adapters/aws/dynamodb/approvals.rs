@@ -289,9 +289,6 @@ impl ApprovalStore for DynamoApprovals {
         to: ApprovalStatus,
         record: &DecisionRecord,
     ) -> Result<Settled, StoreError> {
-        let decisions = self.decisions_table.as_deref().ok_or_else(|| {
-            StoreError::Unavailable("this approval store records no decisions".into())
-        })?;
         let mut values = Item::new();
         values.insert(":to".into(), s(to.as_str()));
         let mut names = Vec::with_capacity(from.len());
@@ -310,28 +307,8 @@ impl ApprovalStore for DynamoApprovals {
             .set_expression_attribute_values(Some(values.clone()))
             .build()
             .map_err(|e| unavailable(&e))?;
-        let json = serde_json::to_string(record).map_err(corrupt)?;
-        let put = Put::builder()
-            .table_name(decisions)
-            .set_item(Some(super::decisions::DynamoDecisionLog::item(
-                record, &json,
-            )))
-            .condition_expression("attribute_not_exists(pk)")
-            .build()
-            .map_err(|e| unavailable(&e))?;
-        let written = self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().update(update).build())
-            .transact_items(TransactWriteItem::builder().put(put).build())
-            .send()
-            .await;
-        match written {
-            Ok(_) => return Ok(Settled::Recorded),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_transaction_canceled_exception()) => {}
-            Err(e) => return Err(unavailable(&e)),
+        if self.update_with_record(update, record).await? {
+            return Ok(Settled::Recorded);
         }
         let Some(held) = self.get(approval_id).await? else {
             return Ok(Settled::NotFound);
@@ -396,10 +373,6 @@ impl ApprovalStore for DynamoApprovals {
         record: &DecisionRecord,
         decided_after: &str,
     ) -> Result<bool, StoreError> {
-        let decisions = self.decisions_table.as_deref().ok_or_else(|| {
-            StoreError::Unavailable("this approval store records no decisions".into())
-        })?;
-        let json = serde_json::to_string(record).map_err(corrupt)?;
         let use_it = Update::builder()
             .table_name(&self.table)
             .key("approval_id", s(approval_id))
@@ -421,6 +394,23 @@ impl ApprovalStore for DynamoApprovals {
             .expression_attribute_values(":v", s(&record.policy_version))
             .build()
             .map_err(|e| unavailable(&e))?;
+        self.update_with_record(use_it, record).await
+    }
+}
+
+impl DynamoApprovals {
+    /// Applies `update` to an approval and appends `record` to the decisions
+    /// table in one transaction, so that the approval's status and the log
+    /// never disagree. False if a condition of either refused the write.
+    async fn update_with_record(
+        &self,
+        update: Update,
+        record: &DecisionRecord,
+    ) -> Result<bool, StoreError> {
+        let decisions = self.decisions_table.as_deref().ok_or_else(|| {
+            StoreError::Unavailable("this approval store records no decisions".into())
+        })?;
+        let json = serde_json::to_string(record).map_err(corrupt)?;
         let put = Put::builder()
             .table_name(decisions)
             .set_item(Some(super::decisions::DynamoDecisionLog::item(
@@ -432,7 +422,7 @@ impl ApprovalStore for DynamoApprovals {
         let written = self
             .client
             .transact_write_items()
-            .transact_items(TransactWriteItem::builder().update(use_it).build())
+            .transact_items(TransactWriteItem::builder().update(update).build())
             .transact_items(TransactWriteItem::builder().put(put).build())
             .send()
             .await;

@@ -16,36 +16,13 @@ cd "$(dirname "$0")/../.."
 minutes=${1:-10}
 connections=${2:-32}
 port=${LOAD_PORT:-18182}
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
-
-if ! command -v wrk >/dev/null; then
-  apt-get update -qq && apt-get install -y -qq wrk
-fi
-cargo build --release -p govctl --bin govctl
-bin="$CARGO_TARGET_DIR/release/govctl"
-data=$(mktemp -d)
-sampler=
-trap 'kill "$server" $sampler 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -rf "$data"' EXIT
-
-# The default log (one decision line per decision on stdout) is what a user
-# runs; it goes to a file here, as it would to a collector.
-"$bin" serve --listen "127.0.0.1:$port" --data-dir "$data" >"$data/serve.out" 2>"$data/serve.log" &
-server=$!
-for _ in $(seq 100); do
-  curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break
-  sleep 0.1
-done
-export AGENT_TOKEN=$("$bin" agent token agent-support-1 --data-dir "$data")
-export USER_TOKEN=$("$bin" user token alice --role support_agent --data-dir "$data")
+. tests/load/serve.sh
 wal="$data/governance.db-wal"
 
 # One line a second: the WAL's size in bytes.
 (while kill -0 "$server" 2>/dev/null; do stat -c %s "$wal" 2>/dev/null || echo 0; sleep 1; done) >"$data/wal.samples" &
-sampler=$!
+extra_pids=$!
 
-count_allows() {
-  python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute(\"select count(*) from decisions where decision='allow'\").fetchone()[0])" "$data/governance.db"
-}
 before=$(count_allows)
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); $connections connections"
 printf '%-6s %10s %10s %10s %12s %10s %8s\n' minute rps p50_ms p99_ms max_wal_MiB rss_MiB fds

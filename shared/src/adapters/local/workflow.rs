@@ -186,6 +186,19 @@ impl LocalWorkflow {
         .await;
     }
 
+    /// A token for a new waiting step; `None`: it failed, and the failure
+    /// is recorded.
+    async fn register(&self, state: &Value) -> Option<(TaskToken, oneshot::Receiver<Resume>)> {
+        match self.tasks.register() {
+            Ok(t) => Some(t),
+            Err(e) => {
+                self.deny(state.clone(), "approval_failed", failure(&e))
+                    .await;
+                None
+            }
+        }
+    }
+
     /// NotifyApprovers up to the wait: keeps a new token and tells approvers.
     /// `None`: it failed, and the failure is recorded.
     async fn notify(
@@ -193,14 +206,7 @@ impl LocalWorkflow {
         state: &Value,
         approval_id: &str,
     ) -> Option<(TaskToken, oneshot::Receiver<Resume>)> {
-        let (token, answered) = match self.tasks.register() {
-            Ok(t) => t,
-            Err(e) => {
-                self.deny(state.clone(), "approval_failed", failure(&e))
-                    .await;
-                return None;
-            }
-        };
+        let (token, answered) = self.register(state).await?;
         let notified = with_retry(|| {
             self.callback.notify(json!({
                 "action": "notify",
@@ -361,14 +367,7 @@ impl LocalWorkflow {
         state: &Value,
         approval_id: &str,
     ) -> Option<(TaskToken, oneshot::Receiver<Resume>)> {
-        let (token, answered) = match self.tasks.register() {
-            Ok(t) => t,
-            Err(e) => {
-                self.deny(state.clone(), "approval_failed", failure(&e))
-                    .await;
-                return None;
-            }
-        };
+        let (token, answered) = self.register(state).await?;
         match self
             .callback
             .approvals

@@ -249,13 +249,19 @@ impl DynamoPolicyStore {
         if let Some((decisions_table, build)) = control {
             writes.push(Self::control_put(decisions_table, &build(&version))?);
         }
+        self.transact(writes).await?;
+        Ok(version)
+    }
+
+    /// Writes `writes` in one transaction.
+    async fn transact(&self, writes: Vec<TransactWriteItem>) -> Result<(), StoreError> {
         self.client
             .transact_write_items()
             .set_transact_items(Some(writes))
             .send()
             .await
-            .map_err(|e| unavailable(&e))?;
-        Ok(version)
+            .map(drop)
+            .map_err(|e| unavailable(&e))
     }
 
     async fn activate_with(
@@ -301,12 +307,7 @@ impl DynamoPolicyStore {
         if let Some((decisions_table, build)) = control {
             writes.push(Self::control_put(decisions_table, &build(&active))?);
         }
-        self.client
-            .transact_write_items()
-            .set_transact_items(Some(writes))
-            .send()
-            .await
-            .map_err(|e| unavailable(&e))?;
+        self.transact(writes).await?;
         Ok(active)
     }
 }

@@ -151,6 +151,7 @@ fn registry(size: &Size, rng: &mut Lcg) -> Registry {
                     vec![role_id(rng.below(ROLES)), role_id(rng.below(ROLES))]
                 },
                 rate_limit: None,
+                cost_usd: None,
                 response_filter: Vec::new(),
                 // Delete, transfer and publish tools need approval, and so a group.
                 approval: Some(ApprovalSpec {
@@ -197,6 +198,8 @@ fn registry(size: &Size, rng: &mut Lcg) -> Registry {
                 },
                 grants,
                 principals: Vec::new(),
+                run_limits: None,
+                anomaly: None,
             }
         })
         .collect();

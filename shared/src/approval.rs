@@ -194,6 +194,8 @@ pub fn outcome_record(
         policy_version: pending.policy_version.clone(),
         policy_hash: pending.policy_hash.clone(),
         session_id: pending.session_id.clone(),
+        run_id: pending.run_id.clone(),
+        limit: None,
         // The key belongs to the agent's request, which the pending record holds.
         idempotency_key: None,
         reasoning: None,

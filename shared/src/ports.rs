@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
+use crate::limits::{Charge, Charged, Counter};
 use crate::metrics::MetricDatum;
 use crate::model::{ApprovalStatus, DecisionRecord};
 use crate::policy::PolicyBundle;
@@ -96,13 +97,21 @@ pub const IDEMPOTENCY_KEY_TTL_SECONDS: i64 = 24 * 60 * 60;
 
 /// Whether an append stored the record or found an earlier one with the same
 /// idempotency key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Appended {
     /// The record is durable.
     Stored,
     /// An earlier record of this agent holds the idempotency key, and its
     /// claim is still live (or, for a takeover, is no longer the one named).
     DuplicateKey,
+    /// The limit charge `index` refused: its counter (as `current` shows)
+    /// is used up. Nothing was written.
+    OverLimit {
+        /// Which charge.
+        index: usize,
+        /// Its counter, as the store held it.
+        current: Option<Counter>,
+    },
 }
 
 /// The Unix time of a record's timestamp and the end of the idempotency
@@ -122,21 +131,36 @@ pub fn key_claim_times(record: &DecisionRecord) -> Result<(i64, i64), StoreError
 /// The durable decision log. `append` returns only once the record is durable.
 #[async_trait]
 pub trait DecisionLog: Send + Sync {
-    /// Durably appends one record. A record with an idempotency key claims
-    /// the key in the same write; if another record of the agent holds a
-    /// live claim on it (see [`IDEMPOTENCY_KEY_TTL_SECONDS`]), nothing is
-    /// stored and the answer is [`Appended::DuplicateKey`].
-    async fn append(&self, record: &DecisionRecord) -> Result<Appended, StoreError>;
+    /// Durably appends one record and applies the limit `charges` its
+    /// decision makes, in one atomic write. A record with an idempotency
+    /// key claims the key in the same write: with `supersedes` empty, only
+    /// if no other record of the agent holds a live claim on it (see
+    /// [`IDEMPOTENCY_KEY_TTL_SECONDS`]); otherwise by taking it over from
+    /// the decision `supersedes` names (a repeat decided afresh because the
+    /// policy changed, or its outcome did), only if that one still holds it.
+    /// When the claim fails nothing is written and the answer is
+    /// [`Appended::DuplicateKey`]; when a charge is refused, nothing is
+    /// written and the answer is [`Appended::OverLimit`].
+    async fn append_charged(
+        &self,
+        record: &DecisionRecord,
+        supersedes: Option<&str>,
+        charges: &[Charge],
+    ) -> Result<Appended, StoreError>;
+    /// Durably appends one record, claiming its idempotency key if it has
+    /// one (see [`DecisionLog::append_charged`]).
+    async fn append(&self, record: &DecisionRecord) -> Result<Appended, StoreError> {
+        self.append_charged(record, None, &[]).await
+    }
     /// Durably appends a record that takes the agent's idempotency key over
-    /// from the decision `previous` (a repeat decided afresh because the
-    /// policy changed, or its outcome did). The claim moves only if
-    /// `previous` still holds it; otherwise nothing is stored and the answer
-    /// is [`Appended::DuplicateKey`].
+    /// from the decision `previous` (see [`DecisionLog::append_charged`]).
     async fn append_superseding(
         &self,
         record: &DecisionRecord,
         previous: &str,
-    ) -> Result<Appended, StoreError>;
+    ) -> Result<Appended, StoreError> {
+        self.append_charged(record, Some(previous), &[]).await
+    }
     /// One record by id.
     async fn get(&self, decision_id: &str) -> Result<Option<DecisionRecord>, StoreError>;
     /// The record an agent made with an idempotency key.
@@ -147,12 +171,15 @@ pub trait DecisionLog: Send + Sync {
     ) -> Result<Option<DecisionRecord>, StoreError>;
 }
 
-/// Windowed counters for rate limits and budgets.
+/// The counters of rate limits, runs and budgets (see [`crate::limits`]).
+/// Decisions move them through [`DecisionLog::append_charged`]; usage
+/// reports and reads come through here.
 #[async_trait]
 pub trait Counters: Send + Sync {
-    /// Adds `by` to the counter of `key` in the window starting at `window_start`
-    /// (Unix seconds) and returns the new count.
-    async fn increment(&self, key: &str, window_start: i64, by: u64) -> Result<u64, StoreError>;
+    /// One counter, if it exists.
+    async fn counter(&self, key: &str, window_start: i64) -> Result<Option<Counter>, StoreError>;
+    /// Applies every charge or none, in one atomic write.
+    async fn charge(&self, charges: &[Charge]) -> Result<Charged, StoreError>;
 }
 
 /// A call waiting for a human.
@@ -331,16 +358,35 @@ pub trait ApprovalStore: Send + Sync {
         approval_id: &str,
         token: &TaskToken,
     ) -> Result<ApprovalItem, StoreError>;
-    /// Uses an approval's single-use grant for `record`'s call and appends
-    /// `record`, in one atomic write, if the approval is granted, unused,
-    /// decided after `decided_after`, and bound to `record`'s agent, user,
-    /// tool, arguments hash and policy version. `false`: nothing was written.
+    /// Uses an approval's single-use grant for `record`'s call, appends
+    /// `record` and applies the limit `charges` of the allowed call, in one
+    /// atomic write, if the approval is granted, unused, decided after
+    /// `decided_after`, and bound to `record`'s agent, user, tool, arguments
+    /// hash and policy version, and if every charge is admitted.
     async fn use_grant(
         &self,
         approval_id: &str,
         record: &DecisionRecord,
         decided_after: &str,
-    ) -> Result<bool, StoreError>;
+        charges: &[Charge],
+    ) -> Result<GrantUse, StoreError>;
+}
+
+/// What using a grant came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GrantUse {
+    /// The grant is used and the allow is durable.
+    Used,
+    /// The approval does not fit (or its grant is gone); nothing was written.
+    Unusable,
+    /// The limit charge `index` refused; nothing was written, and the grant
+    /// stays usable until it expires.
+    OverLimit {
+        /// Which charge.
+        index: usize,
+        /// Its counter, as the store held it.
+        current: Option<Counter>,
+    },
 }
 
 /// Completing a waiting workflow step failed.

@@ -13,14 +13,15 @@ use sha2::{Digest, Sha256};
 
 use crate::approval::{grant_refusal, outcome_record, GRANT_TTL_SECONDS};
 use crate::clock::rfc3339;
+use crate::limits::{Call, Plan};
 use crate::model::{
     ApprovalStatus, AuthorizeRequest, Decision, DecisionRecord, Environment, Reason, ReasonCode,
     UserContext,
 };
 use crate::policy::{DecisionInput, Evaluation, PolicyEngine};
 use crate::ports::{
-    Appended, ApprovalRequest, ApprovalStore, ApprovalWorkflow, Clock, DecisionLog, Metrics,
-    StoreError,
+    Appended, ApprovalRequest, ApprovalStore, ApprovalWorkflow, Clock, DecisionLog, GrantUse,
+    Metrics, StoreError,
 };
 
 /// Limits on what an agent may send.
@@ -266,6 +267,7 @@ impl AuthorizeService {
             request.idempotency_key.as_deref(),
             limits::MAX_ID_LEN,
         )?;
+        check_len("run_id", request.run_id.as_deref(), limits::MAX_ID_LEN)?;
         check_len(
             "approval_id",
             request.approval_id.as_deref(),
@@ -311,6 +313,25 @@ impl AuthorizeService {
                 now,
             }),
         };
+        // The limits come after the policy: they count only what it lets
+        // through (see `crate::limits`). A call with an approval is charged
+        // as the allow its grant makes it.
+        let limit_decision = match (evaluation.decision, &request.approval_id) {
+            (Decision::PendingApproval, Some(_)) => Decision::Allow,
+            (d, _) => d,
+        };
+        let planned = crate::limits::plan(
+            engine.registry(),
+            &Call {
+                agent: engine.agent(agent_id),
+                tool: engine.tool(&request.tool_id),
+                user,
+                run_id: request.run_id.as_deref(),
+                session_id: request.session_id.as_deref(),
+                decision: limit_decision,
+                now,
+            },
+        );
         let version = engine.version();
         let kept_arguments = engine
             .tool(&request.tool_id)
@@ -346,6 +367,15 @@ impl AuthorizeService {
             approval_id: (evaluation.decision == Decision::PendingApproval)
                 .then(|| uuid::Uuid::new_v4().simple().to_string()),
             approval: None,
+            run_id: request.run_id,
+            limit: None,
+        };
+        let (mut record, mut charges) = match planned {
+            Ok(plan) => (record, plan),
+            Err(refused) => (
+                record.limited(refused.reason, refused.limit),
+                Plan::default(),
+            ),
         };
 
         // An approved call: the policy still asks for a human, and the agent
@@ -353,17 +383,24 @@ impl AuthorizeService {
         if let (Decision::PendingApproval, Some(approval_id)) =
             (record.decision, request.approval_id.clone())
         {
-            return self.use_grant(record, approval_id, now).await;
+            return self.use_grant(record, approval_id, &charges, now).await;
         }
 
         let mut supersedes: Option<String> = None;
         for attempt in 1..=MAX_KEY_ATTEMPTS {
-            let appended = match &supersedes {
-                None => self.log.append(&record).await,
-                Some(previous) => self.log.append_superseding(&record, previous).await,
-            };
+            let appended = self
+                .log
+                .append_charged(&record, supersedes.as_deref(), &charges.charges)
+                .await;
             match appended {
                 Ok(Appended::Stored) => break,
+                Ok(Appended::OverLimit { index, current }) => {
+                    // A limit is used up: the call is a deny, recorded in
+                    // its place, that charges nothing.
+                    let (reason, hit) = charges.refusal(index, current.as_ref(), now);
+                    record = record.limited(reason, Some(hit));
+                    charges = Plan::default();
+                }
                 Ok(Appended::DuplicateKey) if attempt < MAX_KEY_ATTEMPTS => {
                     match self.repeat(&record).await {
                         Ok(Repeat::Replay(previous)) => return Ok(previous),
@@ -459,6 +496,7 @@ impl AuthorizeService {
         &self,
         mut record: DecisionRecord,
         approval_id: String,
+        plan: &Plan,
         now: time::OffsetDateTime,
     ) -> Result<DecisionRecord, ServiceError> {
         let decided_after = rfc3339(now - time::Duration::seconds(GRANT_TTL_SECONDS));
@@ -472,29 +510,35 @@ impl AuthorizeService {
         }];
         match self
             .grants
-            .use_grant(&approval_id, &allow, &decided_after)
+            .use_grant(&approval_id, &allow, &decided_after, &plan.charges)
             .await
         {
-            Ok(true) => {
+            Ok(GrantUse::Used) => {
                 self.metrics.record_decision(&allow);
                 log_decision("decision", &allow);
                 return Ok(allow);
             }
-            Ok(false) => {}
+            Ok(GrantUse::OverLimit { index, current }) => {
+                let (reason, hit) = plan.refusal(index, current.as_ref(), now);
+                record = record.limited(reason, Some(hit));
+            }
+            Ok(GrantUse::Unusable) => {
+                let item = match self.grants.get(&approval_id).await {
+                    Ok(item) => item,
+                    Err(source) => return Err(self.not_recorded(record, source)),
+                };
+                let reason =
+                    grant_refusal(item.as_ref(), &record, &decided_after).unwrap_or(Reason {
+                        // Everything fits, yet the write lost: a concurrent call used it.
+                        code: ReasonCode::GrantAlreadyUsed,
+                        message: "the approval's grant was used by a concurrent call".to_owned(),
+                        policy_id: None,
+                    });
+                record.decision = Decision::Deny;
+                record.reasons = vec![reason];
+            }
             Err(source) => return Err(self.not_recorded(record, source)),
         }
-        let item = match self.grants.get(&approval_id).await {
-            Ok(item) => item,
-            Err(source) => return Err(self.not_recorded(record, source)),
-        };
-        let reason = grant_refusal(item.as_ref(), &record, &decided_after).unwrap_or(Reason {
-            // Everything fits, yet the write lost: a concurrent call used it.
-            code: ReasonCode::GrantAlreadyUsed,
-            message: "the approval's grant was used by a concurrent call".to_owned(),
-            policy_id: None,
-        });
-        record.decision = Decision::Deny;
-        record.reasons = vec![reason];
         if let Err(source) = self.log.append(&record).await {
             return Err(self.not_recorded(record, source));
         }
@@ -604,6 +648,17 @@ fn stale_evaluation(age: Duration, bound: Duration) -> Evaluation {
 }
 
 impl DecisionRecord {
+    /// This record turned into the deny of a call that a limit refused.
+    fn limited(mut self, reason: Reason, limit: Option<crate::model::LimitHit>) -> Self {
+        self.decision = Decision::Deny;
+        // The policies permitted the call; the limit decided.
+        self.determining_policies.clear();
+        self.approval_id = None;
+        self.reasons = vec![reason];
+        self.limit = limit;
+        self
+    }
+
     /// This record turned into the deny answered when it cannot be recorded.
     fn with_not_recorded(mut self) -> Self {
         self.decision = Decision::Deny;

@@ -66,6 +66,8 @@ fn record(i: usize) -> DecisionRecord {
         policy_version: "v".into(),
         policy_hash: "sha256:p".into(),
         session_id: Some(format!("s{}", i % 11)),
+        run_id: None,
+        limit: None,
         idempotency_key: i.is_multiple_of(5).then(|| format!("k{i}")),
         reasoning: Some("because".into()),
         latency_us: 20,

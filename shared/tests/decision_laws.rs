@@ -558,6 +558,7 @@ fn resolve(w: &WorldGen) -> (Registry, Vec<Rule>) {
                 classification: "internal".to_owned(),
                 allowed_roles: allowed,
                 rate_limit: None,
+                cost_usd: None,
                 response_filter: Vec::new(),
                 // Every tool names a group: one that needs approval must.
                 approval: Some(ApprovalSpec {
@@ -595,6 +596,8 @@ fn resolve(w: &WorldGen) -> (Registry, Vec<Rule>) {
                 risk_ceiling: a.ceiling,
                 grants,
                 principals: Vec::new(),
+                run_limits: None,
+                anomaly: None,
             }
         })
         .collect();
@@ -683,6 +686,7 @@ fn resolve(w: &WorldGen) -> (Registry, Vec<Rule>) {
             roles,
             tools,
             agents,
+            budgets: Vec::new(),
         },
         rules,
     )

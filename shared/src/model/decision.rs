@@ -95,6 +95,23 @@ pub enum ReasonCode {
     /// one for longer than the maximum staleness: the store could not be
     /// read, or the newly activated version could not be loaded.
     PolicyStale,
+    /// A tool's rate limit for this user, agent, organization or session is
+    /// used up for the current window.
+    RateLimited,
+    /// The run has made as many calls as its agent's `max_calls` allows.
+    RunCallLimit,
+    /// The run is older than its agent's `max_seconds`.
+    RunTimeLimit,
+    /// The run has spent its agent's `max_cost_usd`, or this call would exceed it.
+    RunCostLimit,
+    /// The run has used its agent's `max_tokens`.
+    RunTokenLimit,
+    /// The agent has run limits, and the call names no `run_id`.
+    RunIdRequired,
+    /// The user's cost budget for the current window is spent.
+    UserBudgetExhausted,
+    /// The organization's cost budget for the current window is spent.
+    OrgBudgetExhausted,
 }
 
 impl ReasonCode {
@@ -132,12 +149,33 @@ impl ReasonCode {
             ReasonCode::GrantExpired => "grant_expired",
             ReasonCode::IdempotencyKeyReused => "idempotency_key_reused",
             ReasonCode::PolicyStale => "policy_stale",
+            ReasonCode::RateLimited => "rate_limited",
+            ReasonCode::RunCallLimit => "run_call_limit",
+            ReasonCode::RunTimeLimit => "run_time_limit",
+            ReasonCode::RunCostLimit => "run_cost_limit",
+            ReasonCode::RunTokenLimit => "run_token_limit",
+            ReasonCode::RunIdRequired => "run_id_required",
+            ReasonCode::UserBudgetExhausted => "user_budget_exhausted",
+            ReasonCode::OrgBudgetExhausted => "org_budget_exhausted",
         }
     }
 
     /// Parses a code as written in a policy's `@reason` annotation or a test case.
     pub fn parse(s: &str) -> Option<ReasonCode> {
         serde_json::from_value(serde_json::Value::String(s.to_owned())).ok()
+    }
+}
+
+impl ReasonCode {
+    /// Whether this deny ends when a window does, so that the caller may
+    /// try again later (HTTP 429 with `Retry-After`).
+    pub fn is_windowed(self) -> bool {
+        matches!(
+            self,
+            ReasonCode::RateLimited
+                | ReasonCode::UserBudgetExhausted
+                | ReasonCode::OrgBudgetExhausted
+        )
     }
 }
 
@@ -208,6 +246,12 @@ pub struct DecisionRecord {
     /// The agent's session.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_id: Option<String>,
+    /// The agent's run, which run limits count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+    /// The limit that denied the call, with the count it had reached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<LimitHit>,
     /// The client's idempotency key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
@@ -224,6 +268,30 @@ pub struct DecisionRecord {
     /// repeats the pending decision's parties, tool and arguments hash.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<ApprovalOutcome>,
+}
+
+/// The limit a call ran into, as the deny records it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LimitHit {
+    /// Which limit: `rate_limit:TOOL`, `run:max_calls`, `budget:ID`, ….
+    pub name: String,
+    /// What it counts: `calls`, `usd`, `tokens` or `seconds`.
+    pub unit: String,
+    /// Who it counts: `user`, `agent`, `org`, `session` or `run`.
+    pub per: String,
+    /// The limit.
+    pub limit: serde_json::Number,
+    /// How much was used when the call was refused.
+    pub current: serde_json::Number,
+    /// The window's length, for windowed limits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_seconds: Option<u64>,
+    /// When the window ends and the limit starts over (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resets_at: Option<String>,
+    /// Seconds until a call may succeed again; absent when waiting does not help.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_seconds: Option<u64>,
 }
 
 /// How a pending approval ended.

@@ -4,11 +4,14 @@ mod decision;
 mod registry;
 mod request;
 
-pub use decision::{ApprovalOutcome, ApprovalStatus, Decision, DecisionRecord, Reason, ReasonCode};
+pub use decision::{
+    ApprovalOutcome, ApprovalStatus, Decision, DecisionRecord, LimitHit, Reason, ReasonCode,
+};
 pub use registry::iam_principal;
 pub use registry::{
-    AgentSpec, AgentStatus, ApprovalSpec, ArgumentSpec, ArgumentType, Category, Environment,
-    GrantSpec, RateLimitScope, RateLimitSpec, Registry, Risk, RoleSpec, ToolSpec,
-    UnknownEnvironmentError, UnknownRiskError,
+    default_anomaly_percent, AgentSpec, AgentStatus, AnomalySpec, ApprovalSpec, ArgumentSpec,
+    ArgumentType, BudgetScope, BudgetSpec, Category, Environment, GrantSpec, RateLimitScope,
+    RateLimitSpec, Registry, Risk, RoleSpec, RunLimits, ToolSpec, UnknownEnvironmentError,
+    UnknownRiskError, Usd,
 };
 pub use request::{AuthorizeRequest, UserContext};

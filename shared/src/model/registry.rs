@@ -198,8 +198,175 @@ pub enum RateLimitScope {
     User,
     /// Per agent.
     Agent,
-    /// Per agent session.
+    /// Per organization of the users the agents act for (all agents together).
+    #[serde(alias = "organization")]
+    Org,
+    /// Per agent session (`session_id`); calls without one share one bucket per agent.
     Session,
+}
+
+impl RateLimitScope {
+    /// The lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RateLimitScope::User => "user",
+            RateLimitScope::Agent => "agent",
+            RateLimitScope::Org => "org",
+            RateLimitScope::Session => "session",
+        }
+    }
+}
+
+/// An amount of US dollars, kept as whole micro-dollars so that sums are
+/// exact. Written in policy files as a number (`2`, `0.35`); more than six
+/// decimal places are rounded to the nearest micro-dollar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Usd(pub u64);
+
+impl Usd {
+    /// The largest amount a policy may name: one billion dollars.
+    pub const MAX: Usd = Usd(1_000_000_000 * 1_000_000);
+
+    /// The amount in micro-dollars.
+    pub fn micros(self) -> u64 {
+        self.0
+    }
+
+    /// The amount as a decimal number of dollars, for answers and reports.
+    pub fn dollars(self) -> f64 {
+        // Exact for every amount below 2^53 micro-dollars (9 billion dollars).
+        self.0 as f64 / 1e6
+    }
+
+    /// Dollars to micro-dollars, refusing what no budget can mean.
+    pub fn from_dollars(d: f64) -> Result<Usd, String> {
+        if !d.is_finite() || d < 0.0 {
+            return Err(format!(
+                "`{d}` is not an amount of dollars (a number, 0 or more)"
+            ));
+        }
+        let micros = (d * 1e6).round();
+        if micros > Usd::MAX.0 as f64 {
+            return Err(format!(
+                "`{d}` dollars is more than the largest amount, 1000000000"
+            ));
+        }
+        // In range and rounded: the conversion is exact.
+        Ok(Usd(micros as u64))
+    }
+}
+
+impl fmt::Display for Usd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Cents always, further digits only when the amount has them: $2.00, $0.0125.
+        let fraction = format!("{:06}", self.0 % 1_000_000);
+        let fraction = fraction.trim_end_matches('0');
+        write!(f, "${}.{fraction:0<2}", self.0 / 1_000_000)
+    }
+}
+
+impl Serialize for Usd {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(self.dollars())
+    }
+}
+
+impl<'de> Deserialize<'de> for Usd {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let dollars = f64::deserialize(d)?;
+        Usd::from_dollars(dollars).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Limits on one run of an agent: one task, named by the `run_id` the agent
+/// sends with each call. A run starts at its first decision.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunLimits {
+    /// Tool calls allowed in one run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_calls: Option<u32>,
+    /// Seconds a run may last, from its first decision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_seconds: Option<u64>,
+    /// Dollars one run may spend: reported model usage plus the tools' `cost_usd`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_cost_usd: Option<Usd>,
+    /// Model tokens one run may use, as the agent reports them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u64>,
+}
+
+impl RunLimits {
+    /// Whether any limit is set.
+    pub fn any(&self) -> bool {
+        self.max_calls.is_some()
+            || self.max_seconds.is_some()
+            || self.max_cost_usd.is_some()
+            || self.max_tokens.is_some()
+    }
+}
+
+/// Who a cost budget counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BudgetScope {
+    /// Each user, across every agent that acts for them.
+    User,
+    /// Each organization, across every agent and user.
+    #[serde(alias = "organization")]
+    Org,
+}
+
+impl BudgetScope {
+    /// The lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BudgetScope::User => "user",
+            BudgetScope::Org => "org",
+        }
+    }
+}
+
+/// A cost budget, e.g. $50 per underwriter per day across all agents (seed 003).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetSpec {
+    /// The budget's name, unique in the registry; its counters are kept under it.
+    pub id: String,
+    /// Who is counted.
+    pub per: BudgetScope,
+    /// Dollars allowed per window: tools' `cost_usd` plus reported model usage.
+    pub max_cost_usd: Usd,
+    /// Window length in seconds (fixed windows; 86400 is a UTC day).
+    pub window_seconds: u64,
+}
+
+/// How an agent's call rate is watched for anomalies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnomalySpec {
+    /// The alert fires when the agent version's calls in the current hour
+    /// exceed this percentage of its trailing 7-day hourly average.
+    #[serde(default = "default_anomaly_percent")]
+    pub threshold_percent: u32,
+    /// Whether an alert also disables the agent version (a recorded control event).
+    #[serde(default)]
+    pub auto_disable: bool,
+}
+
+/// 150%: the seed's threshold.
+pub fn default_anomaly_percent() -> u32 {
+    150
+}
+
+impl Default for AnomalySpec {
+    fn default() -> Self {
+        Self {
+            threshold_percent: default_anomaly_percent(),
+            auto_disable: false,
+        }
+    }
 }
 
 /// A tool's rate limit, e.g. 50 per user per day (seed 003's credit bureau agreement).
@@ -292,6 +459,9 @@ pub struct ToolSpec {
     /// Calls allowed per window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimitSpec>,
+    /// What one allowed call costs, counted against the run and the budgets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<Usd>,
     /// Response fields stripped before the agent sees them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub response_filter: Vec<String>,
@@ -384,6 +554,12 @@ pub struct AgentSpec {
     /// whoever API Gateway's IAM authorizer verified, mapped here.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub principals: Vec<String>,
+    /// Limits on each of its runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_limits: Option<RunLimits>,
+    /// How its call rate is watched; the default threshold applies when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anomaly: Option<AnomalySpec>,
 }
 
 /// The IAM identity an ARN names, in one form for roles whatever their path
@@ -434,6 +610,7 @@ mod masking_tests {
             classification: classification.into(),
             allowed_roles: Vec::new(),
             rate_limit: None,
+            cost_usd: None,
             response_filter: Vec::new(),
             approval: None,
             arguments: [
@@ -527,4 +704,7 @@ pub struct Registry {
     /// Registered agents.
     #[serde(default)]
     pub agents: Vec<AgentSpec>,
+    /// Cost budgets, summed over all agents.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub budgets: Vec<BudgetSpec>,
 }

@@ -32,6 +32,11 @@ pub struct AuthorizeRequest {
     /// The agent's session, for correlation and per-session limits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_id: Option<String>,
+    /// The run (one task of the agent) this call belongs to: run limits
+    /// (`max_calls`, `max_seconds`, `max_cost_usd`, `max_tokens`) count per
+    /// run, and usage is reported against it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
     /// Repeating a request with the same key returns the first decision.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,

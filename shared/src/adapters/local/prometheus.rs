@@ -181,21 +181,21 @@ pub struct MeteredLog<L> {
 
 #[async_trait]
 impl<L: DecisionLog> DecisionLog for MeteredLog<L> {
-    async fn append(&self, record: &DecisionRecord) -> Result<Appended, StoreError> {
-        let appended = self.inner.append(record).await?;
+    async fn append_charged(
+        &self,
+        record: &DecisionRecord,
+        supersedes: Option<&str>,
+        charges: &[crate::limits::Charge],
+    ) -> Result<Appended, StoreError> {
+        let appended = self
+            .inner
+            .append_charged(record, supersedes, charges)
+            .await?;
+        // Only approval outcome records are counted here; decisions are counted by authorize.
         if appended == Appended::Stored {
             self.metrics.observe_approval_step(record);
         }
         Ok(appended)
-    }
-
-    async fn append_superseding(
-        &self,
-        record: &DecisionRecord,
-        previous: &str,
-    ) -> Result<Appended, StoreError> {
-        // A takeover is made by authorize, never for an approval step.
-        self.inner.append_superseding(record, previous).await
     }
 
     async fn get(&self, decision_id: &str) -> Result<Option<DecisionRecord>, StoreError> {
@@ -288,9 +288,10 @@ impl<L: crate::ports::ApprovalStore> crate::ports::ApprovalStore for MeteredLog<
         approval_id: &str,
         record: &DecisionRecord,
         decided_after: &str,
-    ) -> Result<bool, StoreError> {
+        charges: &[crate::limits::Charge],
+    ) -> Result<crate::ports::GrantUse, StoreError> {
         self.inner
-            .use_grant(approval_id, record, decided_after)
+            .use_grant(approval_id, record, decided_after, charges)
             .await
     }
 }

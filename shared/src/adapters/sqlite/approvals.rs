@@ -8,11 +8,12 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{unavailable, SqliteStore};
+use crate::limits::{Charge, Charged};
 use crate::model::ApprovalStatus;
 use crate::model::DecisionRecord;
 use crate::ports::{
-    ApprovalItem, ApprovalRequest, ApprovalStore, Decided, HumanDecision, ReviewKey, Settled,
-    StoreError, TaskToken,
+    ApprovalItem, ApprovalRequest, ApprovalStore, Decided, GrantUse, HumanDecision, ReviewKey,
+    Settled, StoreError, TaskToken,
 };
 
 /// Columns added to the foundation's `approvals` table, for stores created before them.
@@ -306,12 +307,14 @@ impl ApprovalStore for SqliteStore {
         approval_id: &str,
         record: &DecisionRecord,
         decided_after: &str,
-    ) -> Result<bool, StoreError> {
+        charges: &[Charge],
+    ) -> Result<GrantUse, StoreError> {
         let json = serde_json::to_string(record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let (id, after, r) = (
+        let (id, after, r, charges) = (
             approval_id.to_owned(),
             decided_after.to_owned(),
             record.clone(),
+            charges.to_vec(),
         );
         self.with_control(move |conn| {
             // Immediate: the chain's head is read and extended in one write transaction.
@@ -341,11 +344,17 @@ impl ApprovalStore for SqliteStore {
                 )
                 .map_err(unavailable)?;
             if used == 0 {
-                return Ok(false);
+                return Ok(GrantUse::Unusable);
+            }
+            // Dropped without commit on a refusal: the grant stays unused.
+            if let Charged::Refused { index, current } =
+                super::counters::apply(&tx, &charges).map_err(unavailable)?
+            {
+                return Ok(GrantUse::OverLimit { index, current });
             }
             super::audit::insert_chained(&tx, &r, json)?;
             tx.commit().map_err(unavailable)?;
-            Ok(true)
+            Ok(GrantUse::Used)
         })
         .await
     }

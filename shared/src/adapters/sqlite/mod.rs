@@ -21,6 +21,7 @@ macro_rules! insert_decision {
 
 mod approvals;
 mod audit;
+mod counters;
 mod schema;
 
 use std::cell::Cell;
@@ -37,6 +38,7 @@ use tokio::sync::oneshot;
 use crate::adapters::local::files::{create_private_dir, restrict_file};
 use crate::audit::{link_hash, partition_of, GENESIS};
 use crate::clock::rfc3339;
+use crate::limits::{Charge, Charged, Counter};
 use crate::model::DecisionRecord;
 use crate::policy::PolicyBundle;
 use crate::ports::{
@@ -100,6 +102,8 @@ struct PreparedRecord {
     partition: String,
     /// How the record claims its idempotency key, if it has one.
     claim: Option<KeyClaim>,
+    /// The limit charges its decision makes.
+    charges: Vec<Charge>,
 }
 
 /// A keyed record's claim on its agent's key.
@@ -380,6 +384,30 @@ fn claim_key(
     Ok(n == 1)
 }
 
+/// Whether [`claim_key`] would fail: a live claim of another decision holds
+/// the key, or (for a takeover) the named decision no longer holds it.
+fn key_taken(
+    tx: &rusqlite::Transaction<'_>,
+    r: &PreparedRecord,
+    key: &str,
+    claim: &KeyClaim,
+) -> Result<bool, rusqlite::Error> {
+    let holder: Option<(String, i64)> = tx
+        .prepare_cached(
+            "SELECT decision_id, expires_at FROM idempotency_keys WHERE agent_id = ?1 AND key = ?2",
+        )?
+        .query_row(params![r.agent_id, key], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
+        .optional()?;
+    Ok(match (&claim.supersedes, holder) {
+        (None, Some((_, expires_at))) => expires_at > claim.at,
+        (None, None) => false,
+        (Some(previous), Some((id, _))) => &id != previous,
+        (Some(_), None) => true,
+    })
+}
+
 /// Writes a group of records in one transaction, each linked after the head
 /// of its agent's chain. The heads are read inside the (immediate) write
 /// transaction, so a second writer on the same file cannot fork a chain: the
@@ -393,11 +421,30 @@ fn commit(conn: &mut Connection, batch: &[Job]) -> Result<Vec<Appended>, rusqlit
         let mut stmt = tx.prepare_cached(insert_decision!())?;
         for job in batch {
             let r = &job.record;
-            if let (Some(key), Some(claim)) = (&r.idempotency_key, &r.claim) {
+            // A repeat is found before the limits are looked at (a replay
+            // charges nothing), and the limits before the key is claimed (a
+            // refused call claims nothing).
+            let keyed = r.idempotency_key.as_deref().zip(r.claim.as_ref());
+            if let Some((key, claim)) = keyed {
+                if !r.charges.is_empty() && key_taken(&tx, r, key, claim)? {
+                    outcomes.push(Appended::DuplicateKey);
+                    continue;
+                }
+            }
+            if let Some((index, current)) = refused_charge(&tx, &r.charges)? {
+                outcomes.push(Appended::OverLimit { index, current });
+                continue;
+            }
+            if let Some((key, claim)) = keyed {
                 if !claim_key(&tx, r, key, claim)? {
                     outcomes.push(Appended::DuplicateKey);
                     continue;
                 }
+            }
+            if let Charged::Refused { index, current } = counters::apply(&tx, &r.charges)? {
+                // Checked above in this transaction: cannot happen.
+                outcomes.push(Appended::OverLimit { index, current });
+                continue;
             }
             let head = match heads.get(r.partition.as_str()) {
                 Some(h) => h.clone(),
@@ -425,6 +472,20 @@ fn commit(conn: &mut Connection, batch: &[Job]) -> Result<Vec<Appended>, rusqlit
     }
     tx.commit()?;
     Ok(outcomes)
+}
+
+/// The first of `charges` that its counter does not admit.
+fn refused_charge(
+    tx: &rusqlite::Transaction<'_>,
+    charges: &[Charge],
+) -> Result<Option<(usize, Option<Counter>)>, rusqlite::Error> {
+    for (index, charge) in charges.iter().enumerate() {
+        let current = counters::read(tx, &charge.key, charge.window_start)?;
+        if !charge.admits(current.as_ref()) {
+            return Ok(Some((index, current)));
+        }
+    }
+    Ok(None)
 }
 
 pub(super) fn version_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<PolicyVersion> {
@@ -562,6 +623,7 @@ impl SqliteStore {
         &self,
         record: &DecisionRecord,
         supersedes: Option<&str>,
+        charges: &[Charge],
     ) -> Result<Appended, StoreError> {
         let json = serde_json::to_string(record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let claim = match &record.idempotency_key {
@@ -586,6 +648,7 @@ impl SqliteStore {
                 json,
                 partition: partition_of(&record.agent_id),
                 claim,
+                charges: charges.to_vec(),
             },
             reply,
         };
@@ -610,16 +673,13 @@ impl SqliteStore {
 
 #[async_trait]
 impl DecisionLog for SqliteStore {
-    async fn append(&self, record: &DecisionRecord) -> Result<Appended, StoreError> {
-        self.append_claiming(record, None).await
-    }
-
-    async fn append_superseding(
+    async fn append_charged(
         &self,
         record: &DecisionRecord,
-        previous: &str,
+        supersedes: Option<&str>,
+        charges: &[Charge],
     ) -> Result<Appended, StoreError> {
-        self.append_claiming(record, Some(previous)).await
+        self.append_claiming(record, supersedes, charges).await
     }
 
     async fn get(&self, decision_id: &str) -> Result<Option<DecisionRecord>, StoreError> {
@@ -668,19 +728,23 @@ fn query_record(
 
 #[async_trait]
 impl Counters for SqliteStore {
-    async fn increment(&self, key: &str, window_start: i64, by: u64) -> Result<u64, StoreError> {
+    async fn counter(&self, key: &str, window_start: i64) -> Result<Option<Counter>, StoreError> {
         let key = key.to_owned();
-        let by = i64::try_from(by).map_err(unavailable)?;
+        self.with_control(move |conn| counters::read(conn, &key, window_start).map_err(unavailable))
+            .await
+    }
+
+    async fn charge(&self, charges: &[Charge]) -> Result<Charged, StoreError> {
+        let charges = charges.to_vec();
         self.with_control(move |conn| {
-            conn.query_row(
-                "INSERT INTO counters (key, window_start, count) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (key, window_start) DO UPDATE SET count = count + excluded.count
-                 RETURNING count",
-                params![key, window_start, by],
-                |r| r.get::<_, i64>(0),
-            )
-            .map_err(unavailable)
-            .map(|n| u64::try_from(n).unwrap_or(0))
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(unavailable)?;
+            let charged = counters::apply(&tx, &charges).map_err(unavailable)?;
+            if charged == Charged::Applied {
+                tx.commit().map_err(unavailable)?;
+            }
+            Ok(charged)
         })
         .await
     }

@@ -82,12 +82,22 @@ CREATE TABLE IF NOT EXISTS idempotency_keys (
     PRIMARY KEY (agent_id, key)
 ) WITHOUT ROWID;
 
-CREATE TABLE IF NOT EXISTS counters (
+-- The counters of rate limits, runs and budgets (see `limits`): calls,
+-- cost in micro-dollars and tokens per key and window; a run's row also
+-- holds when it started and whose it is. Moved in the same transaction as
+-- the decision that charges them; rows past `expires_at` are pruned.
+CREATE TABLE IF NOT EXISTS limit_counters (
     key          TEXT NOT NULL,
     window_start INTEGER NOT NULL,
-    count        INTEGER NOT NULL,
+    calls        INTEGER NOT NULL DEFAULT 0,
+    cost_micros  INTEGER NOT NULL DEFAULT 0,
+    tokens       INTEGER NOT NULL DEFAULT 0,
+    started_at   INTEGER,
+    user_id      TEXT,
+    organization TEXT,
+    expires_at   INTEGER NOT NULL,
     PRIMARY KEY (key, window_start)
-);
+) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS approvals (
     approval_id TEXT PRIMARY KEY,

@@ -24,6 +24,8 @@ fn record(id: &str, key: Option<&str>) -> DecisionRecord {
         policy_version: "v".into(),
         policy_hash: "sha256:x".into(),
         session_id: None,
+        run_id: None,
+        limit: None,
         idempotency_key: key.map(Into::into),
         reasoning: None,
         latency_us: 3,
@@ -143,13 +145,111 @@ async fn a_locked_database_fails_the_append_instead_of_losing_it() {
     );
 }
 
+fn one_call_of(limit: u64) -> crate::limits::Charge {
+    crate::limits::Charge {
+        key: "rate#t#user#u".into(),
+        window_start: 60,
+        expires_at: i64::MAX,
+        add: crate::limits::Amounts {
+            calls: 1,
+            ..Default::default()
+        },
+        max: crate::limits::Maxima {
+            calls: Some(limit - 1),
+            ..Default::default()
+        },
+        started_not_before: None,
+        owner: None,
+        must_exist: false,
+    }
+}
+
+/// Concurrent appends in one group commit: exactly the limit's worth are
+/// stored with their charge; the others store nothing and see the count.
 #[tokio::test]
-async fn counters_add_up_per_window() {
+async fn charges_admit_exactly_the_limit_and_refusals_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
+    let tasks: Vec<_> = (0..10)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                store
+                    .append_charged(&record(&format!("c{i}"), None), None, &[one_call_of(3)])
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut stored = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Appended::Stored => stored += 1,
+            Appended::OverLimit { index, current } => {
+                assert_eq!(index, 0);
+                assert_eq!(current.unwrap().used.calls, 3);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(stored, 3);
+    let counter = store.counter("rate#t#user#u", 60).await.unwrap().unwrap();
+    assert_eq!(counter.used.calls, 3);
+    let rows: i64 = store
+        .blocking(|c| {
+            c.query_row("SELECT count(*) FROM decisions", [], |r| r.get(0))
+                .map_err(unavailable)
+        })
+        .unwrap();
+    assert_eq!(rows, 3, "a refused append stores no record");
+    // Another window starts from zero.
+    let mut next = one_call_of(3);
+    next.window_start = 120;
+    assert_eq!(
+        store.charge(&[next]).await.unwrap(),
+        crate::limits::Charged::Applied
+    );
+}
+
+/// A keyed repeat is found before the limits: it is a duplicate, never a
+/// refusal, and charges nothing.
+#[tokio::test]
+async fn a_keyed_repeat_is_a_duplicate_and_charges_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path()).unwrap();
-    assert_eq!(store.increment("u1", 0, 1).await.unwrap(), 1);
-    assert_eq!(store.increment("u1", 0, 2).await.unwrap(), 3);
-    assert_eq!(store.increment("u1", 60, 1).await.unwrap(), 1);
+    let first = store
+        .append_charged(&record("k1", Some("key")), None, &[one_call_of(1)])
+        .await
+        .unwrap();
+    assert_eq!(first, Appended::Stored);
+    let repeat = store
+        .append_charged(&record("k2", Some("key")), None, &[one_call_of(1)])
+        .await
+        .unwrap();
+    assert_eq!(repeat, Appended::DuplicateKey);
+    let other = store
+        .append_charged(&record("k3", Some("other")), None, &[one_call_of(1)])
+        .await
+        .unwrap();
+    assert!(
+        matches!(other, Appended::OverLimit { index: 0, .. }),
+        "{other:?}"
+    );
+    assert_eq!(
+        store
+            .counter("rate#t#user#u", 60)
+            .await
+            .unwrap()
+            .unwrap()
+            .used
+            .calls,
+        1
+    );
+    // A refused call did not claim its key.
+    assert_eq!(
+        store.by_idempotency_key("agent-a", "other").await.unwrap(),
+        None
+    );
 }
 
 fn keyed_at(id: &str, timestamp: &str) -> DecisionRecord {

@@ -9,14 +9,15 @@
 //! review id to the approval.
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{Put, ReturnValue, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{CancellationReason, Put, ReturnValue, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 
 use super::{corrupt, get_s, n, opt_s, s, unavailable, Item};
+use crate::limits::Charge;
 use crate::model::{ApprovalStatus, DecisionRecord};
 use crate::ports::{
-    ApprovalItem, ApprovalRequest, ApprovalStore, Decided, HumanDecision, ReviewKey, Settled,
-    StoreError, TaskToken,
+    ApprovalItem, ApprovalRequest, ApprovalStore, Decided, GrantUse, HumanDecision, ReviewKey,
+    Settled, StoreError, TaskToken,
 };
 
 /// Closed approvals stay this long after they expire, then DynamoDB's TTL
@@ -30,6 +31,8 @@ pub struct DynamoApprovals {
     table: String,
     /// Where a used grant's allow is recorded, in the same transaction.
     decisions_table: Option<String>,
+    /// Where a used grant's limit charges go, in the same transaction.
+    counters_table: Option<String>,
 }
 
 fn is_condition_failure<E, R>(e: &aws_sdk_dynamodb::error::SdkError<E, R>) -> bool
@@ -69,6 +72,7 @@ impl DynamoApprovals {
             client,
             table: table.into(),
             decisions_table: None,
+            counters_table: None,
         }
     }
 
@@ -76,6 +80,13 @@ impl DynamoApprovals {
     /// into `decisions_table`.
     pub fn with_decisions(mut self, decisions_table: impl Into<String>) -> Self {
         self.decisions_table = Some(decisions_table.into());
+        self
+    }
+
+    /// The same, charging the limits of a used grant's call to the counters in `table`.
+    #[must_use]
+    pub fn with_counters(mut self, table: impl Into<String>) -> Self {
+        self.counters_table = Some(table.into());
         self
     }
 }
@@ -372,7 +383,8 @@ impl ApprovalStore for DynamoApprovals {
         approval_id: &str,
         record: &DecisionRecord,
         decided_after: &str,
-    ) -> Result<bool, StoreError> {
+        charges: &[Charge],
+    ) -> Result<GrantUse, StoreError> {
         let use_it = Update::builder()
             .table_name(&self.table)
             .key("approval_id", s(approval_id))
@@ -394,8 +406,41 @@ impl ApprovalStore for DynamoApprovals {
             .expression_attribute_values(":v", s(&record.policy_version))
             .build()
             .map_err(|e| unavailable(&e))?;
-        self.update_with_record(use_it, record).await
+        let mut extra = Vec::with_capacity(charges.len());
+        if !charges.is_empty() {
+            let counters = self.counters_table.as_deref().ok_or_else(|| {
+                StoreError::Unavailable("no counters table is configured for limits".into())
+            })?;
+            for c in charges {
+                extra.push(super::counters::charge_item(counters, c)?);
+            }
+        }
+        match self.write_with_record(use_it, record, extra).await? {
+            Written::Done => Ok(GrantUse::Used),
+            // The approval's update and the record come first.
+            Written::Cancelled(reasons) => match super::counters::refused_charge(&reasons, 2) {
+                Some((index, current)) if !failed(&reasons, 0) => {
+                    Ok(GrantUse::OverLimit { index, current })
+                }
+                _ => Ok(GrantUse::Unusable),
+            },
+        }
     }
+}
+
+/// Whether item `i` of a cancelled transaction failed its condition.
+fn failed(reasons: &[CancellationReason], i: usize) -> bool {
+    reasons
+        .get(i)
+        .is_some_and(|r| r.code() == Some("ConditionalCheckFailed"))
+}
+
+/// What a transaction of an approval's update and its record came to.
+enum Written {
+    /// Both (and anything written with them) are durable.
+    Done,
+    /// A condition refused the write; nothing changed. The reasons, by item.
+    Cancelled(Vec<CancellationReason>),
 }
 
 impl DynamoApprovals {
@@ -407,6 +452,20 @@ impl DynamoApprovals {
         update: Update,
         record: &DecisionRecord,
     ) -> Result<bool, StoreError> {
+        Ok(matches!(
+            self.write_with_record(update, record, Vec::new()).await?,
+            Written::Done
+        ))
+    }
+
+    /// [`Self::update_with_record`], with `extra` items in the same
+    /// transaction, after the update and the record.
+    async fn write_with_record(
+        &self,
+        update: Update,
+        record: &DecisionRecord,
+        extra: Vec<TransactWriteItem>,
+    ) -> Result<Written, StoreError> {
         let decisions = self.decisions_table.as_deref().ok_or_else(|| {
             StoreError::Unavailable("this approval store records no decisions".into())
         })?;
@@ -419,22 +478,25 @@ impl DynamoApprovals {
             .condition_expression("attribute_not_exists(pk)")
             .build()
             .map_err(|e| unavailable(&e))?;
+        let mut items = vec![
+            TransactWriteItem::builder().update(update).build(),
+            TransactWriteItem::builder().put(put).build(),
+        ];
+        items.extend(extra);
         let written = self
             .client
             .transact_write_items()
-            .transact_items(TransactWriteItem::builder().update(update).build())
-            .transact_items(TransactWriteItem::builder().put(put).build())
+            .set_transact_items(Some(items))
             .send()
             .await;
         match written {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_transaction_canceled_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(unavailable(&e)),
+            Ok(_) => Ok(Written::Done),
+            Err(e) => match e.as_service_error() {
+                Some(
+                    aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c),
+                ) => Ok(Written::Cancelled(c.cancellation_reasons.clone().unwrap_or_default())),
+                _ => Err(unavailable(&e)),
+            },
         }
     }
 }

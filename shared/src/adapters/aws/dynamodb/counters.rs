@@ -1,14 +1,30 @@
-//! Windowed counters on DynamoDB: one atomic `ADD` per increment.
+//! The counters of rate limits, runs and budgets on DynamoDB.
+//!
+//! One item per counter (`pk` = the limit and who it counts, `window_start`
+//! = the window, 0 for a run). A charge is one `Update` with `ADD` and a
+//! condition on the limit, written in the same `TransactWriteItems` as the
+//! decision it belongs to, so an allow that moves its counters is still one
+//! request. A refused condition cancels the transaction; the cancellation
+//! reason carries the counter as it was (`ALL_OLD`), which the deny reports.
+//!
+//! Every counter of a run lives under that run's own key, so runs never
+//! share a partition. A per-user, per-tool or per-organization counter is
+//! one item: DynamoDB sustains about 1,000 writes per second on one
+//! partition key, so one organization's budget, or one tool's per-agent
+//! rate limit, takes at most that many allowed calls per second. Past that,
+//! split the budget (several budgets, one per team) rather than the
+//! counter: a counter sharded over N items can no longer refuse the exact
+//! call that crosses its limit.
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::ReturnValue;
+use aws_sdk_dynamodb::types::{
+    CancellationReason, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+};
 use aws_sdk_dynamodb::Client;
 
-use super::{n, s, unavailable};
+use super::{n, opt_s, s, unavailable, Item};
+use crate::limits::{Amounts, Charge, Charged, Counter, RunOwner};
 use crate::ports::{Counters, StoreError};
-
-/// Windows are kept this long after they start, then DynamoDB's TTL removes them.
-const KEEP_SECONDS: i64 = 8 * 86_400;
 
 /// Counters in one DynamoDB table.
 #[derive(Debug, Clone)]
@@ -27,29 +43,162 @@ impl DynamoCounters {
     }
 }
 
+fn number(item: &Item, name: &str) -> Option<i64> {
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+fn amount(item: &Item, name: &str) -> u64 {
+    number(item, name)
+        .and_then(|v| u64::try_from(v).ok())
+        .unwrap_or(0)
+}
+
+/// A counter from its item.
+pub(super) fn counter_from(item: &Item) -> Counter {
+    Counter {
+        used: Amounts {
+            calls: amount(item, "calls"),
+            cost_micros: amount(item, "cost_micros"),
+            tokens: amount(item, "tokens"),
+        },
+        owner: match (number(item, "started_at"), opt_s(item, "user_id")) {
+            (Some(started_at), Some(user_id)) => Some(RunOwner {
+                started_at,
+                user_id,
+                organization: opt_s(item, "organization"),
+            }),
+            _ => None,
+        },
+    }
+}
+
+/// The transaction item of one charge on the counters in `table`.
+pub(super) fn charge_item(table: &str, c: &Charge) -> Result<TransactWriteItem, StoreError> {
+    let mut update = Update::builder()
+        .table_name(table)
+        .key("pk", s(&c.key))
+        .key("window_start", n(c.window_start))
+        .expression_attribute_names("#calls", "calls")
+        .expression_attribute_names("#cost", "cost_micros")
+        .expression_attribute_names("#tokens", "tokens")
+        .expression_attribute_names("#ttl", "ttl")
+        .expression_attribute_values(":calls", n(c.add.calls))
+        .expression_attribute_values(":cost", n(c.add.cost_micros))
+        .expression_attribute_values(":tokens", n(c.add.tokens))
+        .expression_attribute_values(":ttl", n(c.expires_at))
+        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+    let mut set = vec!["#ttl = if_not_exists(#ttl, :ttl)"];
+    if let Some(owner) = &c.owner {
+        update = update
+            .expression_attribute_names("#started", "started_at")
+            .expression_attribute_names("#user", "user_id")
+            .expression_attribute_values(":started", n(owner.started_at))
+            .expression_attribute_values(":user", s(&owner.user_id));
+        set.push("#started = if_not_exists(#started, :started)");
+        set.push("#user = if_not_exists(#user, :user)");
+        if let Some(org) = &owner.organization {
+            update = update
+                .expression_attribute_names("#org", "organization")
+                .expression_attribute_values(":org", s(org));
+            set.push("#org = if_not_exists(#org, :org)");
+        }
+    }
+    let mut conditions = Vec::new();
+    if c.must_exist {
+        conditions.push("attribute_exists(pk)".to_owned());
+    }
+    for (name, placeholder, max) in [
+        ("#calls", ":max_calls", c.max.calls),
+        ("#cost", ":max_cost", c.max.cost_micros),
+        ("#tokens", ":max_tokens", c.max.tokens),
+    ] {
+        if let Some(max) = max {
+            update = update.expression_attribute_values(placeholder, n(max));
+            conditions.push(format!(
+                "(attribute_not_exists({name}) OR {name} <= {placeholder})"
+            ));
+        }
+    }
+    if let Some(cutoff) = c.started_not_before {
+        if c.owner.is_none() {
+            update = update.expression_attribute_names("#started", "started_at");
+        }
+        update = update.expression_attribute_values(":cutoff", n(cutoff));
+        conditions.push("(attribute_not_exists(#started) OR #started >= :cutoff)".to_owned());
+    }
+    update = update.update_expression(format!(
+        "ADD #calls :calls, #cost :cost, #tokens :tokens SET {}",
+        set.join(", ")
+    ));
+    if !conditions.is_empty() {
+        update = update.condition_expression(conditions.join(" AND "));
+    }
+    let update = update.build().map_err(|e| unavailable(&e))?;
+    Ok(TransactWriteItem::builder().update(update).build())
+}
+
+/// The first charge whose condition cancelled a transaction, given the
+/// cancellation reasons of all its items and where the charges start among
+/// them, with its counter as it was.
+pub(super) fn refused_charge(
+    reasons: &[CancellationReason],
+    first_charge: usize,
+) -> Option<(usize, Option<Counter>)> {
+    reasons
+        .iter()
+        .enumerate()
+        .skip(first_charge)
+        .find(|(_, r)| r.code() == Some("ConditionalCheckFailed"))
+        .map(|(i, r)| (i - first_charge, r.item().map(counter_from)))
+}
+
 #[async_trait]
 impl Counters for DynamoCounters {
-    async fn increment(&self, key: &str, window_start: i64, by: u64) -> Result<u64, StoreError> {
+    async fn counter(&self, key: &str, window_start: i64) -> Result<Option<Counter>, StoreError> {
         let out = self
             .client
-            .update_item()
+            .get_item()
             .table_name(&self.table)
             .key("pk", s(key))
             .key("window_start", n(window_start))
-            .update_expression("ADD #c :by SET #ttl = if_not_exists(#ttl, :ttl)")
-            .expression_attribute_names("#c", "count")
-            .expression_attribute_names("#ttl", "ttl")
-            .expression_attribute_values(":by", n(by))
-            .expression_attribute_values(":ttl", n(window_start.saturating_add(KEEP_SECONDS)))
-            .return_values(ReturnValue::UpdatedNew)
+            .consistent_read(true)
             .send()
             .await
             .map_err(|e| unavailable(&e))?;
-        out.attributes
-            .as_ref()
-            .and_then(|a| a.get("count"))
-            .and_then(|v| v.as_n().ok())
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| StoreError::Corrupt(format!("counter `{key}` has no count")))
+        Ok(out.item.as_ref().map(counter_from))
+    }
+
+    async fn charge(&self, charges: &[Charge]) -> Result<Charged, StoreError> {
+        if charges.is_empty() {
+            return Ok(Charged::Applied);
+        }
+        let items = charges
+            .iter()
+            .map(|c| charge_item(&self.table, c))
+            .collect::<Result<Vec<_>, _>>()?;
+        let out = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(Charged::Applied),
+            Err(e) => {
+                let refused = e
+                    .as_service_error()
+                    .and_then(|e| match e {
+                        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c) => c.cancellation_reasons.as_deref(),
+                        _ => None,
+                    })
+                    .and_then(|reasons| refused_charge(reasons, 0));
+                match refused {
+                    Some((index, current)) => Ok(Charged::Refused { index, current }),
+                    None => Err(unavailable(&e)),
+                }
+            }
+        }
     }
 }

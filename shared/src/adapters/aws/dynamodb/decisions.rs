@@ -17,6 +17,7 @@ use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 
 use super::{corrupt, get_s, n, s, unavailable, Item};
+use crate::limits::Charge;
 use crate::model::DecisionRecord;
 use crate::ports::{key_claim_times, Appended, DecisionLog, StoreError};
 
@@ -25,6 +26,8 @@ use crate::ports::{key_claim_times, Appended, DecisionLog, StoreError};
 pub struct DynamoDecisionLog {
     client: Client,
     table: String,
+    /// Where the limit charges of decisions go (see [`super::DynamoCounters`]).
+    counters_table: Option<String>,
 }
 
 fn decision_key(id: &str) -> String {
@@ -53,7 +56,15 @@ impl DynamoDecisionLog {
         Self {
             client,
             table: table.into(),
+            counters_table: None,
         }
+    }
+
+    /// The same log, charging decisions' limits to the counters in `table`.
+    #[must_use]
+    pub fn with_counters(mut self, table: impl Into<String>) -> Self {
+        self.counters_table = Some(table.into());
+        self
     }
 
     /// Records a control-plane event (a policy version published or
@@ -104,66 +115,90 @@ impl DynamoDecisionLog {
 }
 
 impl DynamoDecisionLog {
-    /// Writes a keyed record and its key's claim in one transaction. The
-    /// claim is taken if no live claim holds the key (`supersedes` is None)
-    /// or moved from the decision `supersedes` names.
-    async fn append_keyed(
+    /// Writes a record with its key's claim (if it has a key) and its limit
+    /// charges in one transaction. The claim is taken if no live claim
+    /// holds the key (`supersedes` is None) or moved from the decision
+    /// `supersedes` names.
+    async fn append_transaction(
         &self,
         record: &DecisionRecord,
-        key: &str,
         json: &str,
         supersedes: Option<&str>,
+        charges: &[Charge],
     ) -> Result<Appended, StoreError> {
-        let (at, expires_at) = key_claim_times(record)?;
-        let mut claim = Item::new();
-        claim.insert("pk".into(), s(idempotency_key(&record.agent_id, key)));
-        claim.insert("kind".into(), s("idempotency"));
-        claim.insert("decision_id".into(), s(&record.decision_id));
-        claim.insert("record".into(), s(json));
-        // Also the table's time-to-live attribute: DynamoDB deletes claims
-        // some time after they end, and decisions never carry it.
-        claim.insert("expires_at".into(), n(expires_at));
-        let claim = match supersedes {
-            None => Put::builder()
-                .condition_expression("attribute_not_exists(pk) OR expires_at <= :now")
-                .expression_attribute_values(":now", n(at)),
-            Some(previous) => Put::builder()
-                .condition_expression("decision_id = :previous")
-                .expression_attribute_values(":previous", s(previous)),
-        }
-        .table_name(&self.table)
-        .set_item(Some(claim));
         let put = |p: aws_sdk_dynamodb::types::builders::PutBuilder| {
             p.build()
                 .map(|p| TransactWriteItem::builder().put(p).build())
                 .map_err(|e| unavailable(&e))
         };
-        let record_put = Put::builder()
+        let mut items = Vec::with_capacity(2 + charges.len());
+        if let Some(key) = &record.idempotency_key {
+            let (at, expires_at) = key_claim_times(record)?;
+            let mut claim = Item::new();
+            claim.insert("pk".into(), s(idempotency_key(&record.agent_id, key)));
+            claim.insert("kind".into(), s("idempotency"));
+            claim.insert("decision_id".into(), s(&record.decision_id));
+            claim.insert("record".into(), s(json));
+            // Also the table's time-to-live attribute: DynamoDB deletes claims
+            // some time after they end, and decisions never carry it.
+            claim.insert("expires_at".into(), n(expires_at));
+            let claim = match supersedes {
+                None => Put::builder()
+                    .condition_expression("attribute_not_exists(pk) OR expires_at <= :now")
+                    .expression_attribute_values(":now", n(at)),
+                Some(previous) => Put::builder()
+                    .condition_expression("decision_id = :previous")
+                    .expression_attribute_values(":previous", s(previous)),
+            }
+            .table_name(&self.table)
+            .set_item(Some(claim));
+            items.push(put(claim)?);
+        }
+        let keyed = items.len();
+        items.push(put(Put::builder()
             .table_name(&self.table)
             .set_item(Some(Self::item(record, json)))
-            .condition_expression("attribute_not_exists(pk)");
+            .condition_expression("attribute_not_exists(pk)"))?);
+        if !charges.is_empty() {
+            let counters = self.counters_table.as_deref().ok_or_else(|| {
+                StoreError::Unavailable("no counters table is configured for limits".into())
+            })?;
+            for c in charges {
+                items.push(super::counters::charge_item(counters, c)?);
+            }
+        }
         let result = self
             .client
             .transact_write_items()
-            .transact_items(put(claim)?)
-            .transact_items(put(record_put)?)
+            .set_transact_items(Some(items))
+            // The SDK retries a request whose answer was lost; the token
+            // makes a retry of a transaction that did commit succeed
+            // without adding its charges twice.
+            .client_request_token(uuid::Uuid::new_v4().to_string())
             .send()
             .await;
         match result {
             Ok(_) => Ok(Appended::Stored),
             Err(e) => {
-                let claimed = e
+                let reasons = e
                     .as_service_error()
                     .and_then(|e| match e {
                         aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c) => c.cancellation_reasons.as_deref(),
                         _ => None,
                     })
-                    .and_then(|reasons| reasons.first())
-                    .is_some_and(|r| r.code() == Some("ConditionalCheckFailed"));
-                if claimed {
-                    Ok(Appended::DuplicateKey)
-                } else {
-                    Err(unavailable(&e))
+                    .unwrap_or_default();
+                let failed = |i: usize| {
+                    reasons
+                        .get(i)
+                        .is_some_and(|r| r.code() == Some("ConditionalCheckFailed"))
+                };
+                // A repeat comes before the limits: a replay charges nothing.
+                if keyed == 1 && failed(0) {
+                    return Ok(Appended::DuplicateKey);
+                }
+                match super::counters::refused_charge(reasons, keyed + 1) {
+                    Some((index, current)) => Ok(Appended::OverLimit { index, current }),
+                    None => Err(unavailable(&e)),
                 }
             }
         }
@@ -172,10 +207,17 @@ impl DynamoDecisionLog {
 
 #[async_trait]
 impl DecisionLog for DynamoDecisionLog {
-    async fn append(&self, record: &DecisionRecord) -> Result<Appended, StoreError> {
+    async fn append_charged(
+        &self,
+        record: &DecisionRecord,
+        supersedes: Option<&str>,
+        charges: &[Charge],
+    ) -> Result<Appended, StoreError> {
         let json = serde_json::to_string(record).map_err(corrupt)?;
-        if let Some(key) = &record.idempotency_key {
-            return self.append_keyed(record, key, &json, None).await;
+        if record.idempotency_key.is_some() || !charges.is_empty() {
+            return self
+                .append_transaction(record, &json, supersedes, charges)
+                .await;
         }
         let put = self
             .client
@@ -198,18 +240,6 @@ impl DecisionLog for DynamoDecisionLog {
             }
             Err(e) => Err(unavailable(&e)),
         }
-    }
-
-    async fn append_superseding(
-        &self,
-        record: &DecisionRecord,
-        previous: &str,
-    ) -> Result<Appended, StoreError> {
-        let json = serde_json::to_string(record).map_err(corrupt)?;
-        let Some(key) = &record.idempotency_key else {
-            return self.append(record).await;
-        };
-        self.append_keyed(record, key, &json, Some(previous)).await
     }
 
     async fn get(&self, decision_id: &str) -> Result<Option<DecisionRecord>, StoreError> {

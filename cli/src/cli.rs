@@ -84,6 +84,10 @@ pub struct ServeArgs {
     /// reload interval.
     #[arg(long, default_value_t = 60, value_name = "SECONDS")]
     pub max_policy_staleness: u64,
+    /// For tests of time-bound limits only: a file holding seconds to add
+    /// to the clock decisions are made by (read at each decision).
+    #[arg(long, hide = true, value_name = "FILE")]
+    pub test_clock_offset_file: Option<PathBuf>,
 }
 
 /// `govctl policy …`.

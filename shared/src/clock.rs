@@ -24,6 +24,24 @@ impl Clock for FixedClock {
     }
 }
 
+/// The system clock moved by the number of seconds a file holds, read at
+/// every reading: tests of time-bound rules (run time, daily windows,
+/// seven days of history) move a running server's clock with it. A missing
+/// or unreadable file means no offset.
+#[derive(Debug, Clone)]
+pub struct FileOffsetClock(pub std::path::PathBuf);
+
+impl Clock for FileOffsetClock {
+    fn now(&self) -> OffsetDateTime {
+        let offset = std::fs::read_to_string(&self.0)
+            .ok()
+            .and_then(|s| s.trim().parse::<f64>().ok())
+            .filter(|s| s.is_finite())
+            .unwrap_or(0.0);
+        OffsetDateTime::now_utc() + time::Duration::seconds_f64(offset)
+    }
+}
+
 /// RFC 3339 with milliseconds, UTC (`2026-01-07T12:00:00.123Z`).
 pub fn rfc3339(t: OffsetDateTime) -> String {
     let t = t.to_offset(time::UtcOffset::UTC);

@@ -22,4 +22,5 @@ pub mod metrics;
 pub mod model;
 pub mod policy;
 pub mod ports;
+pub mod runs;
 pub mod service;

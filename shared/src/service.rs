@@ -20,8 +20,8 @@ use crate::model::{
 };
 use crate::policy::{DecisionInput, Evaluation, PolicyEngine};
 use crate::ports::{
-    Appended, ApprovalRequest, ApprovalStore, ApprovalWorkflow, Clock, DecisionLog, GrantUse,
-    Metrics, StoreError,
+    Appended, ApprovalRequest, ApprovalStore, ApprovalWorkflow, Clock, Counters, DecisionLog,
+    GrantUse, Metrics, StoreError,
 };
 
 /// Limits on what an agent may send.
@@ -160,6 +160,9 @@ pub struct AuthorizeService {
     pub approvals: Arc<dyn ApprovalWorkflow>,
     /// Where approvals' single-use grants are used.
     pub grants: Arc<dyn ApprovalStore>,
+    /// The counters of runs and budgets, for usage reports and run views
+    /// (decisions move them through the log, in the same write as their record).
+    pub counters: Arc<dyn Counters>,
     /// Where decisions are counted.
     pub metrics: Arc<dyn Metrics>,
     /// The time.
@@ -300,7 +303,9 @@ impl AuthorizeService {
         let engine = self.engine.current();
         // A version that may have been replaced decides nothing: the call is
         // denied, and recorded, like any other decision.
-        let evaluation = match self.engine.stale_at(now) {
+        // Staleness is wall time since the store was last read, whatever
+        // clock decisions are made by.
+        let evaluation = match self.engine.stale_at(time::OffsetDateTime::now_utc()) {
             Some(age) => stale_evaluation(age, self.engine.max_staleness()),
             None => engine.decide(&DecisionInput {
                 agent_id,

@@ -78,6 +78,7 @@ fn harness() -> Harness {
         log: Arc::new(store.clone()),
         approvals: Arc::new(NoWorkflow),
         grants: Arc::new(store.clone()),
+        counters: Arc::new(store.clone()),
         metrics: Arc::new(MemoryMetrics::default()),
         clock: clock.clone(),
         environment: Environment::Dev,

@@ -36,7 +36,7 @@ use crate::emulator::{
 pub const REFRESH: Duration = Duration::from_secs(1);
 
 /// What a test may configure differently from the template's defaults.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct StackOptions {
     /// `POLICY_MAX_STALENESS_SECONDS` of authorize.
     pub max_staleness: Duration,
@@ -46,6 +46,19 @@ pub struct StackOptions {
     pub oidc_audience: String,
     /// `OIDC_USER_ID_CLAIM`, `OIDC_ROLES_CLAIM`, `OIDC_ORG_CLAIM`.
     pub claims: ClaimMapping,
+    /// The clock authorize decides by (the system clock when absent).
+    pub clock: Option<Arc<dyn governance::ports::Clock>>,
+}
+
+impl std::fmt::Debug for StackOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StackOptions")
+            .field("max_staleness", &self.max_staleness)
+            .field("oidc_issuer", &self.oidc_issuer)
+            .field("claims", &self.claims)
+            .field("clock", &self.clock.as_ref().map(|_| "injected"))
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for StackOptions {
@@ -55,6 +68,7 @@ impl Default for StackOptions {
             oidc_issuer: ISSUER.into(),
             oidc_audience: AUDIENCE.into(),
             claims: ClaimMapping::default(),
+            clock: None,
         }
     }
 }
@@ -383,6 +397,7 @@ impl Stack {
             policy_table: table(&self.name, "policy-versions"),
             decisions_table: table(&self.name, "decisions"),
             approvals_table: table(&self.name, "approvals"),
+            counters_table: table(&self.name, "counters"),
             state_machine_arn: self.state_machine_arn.clone(),
             oidc_issuer: self.options.oidc_issuer.clone(),
             oidc_audience: self.options.oidc_audience.clone(),
@@ -391,7 +406,10 @@ impl Stack {
             policy_refresh: REFRESH,
             policy_max_staleness: self.options.max_staleness,
         };
-        let ports = AuthorizePorts::aws(&authorize, &self.sdk).expect("authorize ports");
+        let mut ports = AuthorizePorts::aws(&authorize, &self.sdk).expect("authorize ports");
+        if let Some(clock) = &self.options.clock {
+            ports.clock = Arc::clone(clock);
+        }
         // The template's AuditKeySecret, as Secrets Manager generates it.
         let audit_secret = format!("{}-audit-key", self.name);
         governance::adapters::aws::aws_sdk_secretsmanager::Client::new(&self.sdk)

@@ -17,13 +17,13 @@ use governance::adapters::sqlite::SqliteStore;
 use governance::auth::{
     JwtVerifier, LocalKeys, AGENT_AUDIENCE, APPROVER_AUDIENCE, LOCAL_ISSUER, USER_AUDIENCE,
 };
-use governance::clock::SystemClock;
+use governance::clock::{FileOffsetClock, SystemClock};
 use governance::handlers::approval_callback::ApprovalCallbackHandler;
 use governance::handlers::decision_log::DecisionLogHandler;
 use governance::handlers::denial_metrics::DenialMetricsHandler;
 use governance::http::{metrics_router, router, AppState, BearerAgentAuth};
 use governance::policy::{compile, load_engine, PolicyBundle, PolicyEngine, PolicyVersionRef};
-use governance::ports::{PolicyStore, PublishRequest};
+use governance::ports::{Clock, PolicyStore, PublishRequest};
 use governance::service::{AuthorizeService, EngineHandle};
 
 use super::open_store;
@@ -122,13 +122,21 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             "approvals left open by the previous run picked up"
         );
     }
+    let clock: Arc<dyn Clock> = match &args.test_clock_offset_file {
+        Some(file) => {
+            tracing::warn!(file = %file.display(), "decisions use a test clock moved by the file's offset");
+            Arc::new(FileOffsetClock(file.clone()))
+        }
+        None => Arc::new(SystemClock),
+    };
     let service = AuthorizeService {
         engine: handle,
         log: store.clone(),
         approvals: Arc::new(workflow),
         grants: store.clone(),
+        counters: store.clone(),
         metrics: prometheus.clone(),
-        clock: Arc::new(SystemClock),
+        clock,
         environment: args.environment,
     };
     let jwks = keys.jwks();

@@ -23,7 +23,9 @@ use time::OffsetDateTime;
 use tokio::sync::Mutex;
 
 use super::config::AuthorizeConfig;
-use crate::adapters::aws::dynamodb::{DynamoApprovals, DynamoDecisionLog, DynamoPolicyStore};
+use crate::adapters::aws::dynamodb::{
+    DynamoApprovals, DynamoCounters, DynamoDecisionLog, DynamoPolicyStore,
+};
 use crate::adapters::aws::sfn::SfnApprovalWorkflow;
 use crate::adapters::local::MemoryMetrics;
 use crate::auth::{OidcVerifier, TokenError, UserVerifier};
@@ -31,7 +33,9 @@ use crate::clock::SystemClock;
 use crate::http::{router, AgentAuthenticator, ApiError, AppState};
 use crate::model::Registry;
 use crate::policy::{load_engine, LoadError, PolicyEngine, PolicyVersionRef};
-use crate::ports::{ApprovalStore, ApprovalWorkflow, DecisionLog, PolicyStore, StoreError};
+use crate::ports::{
+    ApprovalStore, ApprovalWorkflow, Clock, Counters, DecisionLog, PolicyStore, StoreError,
+};
 use crate::service::{AuthorizeService, EngineHandle};
 
 /// The version id of the empty engine served before any version is activated.
@@ -217,6 +221,10 @@ pub struct AuthorizePorts {
     pub approval_store: Arc<dyn ApprovalStore>,
     /// Verifies on-behalf-of tokens.
     pub users: Arc<dyn UserVerifier>,
+    /// The counters of runs and budgets.
+    pub counters: Arc<dyn Counters>,
+    /// The time.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl AuthorizePorts {
@@ -228,14 +236,17 @@ impl AuthorizePorts {
                 dynamodb.clone(),
                 &config.policy_table,
             )),
-            log: Arc::new(DynamoDecisionLog::new(
-                dynamodb.clone(),
-                &config.decisions_table,
-            )),
-            approval_store: Arc::new(
-                DynamoApprovals::new(dynamodb, &config.approvals_table)
-                    .with_decisions(&config.decisions_table),
+            log: Arc::new(
+                DynamoDecisionLog::new(dynamodb.clone(), &config.decisions_table)
+                    .with_counters(&config.counters_table),
             ),
+            approval_store: Arc::new(
+                DynamoApprovals::new(dynamodb.clone(), &config.approvals_table)
+                    .with_decisions(&config.decisions_table)
+                    .with_counters(&config.counters_table),
+            ),
+            counters: Arc::new(DynamoCounters::new(dynamodb, &config.counters_table)),
+            clock: Arc::new(SystemClock),
             approvals: Arc::new(SfnApprovalWorkflow::new(
                 aws_sdk_sfn::Client::new(sdk),
                 &config.state_machine_arn,
@@ -271,9 +282,10 @@ pub async fn app(config: &AuthorizeConfig, ports: AuthorizePorts) -> Result<Rout
         log: Arc::clone(&ports.log),
         approvals: ports.approvals,
         grants: Arc::clone(&ports.approval_store),
+        counters: ports.counters,
         // Denial metrics come from the decision table's stream, off the request path.
         metrics: Arc::new(MemoryMetrics::default()),
-        clock: Arc::new(SystemClock),
+        clock: ports.clock,
         environment: config.environment,
     };
     let state = AppState {

@@ -57,6 +57,8 @@ pub struct AuthorizeConfig {
     pub decisions_table: String,
     /// `APPROVALS_TABLE`: where agents' approvals are read.
     pub approvals_table: String,
+    /// `COUNTERS_TABLE`: the counters of rate limits, runs and budgets.
+    pub counters_table: String,
     /// `APPROVAL_STATE_MACHINE_ARN`: the approval workflow.
     pub state_machine_arn: String,
     /// `OIDC_ISSUER`: the issuer of on-behalf-of tokens.
@@ -105,6 +107,7 @@ impl AuthorizeConfig {
             policy_table: var("POLICY_TABLE")?,
             decisions_table: var("DECISIONS_TABLE")?,
             approvals_table: var("APPROVALS_TABLE")?,
+            counters_table: var("COUNTERS_TABLE")?,
             state_machine_arn: var("APPROVAL_STATE_MACHINE_ARN")?,
             oidc_issuer: var("OIDC_ISSUER")?,
             oidc_audience: var("OIDC_AUDIENCE")?,

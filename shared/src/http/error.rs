@@ -46,6 +46,12 @@ pub enum ApiError {
     /// as a deny, which the answer's body carries beside this error.
     #[error("{0}")]
     IdempotencyKeyReused(String),
+    /// The agent has no run of this id.
+    #[error("{0}")]
+    RunNotFound(String),
+    /// The run is closed.
+    #[error("{0}")]
+    RunClosed(String),
     /// A store failed while reading.
     #[error("the store is unavailable, try again")]
     Unavailable(#[source] StoreError),
@@ -95,6 +101,8 @@ impl ApiError {
             ApiError::InvalidUserToken(_) => (StatusCode::UNAUTHORIZED, "invalid_user_token"),
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::IdempotencyKeyReused(_) => (StatusCode::CONFLICT, "idempotency_key_reused"),
+            ApiError::RunNotFound(_) => (StatusCode::NOT_FOUND, "run_not_found"),
+            ApiError::RunClosed(_) => (StatusCode::CONFLICT, "run_closed"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
         }
     }
@@ -107,6 +115,18 @@ impl ApiError {
                 code,
                 message: self.to_string(),
             },
+        }
+    }
+}
+
+impl From<crate::runs::RunError> for ApiError {
+    fn from(e: crate::runs::RunError) -> Self {
+        use crate::runs::RunError;
+        match e {
+            RunError::Invalid(m) => ApiError::InvalidRequest(m),
+            RunError::NotFound(_) => ApiError::RunNotFound(e.to_string()),
+            RunError::Closed { .. } => ApiError::RunClosed(e.to_string()),
+            RunError::Store(s) => ApiError::Unavailable(s),
         }
     }
 }

@@ -1,7 +1,8 @@
 //! The HTTP API, shared by `govctl serve` and the Lambda functions.
 //!
 //! Routes: `POST /v1/authorize`, `GET /v1/decisions/{id}`,
-//! `GET /v1/approvals/{id}`, `GET /healthz`.
+//! `GET /v1/approvals/{id}`, `GET /v1/runs/{run_id}`,
+//! `POST /v1/runs/{run_id}/usage`, `GET /healthz`.
 //! The agent is whoever [`AgentAuthenticator`] says the transport
 //! authenticated; the user is the verified `X-On-Behalf-Of` token. The body
 //! never names the agent.
@@ -110,6 +111,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/authorize", post(authorize))
         .route("/v1/decisions/{id}", get(get_decision))
         .route("/v1/approvals/{id}", get(get_approval))
+        .route("/v1/runs/{run_id}", get(get_run))
+        .route("/v1/runs/{run_id}/usage", post(report_usage))
         .route("/healthz", get(healthz))
         // The extractor's own limit is the one enforced; this only has to be as large.
         .layer(DefaultBodyLimit::max(limits::MAX_BODY_BYTES))
@@ -147,6 +150,15 @@ pub struct DecisionResponse<'a> {
     /// Where the agent polls that approval (`GET`, with its credential).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub poll_url: Option<String>,
+    /// The run the call belongs to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<&'a str>,
+    /// The limit that denied the call, its count, and when to retry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<&'a crate::model::LimitHit>,
+    /// Seconds until the call may succeed, for a deny that a window ends.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
     /// A stable error code, when the decision is a deny because of a failure.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorDetail>,
@@ -171,6 +183,9 @@ impl<'a> DecisionResponse<'a> {
                 .approval_id
                 .as_ref()
                 .map(|id| format!("/v1/approvals/{id}")),
+            run_id: r.run_id.as_deref(),
+            limit: r.limit.as_ref(),
+            retry_after: retry_after(r),
             error: None,
         }
     }
@@ -182,6 +197,25 @@ pub fn decision_status(d: Decision) -> StatusCode {
         Decision::Allow => StatusCode::OK,
         Decision::Deny => StatusCode::FORBIDDEN,
         Decision::PendingApproval => StatusCode::ACCEPTED,
+    }
+}
+
+/// Seconds until a deny that a window ends (a rate limit, a budget) may
+/// turn into an allow; none for any other answer.
+fn retry_after(r: &DecisionRecord) -> Option<u64> {
+    let code = r.reasons.first()?.code;
+    (r.decision == Decision::Deny && code.is_windowed())
+        .then(|| r.limit.as_ref()?.retry_after_seconds)
+        .flatten()
+}
+
+/// The status a recorded decision is answered with: 429 for a deny that
+/// waiting ends, else by the decision.
+fn record_status(r: &DecisionRecord) -> StatusCode {
+    if retry_after(r).is_some() {
+        StatusCode::TOO_MANY_REQUESTS
+    } else {
+        decision_status(r.decision)
     }
 }
 
@@ -203,6 +237,14 @@ fn parse_body(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<AuthorizeRequest, ApiError> {
+    parse_json(headers, body)
+}
+
+/// A JSON body of type `T`, refused with the API's stable errors.
+fn parse_json<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, ApiError> {
     let body = body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::PayloadTooLarge(limits::MAX_BODY_BYTES)
@@ -221,7 +263,7 @@ fn parse_body(
     if !json {
         return Err(ApiError::UnsupportedMediaType);
     }
-    serde_json::from_slice::<AuthorizeRequest>(&body).map_err(|e| match e.classify() {
+    serde_json::from_slice::<T>(&body).map_err(|e| match e.classify() {
         serde_json::error::Category::Syntax
         | serde_json::error::Category::Eof
         | serde_json::error::Category::Io => ApiError::MalformedJson(e.to_string()),
@@ -265,11 +307,7 @@ async fn authorize(
         .authorize(&agent_id, &user, request, trace_id)
         .await
     {
-        Ok(record) => Ok(decision_response(
-            decision_status(record.decision),
-            &record,
-            None,
-        )),
+        Ok(record) => Ok(decision_response(record_status(&record), &record, None)),
         Err(ServiceError::InvalidRequest(m)) => Err(ApiError::InvalidRequest(m)),
         Err(ServiceError::IdempotencyKeyReused { key, record }) => {
             // The refused attempt is itself a recorded deny: the body is that
@@ -314,8 +352,47 @@ fn decision_response(
         response
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    } else if let Some(seconds) = retry_after(record) {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     }
     response
+}
+
+/// A run id from the path, or not found (ids are bounded like the body's).
+fn run_id(id: &str) -> Result<&str, ApiError> {
+    if id.is_empty() || id.len() > limits::MAX_ID_LEN {
+        return Err(ApiError::RunNotFound(format!("run `{id}` is unknown")));
+    }
+    Ok(id)
+}
+
+async fn get_run(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    extensions: Extensions,
+    Path(id): Path<String>,
+) -> Result<Json<crate::runs::RunView>, ApiError> {
+    let agent_id = state.agents.authenticate(&headers, &extensions)?;
+    Ok(Json(state.service.run(&agent_id, run_id(&id)?).await?))
+}
+
+async fn report_usage(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    extensions: Extensions,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<crate::runs::RunView>, ApiError> {
+    let agent_id = state.agents.authenticate(&headers, &extensions)?;
+    let report: crate::runs::UsageReport = parse_json(&headers, body)?;
+    Ok(Json(
+        state
+            .service
+            .report_usage(&agent_id, run_id(&id)?, &report)
+            .await?,
+    ))
 }
 
 async fn get_decision(

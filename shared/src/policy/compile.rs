@@ -376,12 +376,15 @@ fn check_registry(reg: &Registry, node: &Node, diags: &mut Vec<Diagnostic>) {
             }
         }
         if let Some(limit) = &tool.rate_limit {
-            if limit.limit == 0 || limit.window_seconds == 0 {
+            if limit.limit == 0
+                || limit.window_seconds == 0
+                || limit.window_seconds > MAX_LIMIT_WINDOW_SECONDS
+            {
                 err(
                     diags,
                     &at("rate_limit"),
                     format!(
-                        "rate_limit of tool `{}` needs a limit and window_seconds above zero",
+                        "rate_limit of tool `{}` needs a limit above zero and window_seconds between 1 and {MAX_LIMIT_WINDOW_SECONDS} (31 days)",
                         tool.id
                     ),
                 );
@@ -520,8 +523,89 @@ fn check_registry(reg: &Registry, node: &Node, diags: &mut Vec<Diagnostic>) {
                 warn(diags, &at, format!("grant of `{}` to `{}` has a ceiling above the agent's; the agent's ({}) applies", grant.tool, agent.id, agent.risk_ceiling));
             }
         }
+        if let Some(limits) = &agent.run_limits {
+            let zero = [
+                ("max_calls", limits.max_calls == Some(0)),
+                ("max_seconds", limits.max_seconds == Some(0)),
+                ("max_cost_usd", limits.max_cost_usd.is_some_and(|c| c.micros() == 0)),
+                ("max_tokens", limits.max_tokens == Some(0)),
+            ];
+            for (name, is_zero) in zero {
+                if is_zero {
+                    err(
+                        diags,
+                        &at("run_limits"),
+                        format!(
+                            "run_limits.{name} of agent `{}` must be above zero (leave it out for no limit, or disable the agent)",
+                            agent.id
+                        ),
+                    );
+                }
+            }
+            if !limits.any() {
+                warn(
+                    diags,
+                    &at("run_limits"),
+                    format!("run_limits of agent `{}` sets no limit", agent.id),
+                );
+            }
+        }
+        if let Some(anomaly) = &agent.anomaly {
+            if anomaly.threshold_percent <= 100 {
+                err(
+                    diags,
+                    &at("anomaly"),
+                    format!(
+                        "anomaly.threshold_percent of agent `{}` must be above 100 (150 alerts at one and a half times the usual rate)",
+                        agent.id
+                    ),
+                );
+            }
+        }
+    }
+
+    let mut budgets = HashSet::new();
+    for (i, budget) in reg.budgets.iter().enumerate() {
+        let at = |k: &'static str| [Seg::Key("budgets"), Seg::Index(i), Seg::Key(k)];
+        if !valid_id(&budget.id) {
+            err(
+                diags,
+                &at("id"),
+                format!(
+                    "budget id `{}` must be 1-128 characters of letters, digits and - _ . : / @",
+                    budget.id
+                ),
+            );
+        }
+        if !budgets.insert(budget.id.as_str()) {
+            err(
+                diags,
+                &at("id"),
+                format!("budget `{}` is defined twice", budget.id),
+            );
+        }
+        if budget.max_cost_usd.micros() == 0 {
+            err(
+                diags,
+                &at("max_cost_usd"),
+                format!("budget `{}` must allow more than $0", budget.id),
+            );
+        }
+        if budget.window_seconds == 0 || budget.window_seconds > MAX_LIMIT_WINDOW_SECONDS {
+            err(
+                diags,
+                &at("window_seconds"),
+                format!(
+                    "window_seconds of budget `{}` must be between 1 and {MAX_LIMIT_WINDOW_SECONDS} (31 days)",
+                    budget.id
+                ),
+            );
+        }
     }
 }
+
+/// The longest window a rate limit or budget may count over.
+const MAX_LIMIT_WINDOW_SECONDS: u64 = 31 * 86_400;
 
 fn role_cycle(reg: &Registry) -> Option<String> {
     let parents: HashMap<&str, &[String]> = reg

@@ -244,13 +244,26 @@ impl SqliteStore {
 /// Checkpoints the WAL beside the writer (PASSIVE never blocks it) for as
 /// long as the store exists.
 fn checkpoint_loop(conn: &Connection, store: &Weak<Mutex<Connection>>) {
+    let mut ticks: u32 = 0;
     while store.strong_count() > 0 {
         std::thread::sleep(CHECKPOINT_INTERVAL);
         if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
             tracing::warn!(error = %e, "WAL checkpoint failed; it is retried");
         }
+        // About once a minute: limit counters of ended windows and old runs.
+        ticks = ticks.wrapping_add(1);
+        if ticks % PRUNE_EVERY_TICKS == 0 {
+            match counters::prune(conn, OffsetDateTime::now_utc().unix_timestamp()) {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(counters = n, "expired limit counters pruned"),
+                Err(e) => tracing::warn!(error = %e, "cannot prune limit counters; it is retried"),
+            }
+        }
     }
 }
+
+/// Checkpoint ticks between two prunings of expired limit counters.
+const PRUNE_EVERY_TICKS: u32 = 120;
 
 thread_local! {
     /// The WAL's size in frames after the writer thread's last commit.

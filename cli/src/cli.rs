@@ -219,6 +219,66 @@ pub enum AgentCommand {
         #[command(flatten)]
         data: DataDir,
     },
+    /// The kill switch: deny every call of an agent (or of one version of
+    /// it) with `agent_disabled`, at once, until it is enabled again. Who,
+    /// when and why is a control event in the audit trail.
+    // `--version` names the agent's version here, not govctl's.
+    #[command(disable_version_flag = true)]
+    Disable {
+        /// Agent id.
+        agent_id: String,
+        /// Only this registered version of the agent.
+        #[arg(long)]
+        version: Option<String>,
+        /// Why: shown in every deny and in `audit explain`.
+        #[arg(long)]
+        reason: String,
+        /// Who disables (default: $USER).
+        #[arg(long)]
+        by: Option<String>,
+        #[command(flatten)]
+        target: SwitchTarget,
+    },
+    /// Switch a disabled agent (or version) back on.
+    #[command(disable_version_flag = true)]
+    Enable {
+        /// Agent id.
+        agent_id: String,
+        /// The version, when only one was disabled.
+        #[arg(long)]
+        version: Option<String>,
+        /// Why, for the audit trail.
+        #[arg(long)]
+        reason: Option<String>,
+        /// Who enables (default: $USER).
+        #[arg(long)]
+        by: Option<String>,
+        #[command(flatten)]
+        target: SwitchTarget,
+    },
+    /// List the agents (and versions) disabled now.
+    Disabled {
+        #[command(flatten)]
+        target: SwitchTarget,
+    },
+}
+
+/// Where the kill switch is: the local data directory, or with `--env` an
+/// AWS stack (its authorize functions apply a change within their refresh
+/// interval).
+#[derive(Debug, Clone, Args)]
+pub struct SwitchTarget {
+    #[command(flatten)]
+    pub data: DataDir,
+    /// The AWS stack's environment; the stack is `agent-governance-ENV`.
+    #[arg(long, value_parser = parse_env)]
+    pub env: Option<Environment>,
+    /// The stack's name, when it is not `agent-governance-ENV`.
+    #[arg(long, requires = "env")]
+    pub stack_name: Option<String>,
+    /// Another endpoint for every AWS call (an emulator, a VPC endpoint).
+    #[arg(long, env = "AWS_ENDPOINT_URL", requires = "env")]
+    pub endpoint_url: Option<String>,
 }
 
 /// `govctl user …`.

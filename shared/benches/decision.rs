@@ -207,6 +207,7 @@ fn registry(size: &Size, rng: &mut Lcg) -> Registry {
         roles,
         tools,
         agents,
+        budgets: Vec::new(),
     }
 }
 

@@ -17,6 +17,7 @@ pub mod auth;
 pub mod clock;
 pub mod handlers;
 pub mod http;
+pub mod killswitch;
 pub mod limits;
 pub mod metrics;
 pub mod model;

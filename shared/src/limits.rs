@@ -477,8 +477,6 @@ pub struct Call<'a> {
 pub struct Refused {
     /// Why.
     pub reason: Reason,
-    /// The limit, when one is at stake.
-    pub limit: Option<LimitHit>,
 }
 
 /// The charges `call` makes under `registry`. An allowed call is charged
@@ -516,7 +514,6 @@ pub fn plan(registry: &Registry, call: &Call<'_>) -> Result<Plan, Refused> {
                     ),
                     policy_id: None,
                 },
-                limit: None,
             });
         };
         // A deny only starts the run; what the policy let through must fit.
@@ -635,7 +632,6 @@ fn cost_above(cost: Usd, code: ReasonCode, what: &str, max: Usd) -> Refused {
             message: format!("the call costs {cost}, more than the whole {what} of {max}"),
             policy_id: None,
         },
-        limit: None,
     }
 }
 

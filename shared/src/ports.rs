@@ -81,6 +81,12 @@ pub trait PolicyStore: Send + Sync {
     async fn versions(&self) -> Result<Vec<PolicyVersion>, StoreError>;
     /// The active pointer, if any version was ever activated.
     async fn active(&self) -> Result<Option<ActivePolicy>, StoreError>;
+    /// The active pointer and the kill switch's disablements, read
+    /// together (one request where the store allows): what a host re-reads
+    /// to stay current.
+    async fn active_state(
+        &self,
+    ) -> Result<(Option<ActivePolicy>, crate::killswitch::KillSwitch), StoreError>;
     /// Points the active pointer at a stored version (publish or rollback).
     async fn activate(
         &self,
@@ -180,6 +186,17 @@ pub trait Counters: Send + Sync {
     async fn counter(&self, key: &str, window_start: i64) -> Result<Option<Counter>, StoreError>;
     /// Applies every charge or none, in one atomic write.
     async fn charge(&self, charges: &[Charge]) -> Result<Charged, StoreError>;
+}
+
+/// The kill switch, kept beside the policy versions (see [`crate::killswitch`]).
+#[async_trait]
+pub trait KillSwitchStore: Send + Sync {
+    /// Every disablement in force (also part of [`PolicyStore::active_state`]).
+    async fn disabled(&self) -> Result<Vec<crate::killswitch::Disablement>, StoreError>;
+    /// Applies `change` and appends its control event (naming the active
+    /// policy version) in one atomic write. `false`: nothing to change (an
+    /// enable of what was not disabled); nothing was written.
+    async fn switch(&self, change: &crate::killswitch::Switch) -> Result<bool, StoreError>;
 }
 
 /// A call waiting for a human.

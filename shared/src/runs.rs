@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use crate::clock::rfc3339;
 use crate::limits::{run_key, run_state, usage_charges, Charged, Counter, RunState, Usage};
 use crate::model::{ReasonCode, RunLimits, Usd};
-use crate::service::AuthorizeService;
 use crate::ports::StoreError;
+use crate::service::AuthorizeService;
 
 /// The body of `POST /v1/runs/{run_id}/usage`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]

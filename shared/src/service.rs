@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 
 use crate::approval::{grant_refusal, outcome_record, GRANT_TTL_SECONDS};
 use crate::clock::rfc3339;
+use crate::killswitch::KillSwitch;
 use crate::limits::{Call, Plan};
 use crate::model::{
     ApprovalStatus, AuthorizeRequest, Decision, DecisionRecord, Environment, Reason, ReasonCode,
@@ -100,6 +101,8 @@ pub const DEFAULT_MAX_POLICY_STALENESS: Duration = Duration::from_secs(60);
 #[derive(Debug)]
 pub struct EngineHandle {
     engine: ArcSwap<PolicyEngine>,
+    /// The agents switched off, read with the active pointer.
+    killswitch: ArcSwap<KillSwitch>,
     /// Unix time of the last confirmation, in milliseconds.
     confirmed_ms: AtomicI64,
     max_staleness: Duration,
@@ -118,6 +121,7 @@ impl EngineHandle {
     pub fn with_max_staleness(engine: PolicyEngine, max_staleness: Duration) -> Self {
         Self {
             engine: ArcSwap::from_pointee(engine),
+            killswitch: ArcSwap::from_pointee(KillSwitch::default()),
             confirmed_ms: AtomicI64::new(unix_ms(time::OffsetDateTime::now_utc())),
             max_staleness,
         }
@@ -130,6 +134,26 @@ impl EngineHandle {
     pub fn replace(&self, engine: PolicyEngine) {
         self.engine.store(Arc::new(engine));
         self.confirm();
+    }
+    /// The agents switched off now.
+    pub fn killswitch(&self) -> Arc<KillSwitch> {
+        self.killswitch.load_full()
+    }
+    /// Serves `killswitch` from now on: it was just read from the store.
+    pub fn set_killswitch(&self, killswitch: KillSwitch) {
+        if *self.killswitch.load_full() != killswitch {
+            for d in &killswitch.0 {
+                if self
+                    .killswitch
+                    .load()
+                    .find(&d.agent_id, d.version.as_deref())
+                    .is_none()
+                {
+                    tracing::warn!(agent_id = %d.agent_id, version = d.version.as_deref(), by = %d.by, reason = %d.reason, "agent disabled");
+                }
+            }
+            self.killswitch.store(Arc::new(killswitch));
+        }
     }
     /// Records that the store was just read and names the version being served.
     pub fn confirm(&self) {
@@ -305,9 +329,22 @@ impl AuthorizeService {
         // denied, and recorded, like any other decision.
         // Staleness is wall time since the store was last read, whatever
         // clock decisions are made by.
-        let evaluation = match self.engine.stale_at(time::OffsetDateTime::now_utc()) {
-            Some(age) => stale_evaluation(age, self.engine.max_staleness()),
-            None => engine.decide(&DecisionInput {
+        let agent_version = engine.agent(agent_id).map(|a| a.version.as_str());
+        let killswitch = self.engine.killswitch();
+        let evaluation = match (
+            self.engine.stale_at(time::OffsetDateTime::now_utc()),
+            killswitch.find(agent_id, agent_version),
+        ) {
+            (Some(age), _) => stale_evaluation(age, self.engine.max_staleness()),
+            // A disabled agent is stopped before any policy is asked.
+            (None, Some(off)) => Evaluation {
+                decision: Decision::Deny,
+                reasons: vec![off.deny_reason()],
+                determining_policies: Vec::new(),
+                errors: Vec::new(),
+                agent_version: agent_version.map(str::to_owned),
+            },
+            (None, None) => engine.decide(&DecisionInput {
                 agent_id,
                 user,
                 tool_id: &request.tool_id,
@@ -377,10 +414,7 @@ impl AuthorizeService {
         };
         let (mut record, mut charges) = match planned {
             Ok(plan) => (record, plan),
-            Err(refused) => (
-                record.limited(refused.reason, refused.limit),
-                Plan::default(),
-            ),
+            Err(refused) => (record.limited(refused.reason, None), Plan::default()),
         };
 
         // An approved call: the policy still asks for a human, and the agent

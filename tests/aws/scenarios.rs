@@ -231,8 +231,8 @@ fn an_allow_is_recorded_and_costs_at_most_two_dynamodb_requests() {
     );
     assert_eq!(
         ops,
-        ["GetItem", "PutItem"],
-        "pointer check, then the durable write"
+        ["Query", "PutItem"],
+        "pointer and kill switch check (one partition), then the durable write"
     );
     // Within the interval, an allow is one request: the write.
     let before = stack.emu.stack_dynamodb_calls(&stack.name).len();

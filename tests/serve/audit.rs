@@ -13,6 +13,8 @@ use crate::approvals::Local;
 use crate::common::{example_policies, poll, Server};
 
 const SESSION: &str = "loan-L-2024-118";
+/// The loan agent has run limits: one run per application.
+const RUN: &str = "run-L-2024-118";
 
 /// The example policies without the credit bureau's business-hours rule, so
 /// that the story does not depend on the hour the suite runs at.
@@ -66,7 +68,8 @@ fn call(server: &Server, tool: &str, arguments: Value, reasoning: &str) -> Value
         &agent,
         &sofia,
         &json!({
-            "tool_id": tool, "arguments": arguments, "session_id": SESSION, "reasoning": reasoning
+            "tool_id": tool, "arguments": arguments, "session_id": SESSION, "run_id": RUN,
+            "reasoning": reasoning
         }),
     );
     reply.json
@@ -132,7 +135,7 @@ fn meridian_loan(host: &Local) -> String {
         &agent,
         &sofia,
         &json!({"tool_id": "generate_recommendation", "arguments": recommendation,
-                "session_id": SESSION, "approval_id": approval_id}),
+                "session_id": SESSION, "run_id": RUN, "approval_id": approval_id}),
     );
     used.expect_decision(
         200,

@@ -298,7 +298,9 @@ fn seed_cases_decide_over_http_and_records_belong_to_their_agent() {
     for case in cases() {
         let agent = server.agent_token(case.agent);
         let user = server.user_token(case.user, case.roles, case.org);
-        let mut body = json!({"tool_id": case.tool, "arguments": case.arguments});
+        // Each case is its own run (the loan agent has run limits).
+        let mut body =
+            json!({"tool_id": case.tool, "arguments": case.arguments, "run_id": case.name});
         if let Some(risk) = case.requested_risk {
             body["requested_risk"] = json!(risk);
         }

@@ -42,6 +42,7 @@ fn an_unwritable_decision_log_denies_with_503_and_recovers() {
     let pending = json!({
         "tool_id": "generate_recommendation",
         "arguments": {"application_id": "L-1", "recommendation": "approve"},
+        "run_id": "L-1",
     });
 
     let mut allows = Vec::new();

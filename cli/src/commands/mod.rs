@@ -2,6 +2,7 @@
 
 mod audit;
 mod authorize;
+mod killswitch;
 mod policy;
 #[cfg(feature = "aws")]
 mod push;
@@ -49,6 +50,21 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ttl,
             data,
         }) => token::agent(&data.data_dir, &agent_id, ttl).map(|()| ExitCode::SUCCESS),
+        Command::Agent(AgentCommand::Disable {
+            agent_id,
+            version,
+            reason,
+            by,
+            target,
+        }) => killswitch::disable(&target, agent_id, version, reason, operator(by)),
+        Command::Agent(AgentCommand::Enable {
+            agent_id,
+            version,
+            reason,
+            by,
+            target,
+        }) => killswitch::enable(&target, agent_id, version, reason, operator(by)),
+        Command::Agent(AgentCommand::Disabled { target }) => killswitch::list(&target),
         Command::User(UserCommand::Token {
             user_id,
             roles,

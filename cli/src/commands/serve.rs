@@ -51,6 +51,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         reload_every.as_secs()
     );
     let handle = Arc::new(EngineHandle::with_max_staleness(engine, max_staleness));
+    // Before the first answer: a disabled agent is never served.
+    handle.set_killswitch(
+        store
+            .active_state()
+            .await
+            .context("cannot read the kill switch")?
+            .1,
+    );
     tokio::spawn(reload_loop(
         Arc::clone(&store),
         Arc::clone(&handle),
@@ -243,9 +251,13 @@ async fn reload_loop(store: Arc<SqliteStore>, handle: Arc<EngineHandle>, every: 
     let mut ticker = tokio::time::interval(every);
     loop {
         ticker.tick().await;
-        let active = match store.active().await {
-            Ok(Some(a)) => a,
-            Ok(None) => {
+        let active = match store.active_state().await {
+            Ok((Some(a), killswitch)) => {
+                handle.set_killswitch(killswitch);
+                a
+            }
+            Ok((None, killswitch)) => {
+                handle.set_killswitch(killswitch);
                 tracing::error!(
                     "no policy version is active; serving the previous one until it goes stale"
                 );

@@ -21,6 +21,10 @@ pub enum ControlAction {
     PolicyActivated,
     /// An older version became active again.
     PolicyRolledBack,
+    /// An agent, or one version of it, was switched off (the kill switch).
+    AgentDisabled,
+    /// It was switched back on.
+    AgentEnabled,
 }
 
 impl ControlAction {
@@ -30,6 +34,8 @@ impl ControlAction {
             ControlAction::PolicyPublished => "policy_published",
             ControlAction::PolicyActivated => "policy_activated",
             ControlAction::PolicyRolledBack => "policy_rolled_back",
+            ControlAction::AgentDisabled => "agent_disabled",
+            ControlAction::AgentEnabled => "agent_enabled",
         }
     }
 }
@@ -59,6 +65,12 @@ pub struct ControlEvent {
     /// What changed against `previous_version`, file by file.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub changes: Vec<BundleChange>,
+    /// The agent a kill-switch event is about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<String>,
+    /// The one version of it, when not all of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_version: Option<String>,
 }
 
 impl ControlEvent {
@@ -78,6 +90,8 @@ impl ControlEvent {
             previous_version: version.parent.clone(),
             message: Some(version.message.clone()),
             changes: diff_bundles(parent, bundle),
+            agent_id: None,
+            agent_version: None,
         }
     }
 
@@ -106,6 +120,8 @@ impl ControlEvent {
             previous_version: previous.map(|(id, _)| id.to_owned()),
             message: None,
             changes: diff_bundles(previous.map(|(_, b)| b), bundle),
+            agent_id: None,
+            agent_version: None,
         }
     }
 }

@@ -27,6 +27,9 @@ pub struct Story {
     pub policy: Option<PolicyStory>,
     /// The control-plane events that put that version in force, newest last.
     pub control: Vec<ControlEvent>,
+    /// The kill-switch event that had disabled the agent when the decision
+    /// was made, if one had.
+    pub containment: Option<ControlEvent>,
     /// The other records of the same agent's session, in time order.
     pub session: Vec<DecisionRecord>,
     /// The records of the approval this decision belongs to, in time order.
@@ -61,6 +64,9 @@ pub fn render(s: &Story) -> String {
     let _ = writeln!(o, "  at            {}", r.timestamp);
     let _ = writeln!(o, "  environment   {}", r.environment);
     let _ = writeln!(o, "  trace         {}", r.trace_id);
+    if let Some(run) = &r.run_id {
+        let _ = writeln!(o, "  run           {run}");
+    }
     if let Some(session) = &r.session_id {
         let _ = writeln!(o, "  session       {session}");
     }
@@ -162,10 +168,35 @@ pub fn render(s: &Story) -> String {
             c.actor
         );
     }
-    if r.determining_policies.is_empty() {
+    if let Some(c) = &s.containment {
+        let which = c
+            .agent_version
+            .as_deref()
+            .map_or_else(|| "every version".to_owned(), |v| format!("version {v}"));
+        let _ = writeln!(
+            o,
+            "  kill switch   {which} disabled {} by {}: {}",
+            c.timestamp,
+            c.actor,
+            c.message.as_deref().unwrap_or("")
+        );
+    }
+    if r.determining_policies.is_empty() && s.containment.is_none() {
         let _ = writeln!(
             o,
             "  determining   none (nothing permitted the call: default deny)"
+        );
+    }
+    if let Some(limit) = &r.limit {
+        let window = limit
+            .resets_at
+            .as_deref()
+            .map(|t| format!(", starts over at {t}"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            o,
+            "  limit         {} ({} per {}): {} of {}{window}",
+            limit.name, limit.unit, limit.per, limit.current, limit.limit
         );
     }
     for id in &r.determining_policies {

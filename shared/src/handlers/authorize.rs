@@ -112,9 +112,19 @@ impl PolicyRefresher {
             return;
         }
         *last = now;
-        let active = match self.store.active().await {
-            Ok(Some(a)) => a,
-            Ok(None) => {
+        let active = match self.store.active_state().await {
+            Ok((active, killswitch)) => {
+                self.engine.set_killswitch(killswitch);
+                active
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the active policy version; serving the previous one until it goes stale");
+                return;
+            }
+        };
+        let active = match active {
+            Some(a) => a,
+            None => {
                 // Only the empty engine of a stack where nothing was ever
                 // activated agrees with an absent pointer.
                 if self.engine.current().version().id == NO_VERSION {
@@ -122,10 +132,6 @@ impl PolicyRefresher {
                 } else {
                     tracing::error!("the active policy pointer is missing; serving the previous version until it goes stale");
                 }
-                return;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the active policy version; serving the previous one until it goes stale");
                 return;
             }
         };
@@ -271,6 +277,9 @@ pub async fn app(config: &AuthorizeConfig, ports: AuthorizePorts) -> Result<Rout
         active_engine(ports.policies.as_ref()).await?,
         config.policy_max_staleness,
     ));
+    // Before the first answer: a disabled agent is never served, not even
+    // in the refresh interval after a cold start.
+    engine.set_killswitch(ports.policies.active_state().await?.1);
     tracing::info!(version = %engine.current().version().id, "serving policy version");
     let refresher = Arc::new(PolicyRefresher::new(
         ports.policies,

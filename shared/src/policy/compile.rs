@@ -527,7 +527,10 @@ fn check_registry(reg: &Registry, node: &Node, diags: &mut Vec<Diagnostic>) {
             let zero = [
                 ("max_calls", limits.max_calls == Some(0)),
                 ("max_seconds", limits.max_seconds == Some(0)),
-                ("max_cost_usd", limits.max_cost_usd.is_some_and(|c| c.micros() == 0)),
+                (
+                    "max_cost_usd",
+                    limits.max_cost_usd.is_some_and(|c| c.micros() == 0),
+                ),
                 ("max_tokens", limits.max_tokens == Some(0)),
             ];
             for (name, is_zero) in zero {

@@ -555,6 +555,7 @@ impl SqliteStore {
             };
             let policy = policy_story(conn, &record)?;
             let control = control_for(conn, &record.policy_version, &record.timestamp)?;
+            let containment = containment_for(conn, &record)?;
             let session = match &record.session_id {
                 Some(session) => records(
                     conn,
@@ -587,6 +588,7 @@ impl SqliteStore {
                 sealed_by,
                 policy,
                 control,
+                containment,
                 session,
                 approval_trail,
             }))
@@ -686,6 +688,39 @@ fn policy_story(
     }))
 }
 
+/// The kill-switch event in force for `record`'s agent when it was made: the
+/// agent's last switch before it, if that disabled the agent (or the version
+/// it ran).
+fn containment_for(
+    conn: &Connection,
+    record: &DecisionRecord,
+) -> Result<Option<ControlEvent>, StoreError> {
+    let bodies: Vec<String> = conn
+        .prepare(
+            "SELECT event FROM control_events
+             WHERE json_extract(event, '$.agent_id') = ?1 AND timestamp <= ?2
+             ORDER BY seq DESC",
+        )
+        .and_then(|mut s| {
+            s.query_map(params![record.agent_id, record.timestamp], |r| r.get(0))?
+                .collect()
+        })
+        .map_err(unavailable)?;
+    for body in bodies {
+        let event: ControlEvent = serde_json::from_str(&body).map_err(corrupt)?;
+        let covers = match &event.agent_version {
+            None => true,
+            Some(v) => record.agent_version.as_deref() == Some(v.as_str()),
+        };
+        if covers {
+            return Ok(
+                (event.action == crate::audit::ControlAction::AgentDisabled).then_some(event)
+            );
+        }
+    }
+    Ok(None)
+}
+
 /// The publication of `version` and its activations up to `until`.
 fn control_for(
     conn: &Connection,
@@ -695,7 +730,9 @@ fn control_for(
     let bodies: Vec<String> = conn
         .prepare(
             "SELECT event FROM control_events
-             WHERE json_extract(event, '$.version_id') = ?1 AND timestamp <= ?2 ORDER BY seq",
+             WHERE json_extract(event, '$.version_id') = ?1 AND timestamp <= ?2
+               AND json_extract(event, '$.agent_id') IS NULL
+             ORDER BY seq",
         )
         .and_then(|mut s| {
             s.query_map(params![version, until], |r| r.get(0))?

@@ -22,6 +22,7 @@ macro_rules! insert_decision {
 mod approvals;
 mod audit;
 mod counters;
+mod killswitch;
 mod schema;
 
 use std::cell::Cell;
@@ -252,7 +253,7 @@ fn checkpoint_loop(conn: &Connection, store: &Weak<Mutex<Connection>>) {
         }
         // About once a minute: limit counters of ended windows and old runs.
         ticks = ticks.wrapping_add(1);
-        if ticks % PRUNE_EVERY_TICKS == 0 {
+        if ticks.is_multiple_of(PRUNE_EVERY_TICKS) {
             match counters::prune(conn, OffsetDateTime::now_utc().unix_timestamp()) {
                 Ok(0) => {}
                 Ok(n) => tracing::debug!(counters = n, "expired limit counters pruned"),
@@ -600,6 +601,18 @@ impl PolicyStore for SqliteStore {
 
     async fn active(&self) -> Result<Option<ActivePolicy>, StoreError> {
         self.with_control(|conn| active(conn)).await
+    }
+
+    async fn active_state(
+        &self,
+    ) -> Result<(Option<ActivePolicy>, crate::killswitch::KillSwitch), StoreError> {
+        self.with_control(|conn| {
+            Ok((
+                active(conn)?,
+                crate::killswitch::KillSwitch(killswitch::disabled(conn)?),
+            ))
+        })
+        .await
     }
 
     async fn activate(

@@ -99,6 +99,17 @@ CREATE TABLE IF NOT EXISTS limit_counters (
     PRIMARY KEY (key, window_start)
 ) WITHOUT ROWID;
 
+-- The kill switch: agents (or one version, `version`) disabled now. The
+-- history is the control chain; a row goes when its agent is enabled.
+CREATE TABLE IF NOT EXISTS agent_switches (
+    switch_key  TEXT PRIMARY KEY,
+    agent_id    TEXT NOT NULL,
+    version     TEXT,
+    disabled_by TEXT NOT NULL,
+    reason      TEXT NOT NULL,
+    disabled_at TEXT NOT NULL
+) WITHOUT ROWID;
+
 CREATE TABLE IF NOT EXISTS approvals (
     approval_id TEXT PRIMARY KEY,
     decision_id TEXT NOT NULL,

@@ -3,15 +3,16 @@
 //!
 //! | table | keys | holds |
 //! |---|---|---|
-//! | policy versions | `pk`, `sk` | immutable versions in chunks, the active pointer, activation history |
+//! | policy versions | `pk`, `sk` | immutable versions in chunks, the active pointer, activation history, the kill switch |
 //! | tool policy | `agent_id`, `tool_id` | the active version's grants (the seed's table) |
 //! | decisions | `pk` | decision records and idempotency keys |
 //! | approvals | `approval_id` | pending approvals, their task tokens and outcomes |
-//! | counters | `pk`, `window_start` | rate-limit and budget windows |
+//! | counters | `pk`, `window_start` | rate limits, runs and budgets (see [`crate::limits`]) |
 
 mod approvals;
 mod counters;
 mod decisions;
+mod killswitch;
 mod policies;
 mod tool_policy;
 

@@ -38,8 +38,10 @@ const CHUNK_BYTES: usize = 300 * 1024;
 /// Policy versions in one DynamoDB table.
 #[derive(Debug, Clone)]
 pub struct DynamoPolicyStore {
-    client: Client,
-    table: String,
+    pub(super) client: Client,
+    pub(super) table: String,
+    /// Where kill-switch changes record their control events.
+    pub(super) decisions_table: Option<String>,
 }
 
 fn version_pk(id: &str) -> String {
@@ -73,6 +75,14 @@ fn version_from(item: &Item) -> Result<PolicyVersion, StoreError> {
     })
 }
 
+fn active_from(item: &Item) -> Result<ActivePolicy, StoreError> {
+    Ok(ActivePolicy {
+        version_id: get_s(item, "version_id")?.to_owned(),
+        activated_by: get_s(item, "activated_by")?.to_owned(),
+        activated_at: get_s(item, "activated_at")?.to_owned(),
+    })
+}
+
 fn version_item(pk: String, sk: String, v: &PolicyVersion) -> Item {
     let mut item = Item::new();
     item.insert("pk".into(), s(pk));
@@ -94,7 +104,16 @@ impl DynamoPolicyStore {
         Self {
             client,
             table: table.into(),
+            decisions_table: None,
         }
+    }
+
+    /// The same, able to switch agents off and on: the control events go
+    /// into `decisions_table`, which decision-log chains into the evidence.
+    #[must_use]
+    pub fn with_decisions(mut self, decisions_table: impl Into<String>) -> Self {
+        self.decisions_table = Some(decisions_table.into());
+        self
     }
 
     fn put_new(&self, item: Item) -> Result<TransactWriteItem, StoreError> {
@@ -108,7 +127,7 @@ impl DynamoPolicyStore {
     }
 
     /// Every item under `pk`, in sort-key order.
-    async fn query_all(&self, pk: &str, forward: bool) -> Result<Vec<Item>, StoreError> {
+    pub(super) async fn query_all(&self, pk: &str, forward: bool) -> Result<Vec<Item>, StoreError> {
         let mut items = Vec::new();
         let mut start = None;
         loop {
@@ -369,6 +388,22 @@ impl PolicyStore for DynamoPolicyStore {
             .collect()
     }
 
+    async fn active_state(
+        &self,
+    ) -> Result<(Option<ActivePolicy>, crate::killswitch::KillSwitch), StoreError> {
+        // The pointer and the disablements share a partition: one Query.
+        let items = self.query_all("active", true).await?;
+        let pointer = items
+            .iter()
+            .find(|i| get_s(i, "sk").is_ok_and(|sk| sk == "pointer"))
+            .map(active_from)
+            .transpose()?;
+        Ok((
+            pointer,
+            crate::killswitch::KillSwitch(super::killswitch::disablements(&items)?),
+        ))
+    }
+
     async fn active(&self) -> Result<Option<ActivePolicy>, StoreError> {
         let out = self
             .client
@@ -380,15 +415,7 @@ impl PolicyStore for DynamoPolicyStore {
             .send()
             .await
             .map_err(|e| unavailable(&e))?;
-        out.item
-            .map(|item| {
-                Ok(ActivePolicy {
-                    version_id: get_s(&item, "version_id")?.to_owned(),
-                    activated_by: get_s(&item, "activated_by")?.to_owned(),
-                    activated_at: get_s(&item, "activated_at")?.to_owned(),
-                })
-            })
-            .transpose()
+        out.item.as_ref().map(active_from).transpose()
     }
 
     async fn activate(

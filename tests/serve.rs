@@ -29,6 +29,14 @@ mod durability;
 #[cfg(test)]
 #[path = "serve/idempotency.rs"]
 mod idempotency;
+
+#[cfg(test)]
+#[path = "limits_suite.rs"]
+mod limits_suite;
+
+#[cfg(test)]
+#[path = "serve/limits.rs"]
+mod limits;
 #[cfg(test)]
 #[path = "serve/reload.rs"]
 mod reload;

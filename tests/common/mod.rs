@@ -624,6 +624,20 @@ impl Server {
         Reply::from_response(response, started, &format!("GET {path}"))
     }
 
+    /// `POST path` with a JSON body, as `agent_token`.
+    pub fn post(&self, path: &str, agent_token: &str, body: &Value) -> Reply {
+        let started = Instant::now();
+        let response = self
+            .client
+            .post(self.url(path))
+            .bearer_auth(agent_token)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .unwrap_or_else(|e| panic!("POST {path} failed: {e}\n{}", self.stderr_log()));
+        Reply::from_response(response, started, &format!("POST {path}"))
+    }
+
     /// `GET /v1/decisions/{id}` as `agent_token`.
     pub fn decision(&self, agent_token: &str, decision_id: &str) -> Reply {
         self.get(&format!("/v1/decisions/{decision_id}"), Some(agent_token))

@@ -26,6 +26,12 @@ mod idempotency;
 #[path = "idempotency_suite.rs"]
 mod idempotency_suite;
 #[cfg(test)]
+#[path = "aws/limits.rs"]
+mod limits;
+#[cfg(test)]
+#[path = "limits_suite.rs"]
+mod limits_suite;
+#[cfg(test)]
 #[path = "aws/scenarios.rs"]
 mod scenarios;
 #[cfg(test)]

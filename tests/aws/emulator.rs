@@ -61,6 +61,13 @@ struct Shared {
     /// DynamoDB requests refused as a failing service would: those that
     /// touch a table with the prefix and whose body holds the text.
     dynamodb_faults: Mutex<Vec<(String, String)>>,
+    /// Held while one DynamoDB request is with moto. moto's
+    /// TransactWriteItems is not atomic across threads (it snapshots whole
+    /// tables and restores the snapshot on a cancellation, over whatever
+    /// another request wrote meanwhile); real DynamoDB isolates
+    /// transactions. One request at a time gives moto that isolation; the
+    /// conditions that make limits exact are still the product's own.
+    dynamodb_gate: tokio::sync::Mutex<()>,
     sns: Mutex<HashMap<String, Vec<Value>>>,
 }
 
@@ -403,11 +410,15 @@ async fn forward(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Some(target) = headers
+    let dynamodb = headers
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
-        .and_then(|t| t.strip_prefix("DynamoDB_20120810."))
-    {
+        .and_then(|t| t.strip_prefix("DynamoDB_20120810."));
+    let _gate = match dynamodb {
+        Some(_) => Some(state.shared.dynamodb_gate.lock().await),
+        None => None,
+    };
+    if let Some(target) = dynamodb {
         let mut tables = Vec::new();
         if let Ok(json) = serde_json::from_slice::<Value>(&body) {
             table_names(&json, &mut tables);

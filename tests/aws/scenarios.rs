@@ -231,8 +231,9 @@ fn an_allow_is_recorded_and_costs_at_most_two_dynamodb_requests() {
     );
     assert_eq!(
         ops,
-        ["Query", "PutItem"],
-        "pointer and kill switch check (one partition), then the durable write"
+        ["Query", "TransactWriteItems"],
+        "pointer and kill switch check (one partition), then the durable write with \
+         the user's and organization's budget checks"
     );
     // Within the interval, an allow is one request: the write.
     let before = stack.emu.stack_dynamodb_calls(&stack.name).len();
@@ -241,7 +242,7 @@ fn an_allow_is_recorded_and_costs_at_most_two_dynamodb_requests() {
         .iter()
         .map(|c| c.operation.clone())
         .collect();
-    assert_eq!(ops, ["PutItem"]);
+    assert_eq!(ops, ["TransactWriteItems"]);
 
     // An idempotent allow is one write too; its repeat answers the first decision.
     std::thread::sleep(REFRESH + Duration::from_millis(200));
@@ -254,7 +255,7 @@ fn an_allow_is_recorded_and_costs_at_most_two_dynamodb_requests() {
         .map(|c| c.operation.clone())
         .collect();
     assert_eq!(first.status, 200, "{}", first.body);
-    assert_eq!(ops, ["GetItem", "TransactWriteItems"]);
+    assert_eq!(ops, ["Query", "TransactWriteItems"]);
     let repeat = stack.authorize("agent-support-1", &alice, &keyed);
     assert_eq!(repeat.json["decision_id"], first.json["decision_id"]);
 

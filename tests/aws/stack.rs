@@ -476,9 +476,15 @@ impl Stack {
 
     /// `govctl policy push DIR --env dev` against this stack, as it ran.
     pub fn try_push(&self, policy: &Path, message: &str) -> std::process::Output {
+        let policy = policy.to_str().expect("a UTF-8 path");
+        self.govctl(&["policy", "push", policy, "-m", message, "--author", "ci"])
+    }
+
+    /// `govctl ARGS --env dev` against this stack (its name and the
+    /// emulator's endpoint added), as it ran.
+    pub fn govctl(&self, args: &[&str]) -> std::process::Output {
         Command::new(crate::common::govctl_bin())
-            .args(["policy", "push"])
-            .arg(policy)
+            .args(args)
             .args([
                 "--env",
                 "dev",
@@ -486,10 +492,6 @@ impl Stack {
                 &self.name,
                 "--endpoint-url",
                 &self.emu.url,
-                "-m",
-                message,
-                "--author",
-                "ci",
             ])
             .env("AWS_ACCESS_KEY_ID", "testing")
             .env("AWS_SECRET_ACCESS_KEY", "testing")
@@ -503,6 +505,11 @@ impl Stack {
     /// A user token of the test issuer.
     pub fn user_token(&self, user: &str, roles: &[&str]) -> String {
         self.user_token_for(AUDIENCE, user, roles)
+    }
+
+    /// A user token of the test issuer, naming the user's organization.
+    pub fn user_token_in(&self, user: &str, roles: &[&str], org: Option<&str>) -> String {
+        self.mint_user(AUDIENCE, user, roles, org)
     }
 
     /// An approver token of the test issuer, for `groups`.
@@ -528,6 +535,10 @@ impl Stack {
 
     /// A user token of the test issuer for `audience`.
     pub fn user_token_for(&self, audience: &str, user: &str, roles: &[&str]) -> String {
+        self.mint_user(audience, user, roles, None)
+    }
+
+    fn mint_user(&self, audience: &str, user: &str, roles: &[&str], org: Option<&str>) -> String {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         self.emu
             .keys
@@ -541,7 +552,7 @@ impl Stack {
                 jti: format!("{user}-{now}"),
                 token_use: TokenUse::User,
                 roles: roles.iter().map(|r| (*r).to_owned()).collect(),
-                org: None,
+                org: org.map(str::to_owned),
                 groups: Vec::new(),
             })
             .expect("mint a user token")
@@ -632,6 +643,7 @@ impl Stack {
             json: serde_json::from_str(&body).unwrap_or(Value::Null),
             body,
             cookies,
+            headers: payload["headers"].clone(),
         }
     }
 
@@ -894,20 +906,30 @@ impl Stack {
         }
     }
 
-    /// Every record of the decision table, by decision id.
+    /// Every record of the decision table (decisions and control events),
+    /// read page by page.
     pub fn decision_items(&self) -> Vec<Value> {
-        let out = self
-            .emu
-            .block_on(
-                self.clients
-                    .dynamodb
-                    .scan()
-                    .table_name(table(&self.name, "decisions"))
-                    .send(),
-            )
-            .expect("scan decisions");
-        out.items
-            .unwrap_or_default()
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .emu
+                .block_on(
+                    self.clients
+                        .dynamodb
+                        .scan()
+                        .table_name(table(&self.name, "decisions"))
+                        .set_exclusive_start_key(start)
+                        .send(),
+                )
+                .expect("scan decisions");
+            items.extend(out.items.unwrap_or_default());
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => break,
+            }
+        }
+        items
             .into_iter()
             .filter(|i| {
                 i.get("kind")
@@ -964,6 +986,8 @@ pub struct HttpAnswer {
     pub json: Value,
     /// The cookies it sets.
     pub cookies: Vec<String>,
+    /// The headers it sets.
+    pub headers: Value,
 }
 
 /// The `FilterCriteria` pattern of denial-metrics' stream event in the template.

@@ -91,6 +91,11 @@ pub trait LimitsHost: Sync {
     fn switch_bound(&self) -> Duration;
     /// The kill-switch control events of `agent` in the audit trail.
     fn switch_events(&self, agent: &str) -> Vec<Value>;
+    /// Lets the host's anomaly watcher run (at the clock's time), then
+    /// returns every `anomaly_detected` control event in the audit trail.
+    fn watch_anomalies(&self) -> Vec<Value>;
+    /// The alerts the host's metrics count for `agent` at `version`.
+    fn anomaly_metric(&self, agent: &str, version: &str) -> f64;
 }
 
 /// A day of no importance, at `hh:mm:ss` UTC.
@@ -471,6 +476,66 @@ pub fn the_kill_switch_contains_an_agent_at_once(host: &impl LimitsHost) {
     assert_eq!(events[1]["agent_version"], "3.0.1");
     assert!(events[3]["actor"].is_string());
     assert_eq!(events[3].get("agent_version"), None);
+}
+
+/// Seven days of history through the moved clock, then one call this
+/// hour: 111 calls in the week make it 151% of the hourly average (an
+/// alert), 113 calls 149% (none). One alert per agent version and hour.
+pub fn anomaly_alerts_at_151_percent_and_not_at_149(host: &impl LimitsHost) {
+    let today = at(12, 0, 0);
+    let uma = underwriter("uma");
+    let mut run = 0;
+    for (agent, calls) in [(LOAN, 111), (COMPLIANCE, 113)] {
+        // Newest day first: while the history is written, the days before
+        // the clock's are still empty, so nothing alerts early.
+        for day in 1..=7_i64 {
+            let on_this_day = (0..calls).filter(|i| i % 7 == day - 1).count();
+            for i in 0..on_this_day {
+                let hour = i64::try_from(i % 24).expect("an hour");
+                host.move_clock_to(
+                    today - time::Duration::days(day) + time::Duration::hours(hour - 12),
+                );
+                run += 1;
+                host.authorize(agent, uma, &lookup(&format!("hist-{run}")))
+                    .expect(200, "allow", "allowed", "history");
+            }
+        }
+    }
+    assert!(
+        host.watch_anomalies().is_empty(),
+        "history alone alerts nothing"
+    );
+    host.move_clock_to(today);
+    for agent in [LOAN, COMPLIANCE] {
+        host.authorize(agent, uma, &lookup("today")).expect(
+            200,
+            "allow",
+            "allowed",
+            "this hour's call",
+        );
+    }
+    let alerts = host.watch_anomalies();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    let alert = &alerts[0];
+    assert_eq!(alert["action"], "anomaly_detected");
+    assert_eq!(alert["agent_id"], LOAN);
+    assert_eq!(alert["agent_version"], "3.0.1");
+    assert_eq!(alert["actor"], "anomaly-detector");
+    let message = alert["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("151%") && message.contains("threshold 150%"),
+        "{message}"
+    );
+    assert_eq!(host.anomaly_metric(LOAN, "3.0.1"), 1.0);
+    assert_eq!(host.anomaly_metric(COMPLIANCE, "1.1.0"), 0.0);
+    // Once per hour: more calls, another watch, no second alert.
+    host.authorize(LOAN, uma, &lookup("today-2")).expect(
+        200,
+        "allow",
+        "allowed",
+        "another call this hour",
+    );
+    assert_eq!(host.watch_anomalies().len(), 1);
 }
 
 fn wait_for<T>(bound: Duration, mut attempt: impl FnMut() -> Option<T>) -> Option<T> {

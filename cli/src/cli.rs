@@ -54,6 +54,18 @@ pub enum Command {
     /// Recorded decisions.
     #[command(subcommand)]
     Decision(DecisionCommand),
+    /// Every agent version's call rate this hour against its 7-day hourly
+    /// average, and the anomaly alerts raised.
+    Anomalies {
+        /// How many days of alerts to list.
+        #[arg(long, default_value_t = 7)]
+        days: i64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        data: DataDir,
+    },
 }
 
 /// `govctl serve`.
@@ -84,6 +96,10 @@ pub struct ServeArgs {
     /// reload interval.
     #[arg(long, default_value_t = 60, value_name = "SECONDS")]
     pub max_policy_staleness: u64,
+    /// Seconds between checks of every agent version's call rate against
+    /// its 7-day average (anomaly alerts).
+    #[arg(long, default_value_t = 10, value_name = "SECONDS")]
+    pub anomaly_interval: u64,
     /// For tests of time-bound limits only: a file holding seconds to add
     /// to the clock decisions are made by (read at each decision).
     #[arg(long, hide = true, value_name = "FILE")]

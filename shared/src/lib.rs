@@ -11,6 +11,7 @@
 //! [`handlers`]; with the `aws` feature the crate also holds the AWS adapters.
 
 pub mod adapters;
+pub mod anomaly;
 pub mod approval;
 pub mod audit;
 pub mod auth;

@@ -5,7 +5,9 @@
 //! (microseconds); denials become `PolicyDenied` (by environment, and by
 //! environment and reason), and a denial because the declared risk exceeded
 //! a ceiling is also a `RiskyAttempt`, and a denial because the policy
-//! version in use is stale (`policy_stale`) also a `PolicyStale`. A pending decision is an `Approvals`
+//! version in use is stale (`policy_stale`) also a `PolicyStale`; a denial
+//! by a limit is a `LimitDenied` (by reason), and one by a spent budget also
+//! a `BudgetExhausted`. A pending decision is an `Approvals`
 //! request; the records that close approvals count as `Approvals` by
 //! outcome ([`approval_datums`]). The seed's alarm watches `PolicyDenied` by
 //! environment.
@@ -29,6 +31,16 @@ pub const APPROVALS: &str = "Approvals";
 pub const POLICY_STALE: &str = "PolicyStale";
 /// Time spent deciding, in microseconds.
 pub const DECISION_LATENCY: &str = "DecisionLatency";
+/// Denials by a limit (rate limit, run limit, budget), by reason.
+pub const LIMIT_DENIED: &str = "LimitDenied";
+/// Denials because a user's or organization's cost budget is spent; the
+/// template alarms on bursts.
+pub const BUDGET_EXHAUSTED: &str = "BudgetExhausted";
+/// An agent version's calls this hour against its 7-day hourly average, in
+/// percent (see [`crate::anomaly`]).
+pub const CALL_RATE_PERCENT: &str = "CallRatePercent";
+/// Anomaly alerts raised, per agent version and in total; the template alarms on any.
+pub const ANOMALY_DETECTED: &str = "AnomalyDetected";
 
 /// What a data point's value measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -37,6 +49,8 @@ pub enum Unit {
     Count,
     /// A duration; each value is kept, so that percentiles can be taken.
     Microseconds,
+    /// A ratio in percent; each value is kept.
+    Percent,
 }
 
 /// A metric series: its name and dimensions.
@@ -110,6 +124,18 @@ pub fn datums(record: &DecisionRecord) -> Vec<MetricDatum> {
     }
     if reason == ReasonCode::PolicyStale {
         out.push(count(POLICY_STALE, vec![env()]));
+    }
+    if record.limit.is_some() || reason == ReasonCode::RunIdRequired {
+        out.push(count(
+            LIMIT_DENIED,
+            vec![env(), ("Reason", reason.as_str().to_owned())],
+        ));
+    }
+    if matches!(
+        reason,
+        ReasonCode::UserBudgetExhausted | ReasonCode::OrgBudgetExhausted
+    ) {
+        out.push(count(BUDGET_EXHAUSTED, vec![env()]));
     }
     out
 }

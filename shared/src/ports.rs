@@ -184,6 +184,14 @@ pub trait DecisionLog: Send + Sync {
 pub trait Counters: Send + Sync {
     /// One counter, if it exists.
     async fn counter(&self, key: &str, window_start: i64) -> Result<Option<Counter>, StoreError>;
+    /// Several counters, in the order of `keys` (key, window start).
+    async fn counters(&self, keys: &[(String, i64)]) -> Result<Vec<Option<Counter>>, StoreError> {
+        let mut out = Vec::with_capacity(keys.len());
+        for (key, window_start) in keys {
+            out.push(self.counter(key, *window_start).await?);
+        }
+        Ok(out)
+    }
     /// Applies every charge or none, in one atomic write.
     async fn charge(&self, charges: &[Charge]) -> Result<Charged, StoreError>;
 }

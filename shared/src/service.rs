@@ -11,10 +11,11 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use sha2::{Digest, Sha256};
 
+use crate::anomaly::call_charges;
 use crate::approval::{grant_refusal, outcome_record, GRANT_TTL_SECONDS};
 use crate::clock::rfc3339;
 use crate::killswitch::KillSwitch;
-use crate::limits::{Call, Plan};
+use crate::limits::{Call, Charge, Plan};
 use crate::model::{
     ApprovalStatus, AuthorizeRequest, Decision, DecisionRecord, Environment, Reason, ReasonCode,
     UserContext,
@@ -422,14 +423,25 @@ impl AuthorizeService {
         if let (Decision::PendingApproval, Some(approval_id)) =
             (record.decision, request.approval_id.clone())
         {
+            if let Some(a) = engine.agent(agent_id) {
+                charges.charges.extend(call_charges(&a.id, &a.version, now));
+            }
             return self.use_grant(record, approval_id, &charges, now).await;
         }
 
+        // Every recorded decision of a registered agent counts towards its
+        // call rate (see `crate::anomaly`), after the plan's charges so that
+        // a refusal's index still names a limit.
+        let counting: Vec<Charge> = engine
+            .agent(agent_id)
+            .map(|a| call_charges(&a.id, &a.version, now).to_vec())
+            .unwrap_or_default();
         let mut supersedes: Option<String> = None;
         for attempt in 1..=MAX_KEY_ATTEMPTS {
+            let all: Vec<Charge> = charges.charges.iter().chain(&counting).cloned().collect();
             let appended = self
                 .log
-                .append_charged(&record, supersedes.as_deref(), &charges.charges)
+                .append_charged(&record, supersedes.as_deref(), &all)
                 .await;
             match appended {
                 Ok(Appended::Stored) => break,

@@ -134,11 +134,33 @@ impl LimitsHost for Cloud {
             .stack
             .decision_items()
             .into_iter()
-            .filter(|r| r["agent_id"] == agent && r["event_id"].is_string())
+            .filter(|r| {
+                r["agent_id"] == agent
+                    && (r["action"] == "agent_disabled" || r["action"] == "agent_enabled")
+            })
             .collect();
         // Event ids are UUIDv7: time-ordered.
         events.sort_by(|a, b| a["event_id"].as_str().cmp(&b["event_id"].as_str()));
         events
+    }
+
+    fn watch_anomalies(&self) -> Vec<Value> {
+        self.stack.run_anomaly_watch(self.clock.clone());
+        let mut events: Vec<Value> = self
+            .stack
+            .decision_items()
+            .into_iter()
+            .filter(|r| r["action"] == "anomaly_detected")
+            .collect();
+        events.sort_by(|a, b| a["event_id"].as_str().cmp(&b["event_id"].as_str()));
+        events
+    }
+
+    fn anomaly_metric(&self, agent: &str, version: &str) -> f64 {
+        self.stack.metric_sum(
+            "AnomalyDetected",
+            &[("AgentId", agent), ("AgentVersion", version)],
+        )
     }
 }
 
@@ -182,6 +204,11 @@ fn suite_idempotent_replays_are_not_counted_twice() {
 #[test]
 fn suite_the_kill_switch_contains_an_agent_at_once() {
     limits_suite::the_kill_switch_contains_an_agent_at_once(&Cloud::new("lim-kill"));
+}
+
+#[test]
+fn suite_anomaly_alerts_at_151_percent_and_not_at_149() {
+    limits_suite::anomaly_alerts_at_151_percent_and_not_at_149(&Cloud::new("lim-anomaly"));
 }
 
 #[test]

@@ -314,6 +314,24 @@ impl Stack {
         format!("{}/{}", governance::metrics::NAMESPACE, self.name)
     }
 
+    /// Runs the anomaly-watch function's handler once, as its schedule
+    /// would, deciding by `clock` (the one authorize decides by).
+    pub fn run_anomaly_watch(&self, clock: Arc<dyn governance::ports::Clock>) -> Value {
+        let mut handler = governance::handlers::anomaly_watch::AnomalyWatchHandler::aws(
+            &governance::handlers::config::AnomalyWatchConfig {
+                policy_table: table(&self.name, "policy-versions"),
+                decisions_table: table(&self.name, "decisions"),
+                counters_table: table(&self.name, "counters"),
+                namespace: self.metrics_namespace(),
+            },
+            &self.sdk,
+        );
+        handler.clock = clock;
+        self.emu
+            .block_on(handler.handle(json!({"source": "aws.scheduler"})))
+            .expect("anomaly-watch")
+    }
+
     /// The value of the stack's audit key secret.
     pub fn audit_secret_value(&self) -> String {
         format!("{}-{}", self.name, "0123456789abcdefghijklmnopqrstuvwxyz")

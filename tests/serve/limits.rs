@@ -28,6 +28,8 @@ impl Local {
         let server = Server::start_with(&[
             "--test-clock-offset-file",
             clock.to_str().expect("a UTF-8 path"),
+            "--anomaly-interval",
+            "1",
         ]);
         Local {
             server,
@@ -122,15 +124,40 @@ impl LimitsHost for Local {
     }
 
     fn switch_events(&self, agent: &str) -> Vec<Value> {
+        self.control_events(
+            "json_extract(event, '$.agent_id') = ?1
+             AND json_extract(event, '$.action') IN ('agent_disabled', 'agent_enabled')",
+            &[agent],
+        )
+    }
+
+    fn watch_anomalies(&self) -> Vec<Value> {
+        // The watcher runs every second (--anomaly-interval 1).
+        std::thread::sleep(Duration::from_millis(2500));
+        self.control_events("json_extract(event, '$.action') = 'anomaly_detected'", &[])
+    }
+
+    fn anomaly_metric(&self, agent: &str, version: &str) -> f64 {
+        let metrics = self.server.get("/metrics", None).text;
+        let series =
+            format!("governance_anomalies_total{{agent=\"{agent}\",version=\"{version}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&series))
+            .map_or(0.0, |v| v.trim().parse().expect("a number"))
+    }
+}
+
+impl Local {
+    fn control_events(&self, condition: &str, params: &[&str]) -> Vec<Value> {
         let db = self.server.db();
         let mut stmt = db
-            .prepare(
-                "SELECT event FROM control_events WHERE json_extract(event, '$.agent_id') = ?1
-                 ORDER BY seq",
-            )
+            .prepare(&format!(
+                "SELECT event FROM control_events WHERE {condition} ORDER BY seq"
+            ))
             .expect("a query");
         let rows: Vec<String> = stmt
-            .query_map([agent], |r| r.get(0))
+            .query_map(rusqlite::params_from_iter(params), |r| r.get(0))
             .expect("rows")
             .collect::<Result<_, _>>()
             .expect("events");
@@ -180,6 +207,17 @@ fn suite_idempotent_replays_are_not_counted_twice() {
 #[test]
 fn suite_the_kill_switch_contains_an_agent_at_once() {
     limits_suite::the_kill_switch_contains_an_agent_at_once(&Local::start());
+}
+
+#[test]
+fn suite_anomaly_alerts_at_151_percent_and_not_at_149() {
+    let host = Local::start();
+    limits_suite::anomaly_alerts_at_151_percent_and_not_at_149(&host);
+    let listed = host.server.govctl(&["anomalies"]);
+    assert!(
+        listed.contains("Alerts in the last 7 day(s): 1") && listed.contains("151%"),
+        "{listed}"
+    );
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! One module per command; [`run`] dispatches.
 
+mod anomalies;
 mod audit;
 mod authorize;
 mod killswitch;
@@ -114,6 +115,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             format: &format,
             output: output.as_deref(),
         }),
+        Command::Anomalies { days, json, data } => anomalies::run(&data.data_dir, days, json),
         Command::Decision(DecisionCommand::Show { id, data }) => {
             let store = open_store(&data.data_dir)?;
             let record = runtime()?

@@ -14,6 +14,7 @@ use governance::adapters::local::prometheus::{MeteredLog, PrometheusMetrics};
 use governance::adapters::local::workflow::{LocalTasks, LocalWorkflow};
 use governance::adapters::local::{LogNotifier, MemoryMetrics};
 use governance::adapters::sqlite::SqliteStore;
+use governance::anomaly::{watch, Alerting};
 use governance::auth::{
     JwtVerifier, LocalKeys, AGENT_AUDIENCE, APPROVER_AUDIENCE, LOCAL_ISSUER, USER_AUDIENCE,
 };
@@ -64,6 +65,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         Arc::clone(&handle),
         reload_every,
     ));
+
+    let clock: Arc<dyn Clock> = match &args.test_clock_offset_file {
+        Some(file) => {
+            tracing::warn!(file = %file.display(), "decisions use a test clock moved by the file's offset");
+            Arc::new(FileOffsetClock(file.clone()))
+        }
+        None => Arc::new(SystemClock),
+    };
 
     tokio::spawn(digest_loop(
         Arc::clone(&store),
@@ -130,13 +139,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             "approvals left open by the previous run picked up"
         );
     }
-    let clock: Arc<dyn Clock> = match &args.test_clock_offset_file {
-        Some(file) => {
-            tracing::warn!(file = %file.display(), "decisions use a test clock moved by the file's offset");
-            Arc::new(FileOffsetClock(file.clone()))
-        }
-        None => Arc::new(SystemClock),
-    };
+    tokio::spawn(anomaly_loop(
+        Arc::clone(&store),
+        Arc::clone(&handle),
+        Arc::clone(&prometheus),
+        Arc::clone(&clock),
+        Duration::from_secs(args.anomaly_interval.max(1)),
+    ));
     let service = AuthorizeService {
         engine: handle,
         log: store.clone(),
@@ -280,6 +289,40 @@ async fn reload_loop(store: Arc<SqliteStore>, handle: Arc<EngineHandle>, every: 
             Err(e) => {
                 tracing::error!(version = %active.version_id, error = %e, "cannot load the activated version; serving the previous one until it goes stale")
             }
+        }
+    }
+}
+
+/// Watches every registered agent version's call rate every `every` (see
+/// `governance::anomaly`): alerts go to the log, the audit trail and
+/// `/metrics`.
+async fn anomaly_loop(
+    store: Arc<SqliteStore>,
+    handle: Arc<EngineHandle>,
+    metrics: Arc<PrometheusMetrics>,
+    clock: Arc<dyn Clock>,
+    every: Duration,
+) {
+    let mut ticker = tokio::time::interval(every);
+    loop {
+        ticker.tick().await;
+        let engine = handle.current();
+        let version = engine.version();
+        let alerting = Alerting {
+            counters: store.as_ref(),
+            control: store.as_ref(),
+            killswitch: store.as_ref(),
+        };
+        match watch(
+            &alerting,
+            engine.registry(),
+            (&version.id, &version.content_hash),
+            clock.now(),
+        )
+        .await
+        {
+            Ok(w) => metrics.observe_watch(&w),
+            Err(e) => tracing::warn!(error = %e, "cannot watch call rates; it is retried"),
         }
     }
 }

@@ -25,6 +25,8 @@ pub enum ControlAction {
     AgentDisabled,
     /// It was switched back on.
     AgentEnabled,
+    /// An agent version called tools far above its usual rate (see [`crate::anomaly`]).
+    AnomalyDetected,
 }
 
 impl ControlAction {
@@ -36,6 +38,7 @@ impl ControlAction {
             ControlAction::PolicyRolledBack => "policy_rolled_back",
             ControlAction::AgentDisabled => "agent_disabled",
             ControlAction::AgentEnabled => "agent_enabled",
+            ControlAction::AnomalyDetected => "anomaly_detected",
         }
     }
 }

@@ -152,6 +152,31 @@ impl DecisionLogConfig {
     }
 }
 
+/// The anomaly-watch function's configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnomalyWatchConfig {
+    /// `POLICY_TABLE`: the active version's registry, and the kill switch.
+    pub policy_table: String,
+    /// `DECISIONS_TABLE`: where alerts are recorded as control events.
+    pub decisions_table: String,
+    /// `COUNTERS_TABLE`: the agents' call counters.
+    pub counters_table: String,
+    /// `METRICS_NAMESPACE` (default `AgentGovernance`).
+    pub namespace: String,
+}
+
+impl AnomalyWatchConfig {
+    /// Reads the configuration from the environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            policy_table: var("POLICY_TABLE")?,
+            decisions_table: var("DECISIONS_TABLE")?,
+            counters_table: var("COUNTERS_TABLE")?,
+            namespace: var_or("METRICS_NAMESPACE", crate::metrics::NAMESPACE),
+        })
+    }
+}
+
 /// The denial-metrics function's configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DenialMetricsConfig {

@@ -1,4 +1,4 @@
-//! The handlers of the four functions and of the approval workflow's steps.
+//! The handlers of the five functions and of the approval workflow's steps.
 //!
 //! On AWS, each Lambda function's `main.rs` reads its [`config`], builds its
 //! SDK clients, and hands events to one of these; the end-to-end tests call
@@ -10,6 +10,7 @@
 //! `errorType` is one of a few stable names, which the state machine's
 //! `Retry` and `Catch` match.
 
+pub mod anomaly_watch;
 pub mod approval_callback;
 #[cfg(feature = "aws")]
 pub mod authorize;

@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
@@ -33,6 +34,14 @@ struct OutcomeLabel {
     outcome: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AgentVersionLabel {
+    agent: String,
+    version: String,
+}
+
+type PercentGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
+
 /// The metrics, in a Prometheus registry.
 #[derive(Debug)]
 pub struct PrometheusMetrics {
@@ -43,6 +52,9 @@ pub struct PrometheusMetrics {
     stale: Counter,
     approvals: Family<OutcomeLabel, Counter>,
     latency: Histogram,
+    limited: Family<ReasonLabel, Counter>,
+    call_rate: Family<AgentVersionLabel, PercentGauge>,
+    anomalies: Family<AgentVersionLabel, Counter>,
 }
 
 impl Default for PrometheusMetrics {
@@ -56,6 +68,24 @@ impl Default for PrometheusMetrics {
         // 10 µs to ~0.33 s: decisions take tens of microseconds; a slow one
         // is an incident.
         let latency = Histogram::new(exponential_buckets(0.000_01, 2.0, 16));
+        let limited = Family::<ReasonLabel, Counter>::default();
+        let call_rate = Family::<AgentVersionLabel, PercentGauge>::default();
+        let anomalies = Family::<AgentVersionLabel, Counter>::default();
+        registry.register(
+            "limited",
+            "Denials by a limit (rate limit, run limit, budget), by reason code",
+            limited.clone(),
+        );
+        registry.register(
+            "call_rate_percent",
+            "Each agent version's calls this hour against its 7-day hourly average, in percent",
+            call_rate.clone(),
+        );
+        registry.register(
+            "anomalies",
+            "Anomaly alerts raised, by agent version",
+            anomalies.clone(),
+        );
         registry.register(
             "decisions",
             "Authorization decisions, by result (allow, deny, pending_approval)",
@@ -94,6 +124,9 @@ impl Default for PrometheusMetrics {
             stale,
             approvals,
             latency,
+            limited,
+            call_rate,
+            anomalies,
         }
     }
 }
@@ -149,8 +182,31 @@ impl PrometheusMetrics {
                 if reason == ReasonCode::PolicyStale {
                     self.stale.inc();
                 }
+                if r.limit.is_some() || reason == ReasonCode::RunIdRequired {
+                    self.limited
+                        .get_or_create(&ReasonLabel {
+                            reason: reason.as_str().to_owned(),
+                        })
+                        .inc();
+                }
             }
             Decision::Allow => {}
+        }
+    }
+
+    /// Shows the rates one anomaly watch found, and counts its alerts.
+    pub fn observe_watch(&self, watch: &crate::anomaly::Watch) {
+        let label = |r: &crate::anomaly::Rate| AgentVersionLabel {
+            agent: r.agent_id.clone(),
+            version: r.version.clone(),
+        };
+        for r in &watch.rates {
+            self.call_rate
+                .get_or_create(&label(r))
+                .set(r.rate_percent.unwrap_or(0.0));
+        }
+        for r in &watch.raised {
+            self.anomalies.get_or_create(&label(r)).inc();
         }
     }
 

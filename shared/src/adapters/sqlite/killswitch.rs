@@ -87,3 +87,18 @@ impl KillSwitchStore for SqliteStore {
         .await
     }
 }
+
+#[async_trait]
+impl crate::anomaly::ControlLog for SqliteStore {
+    async fn append_control(&self, event: &crate::audit::ControlEvent) -> Result<(), StoreError> {
+        let event = event.clone();
+        self.with_control(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(unavailable)?;
+            audit::append_control(&tx, &event)?;
+            tx.commit().map_err(unavailable)
+        })
+        .await
+    }
+}

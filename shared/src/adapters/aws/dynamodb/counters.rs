@@ -170,6 +170,61 @@ impl Counters for DynamoCounters {
         Ok(out.item.as_ref().map(counter_from))
     }
 
+    async fn counters(&self, keys: &[(String, i64)]) -> Result<Vec<Option<Counter>>, StoreError> {
+        // One BatchGetItem per 100 keys; what it leaves unprocessed is asked again.
+        let mut found: std::collections::HashMap<(String, i64), Counter> =
+            std::collections::HashMap::new();
+        for chunk in keys.chunks(100) {
+            let mut unique: Vec<&(String, i64)> = chunk.iter().collect();
+            unique.sort();
+            unique.dedup();
+            let mut pending: Vec<Item> = unique
+                .iter()
+                .map(|(k, w)| {
+                    Item::from([("pk".to_owned(), s(k)), ("window_start".to_owned(), n(w))])
+                })
+                .collect();
+            let mut attempts = 0;
+            while !pending.is_empty() {
+                attempts += 1;
+                if attempts > 8 {
+                    return Err(StoreError::Unavailable(
+                        "DynamoDB left counter reads unprocessed".into(),
+                    ));
+                }
+                let request = aws_sdk_dynamodb::types::KeysAndAttributes::builder()
+                    .set_keys(Some(pending))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(|e| unavailable(&e))?;
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(|e| unavailable(&e))?;
+                for item in out
+                    .responses
+                    .and_then(|mut r| r.remove(&self.table))
+                    .unwrap_or_default()
+                {
+                    let key = item.get("pk").and_then(|v| v.as_s().ok()).cloned();
+                    let window = number(&item, "window_start");
+                    if let (Some(key), Some(window)) = (key, window) {
+                        found.insert((key, window), counter_from(&item));
+                    }
+                }
+                pending = out
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.table))
+                    .map(|k| k.keys)
+                    .unwrap_or_default();
+            }
+        }
+        Ok(keys.iter().map(|k| found.get(k).cloned()).collect())
+    }
+
     async fn charge(&self, charges: &[Charge]) -> Result<Charged, StoreError> {
         if charges.is_empty() {
             return Ok(Charged::Applied);

@@ -206,6 +206,13 @@ impl DynamoDecisionLog {
 }
 
 #[async_trait]
+impl crate::anomaly::ControlLog for DynamoDecisionLog {
+    async fn append_control(&self, event: &crate::audit::ControlEvent) -> Result<(), StoreError> {
+        DynamoDecisionLog::append_control(self, event).await
+    }
+}
+
+#[async_trait]
 impl DecisionLog for DynamoDecisionLog {
     async fn append_charged(
         &self,

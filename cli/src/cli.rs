@@ -217,6 +217,9 @@ pub struct AuthorizeArgs {
     /// Environment.
     #[arg(long, default_value = "dev", value_parser = parse_env)]
     pub environment: Environment,
+    /// The run the call belongs to (agents with run limits must name one).
+    #[arg(long)]
+    pub run_id: Option<String>,
     /// Print the evaluation as JSON.
     #[arg(long)]
     pub json: bool,

@@ -177,6 +177,57 @@ impl Plan {
         self.meanings.push(meaning);
     }
 
+    /// One line per limit the call is counted against, for dry runs and reviews.
+    pub fn describe(&self) -> Vec<String> {
+        self.meanings
+            .iter()
+            .map(|m| match m {
+                Meaning::Rate {
+                    tool,
+                    per,
+                    limit,
+                    window_seconds,
+                    ..
+                } => format!(
+                    "rate_limit of `{tool}`: {limit} calls per {} per {}",
+                    per.as_str(),
+                    window_words(*window_seconds)
+                ),
+                Meaning::Run { limits, call_cost } => {
+                    let mut parts = Vec::new();
+                    if let Some(c) = limits.max_calls {
+                        parts.push(format!("{c} calls"));
+                    }
+                    if let Some(s) = limits.max_seconds {
+                        parts.push(format!("{s} seconds"));
+                    }
+                    if let Some(c) = limits.max_cost_usd {
+                        parts.push(format!("{c}"));
+                    }
+                    if let Some(t) = limits.max_tokens {
+                        parts.push(format!("{t} tokens"));
+                    }
+                    format!(
+                        "run limits: at most {} per run; this call costs {call_cost}",
+                        parts.join(", ")
+                    )
+                }
+                Meaning::Budget {
+                    id,
+                    per,
+                    max,
+                    window_seconds,
+                    call_cost,
+                    ..
+                } => format!(
+                    "budget `{id}`: {max} per {} per {}; this call costs {call_cost}",
+                    per.as_str(),
+                    window_words(*window_seconds)
+                ),
+            })
+            .collect()
+    }
+
     /// The deny reason, and the limit with its count, for the refusal of
     /// charge `index` whose counter was `current`, at `now`.
     pub fn refusal(

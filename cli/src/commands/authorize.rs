@@ -26,7 +26,8 @@ pub fn run(args: &AuthorizeArgs) -> anyhow::Result<ExitCode> {
         roles: args.roles.clone(),
         organization: args.org.clone(),
     };
-    let eval = engine.decide(&DecisionInput {
+    let now = time::OffsetDateTime::now_utc();
+    let mut eval = engine.decide(&DecisionInput {
         agent_id: &args.agent,
         user: &user,
         tool_id: &args.tool,
@@ -34,8 +35,30 @@ pub fn run(args: &AuthorizeArgs) -> anyhow::Result<ExitCode> {
         arguments: &arguments,
         session_id: None,
         environment: args.environment,
-        now: time::OffsetDateTime::now_utc(),
+        now,
     });
+    // The limits an allowed call would be counted against; a dry run has
+    // no counters, so it shows them and counts nothing.
+    let limits = match governance::limits::plan(
+        engine.registry(),
+        &governance::limits::Call {
+            agent: engine.agent(&args.agent),
+            tool: engine.tool(&args.tool),
+            user: &user,
+            run_id: args.run_id.as_deref(),
+            session_id: None,
+            decision: eval.decision,
+            now,
+        },
+    ) {
+        Ok(plan) => plan.describe(),
+        Err(refused) => {
+            eval.decision = governance::model::Decision::Deny;
+            eval.reasons = vec![refused.reason];
+            eval.determining_policies.clear();
+            Vec::new()
+        }
+    };
     if args.json {
         println!(
             "{}",
@@ -45,6 +68,7 @@ pub fn run(args: &AuthorizeArgs) -> anyhow::Result<ExitCode> {
                 "determining_policies": eval.determining_policies,
                 "errors": eval.errors,
                 "agent_version": eval.agent_version,
+                "limits": limits,
                 "policy_hash": engine.version().content_hash,
             }))?
         );
@@ -69,6 +93,12 @@ pub fn run(args: &AuthorizeArgs) -> anyhow::Result<ExitCode> {
                 for line in text.lines() {
                     println!("    {line}");
                 }
+            }
+        }
+        if !limits.is_empty() {
+            println!("limits (a dry run counts nothing; the call is counted if allowed):");
+            for l in &limits {
+                println!("  - {l}");
             }
         }
         println!("policy: {} (unpublished)", engine.version().content_hash);

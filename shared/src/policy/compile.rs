@@ -744,4 +744,63 @@ mod tests {
         });
         assert!(errors(&bundle).is_empty());
     }
+
+    #[test]
+    fn limits_that_cannot_mean_anything_are_errors_at_their_line() {
+        let cases = [
+            (
+                "run_limits: { max_calls: 20, max_seconds: 60, max_cost_usd: 2 }",
+                "run_limits: { max_calls: 0, max_seconds: 60, max_cost_usd: 2 }",
+                "run_limits.max_calls of agent `meridian-loan-agent` must be above zero",
+            ),
+            (
+                "    max_cost_usd: 50\n",
+                "    max_cost_usd: 0\n",
+                "budget `user-daily` must allow more than $0",
+            ),
+            (
+                "rate_limit: { limit: 50, per: user, window_seconds: 86400 }",
+                "rate_limit: { limit: 50, per: user, window_seconds: 0 }",
+                "rate_limit of tool `pull_credit_report` needs a limit above zero",
+            ),
+            (
+                "anomaly: { threshold_percent: 150 }",
+                "anomaly: { threshold_percent: 90 }",
+                "anomaly.threshold_percent of agent `meridian-loan-agent` must be above 100",
+            ),
+            (
+                "  - id: org-daily",
+                "  - id: user-daily",
+                "budget `user-daily` is defined twice",
+            ),
+        ];
+        for (from, to, message) in cases {
+            let bundle = example_with(|r| {
+                assert!(r.contains(from), "{from}");
+                r.replacen(from, to, 1)
+            });
+            let errs = errors(&bundle);
+            assert_eq!(errs.len(), 1, "{to}: {errs:?}");
+            assert!(errs[0].message.contains(message), "{}", errs[0]);
+            let text = &bundle.files[REGISTRY_FILE];
+            let expected = text
+                .lines()
+                .enumerate()
+                .filter(|(_, l)| l.contains(to.trim()))
+                .map(|(i, _)| i + 1)
+                .last()
+                .unwrap();
+            assert_eq!(errs[0].line, expected, "{to}: {}", errs[0]);
+        }
+        // A negative amount is refused by the parser, with its line.
+        let bundle = example_with(|r| r.replacen("cost_usd: 0.05", "cost_usd: -0.05", 1));
+        let diags = compile(&bundle).unwrap_err();
+        assert!(
+            diags
+                .iter()
+                .any(|d| d.message.contains("is not an amount of dollars")
+                    && d.line == line_of(&bundle.files[REGISTRY_FILE], "cost_usd: -0.05")),
+            "{diags:?}"
+        );
+    }
 }

@@ -483,14 +483,8 @@ impl DynamoApprovals {
             TransactWriteItem::builder().put(put).build(),
         ];
         items.extend(extra);
-        let written = self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await;
-        match written {
-            Ok(_) => Ok(Written::Done),
+        match super::counters::transact(&self.client, items).await {
+            Ok(()) => Ok(Written::Done),
             Err(e) => match e.as_service_error() {
                 Some(
                     aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c),

@@ -17,6 +17,8 @@
 //! call that crosses its limit.
 
 use async_trait::async_trait;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     CancellationReason, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
@@ -139,6 +141,55 @@ pub(super) fn charge_item(table: &str, c: &Charge) -> Result<TransactWriteItem, 
     Ok(TransactWriteItem::builder().update(update).build())
 }
 
+/// How often a transaction cancelled only by conflicts is sent again.
+const CONFLICT_ATTEMPTS: u32 = 5;
+
+/// Whether DynamoDB cancelled a transaction only because another one was
+/// writing the same items (no condition failed): sending it again is safe.
+fn only_conflicts(e: &SdkError<TransactWriteItemsError>) -> bool {
+    let Some(TransactWriteItemsError::TransactionCanceledException(c)) = e.as_service_error()
+    else {
+        return false;
+    };
+    let codes: Vec<&str> = c
+        .cancellation_reasons()
+        .iter()
+        .filter_map(|r| r.code())
+        .filter(|code| *code != "None")
+        .collect();
+    !codes.is_empty() && codes.iter().all(|code| *code == "TransactionConflict")
+}
+
+/// Sends one transaction. Concurrent transactions on one item (a hot
+/// budget or rate-limit counter) cancel each other with
+/// `TransactionConflict`, although nothing is wrong with either: such a
+/// cancellation is sent again, after a short random pause, a few times.
+/// Each attempt carries its own client request token, so that the SDK's
+/// retry of an attempt whose answer was lost cannot apply it twice.
+pub(super) async fn transact(
+    client: &Client,
+    items: Vec<TransactWriteItem>,
+) -> Result<(), SdkError<TransactWriteItemsError>> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let out = client
+            .transact_write_items()
+            .set_transact_items(Some(items.clone()))
+            .client_request_token(uuid::Uuid::new_v4().to_string())
+            .send()
+            .await;
+        match out {
+            Err(e) if attempt < CONFLICT_ATTEMPTS && only_conflicts(&e) => {
+                let pause = 5_u64 << attempt;
+                let jitter = u64::from(uuid::Uuid::new_v4().as_bytes()[0]) % pause;
+                tokio::time::sleep(std::time::Duration::from_millis(pause + jitter)).await;
+            }
+            other => return other.map(drop),
+        }
+    }
+}
+
 /// The first charge whose condition cancelled a transaction, given the
 /// cancellation reasons of all its items and where the charges start among
 /// them, with its counter as it was.
@@ -233,14 +284,8 @@ impl Counters for DynamoCounters {
             .iter()
             .map(|c| charge_item(&self.table, c))
             .collect::<Result<Vec<_>, _>>()?;
-        let out = self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await;
-        match out {
-            Ok(_) => Ok(Charged::Applied),
+        match transact(&self.client, items).await {
+            Ok(()) => Ok(Charged::Applied),
             Err(e) => {
                 let refused = e
                     .as_service_error()

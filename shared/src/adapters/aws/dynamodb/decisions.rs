@@ -167,18 +167,8 @@ impl DynamoDecisionLog {
                 items.push(super::counters::charge_item(counters, c)?);
             }
         }
-        let result = self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            // The SDK retries a request whose answer was lost; the token
-            // makes a retry of a transaction that did commit succeed
-            // without adding its charges twice.
-            .client_request_token(uuid::Uuid::new_v4().to_string())
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(Appended::Stored),
+        match super::counters::transact(&self.client, items).await {
+            Ok(()) => Ok(Appended::Stored),
             Err(e) => {
                 let reasons = e
                     .as_service_error()

@@ -4,7 +4,7 @@
 
 // The harness's helpers are not `#[test]` functions, which is all that
 // `allow-unwrap-in-tests` covers.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
 use std::path::Path;
 use std::sync::Arc;

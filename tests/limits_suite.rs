@@ -98,6 +98,29 @@ pub trait LimitsHost: Sync {
     fn anomaly_metric(&self, agent: &str, version: &str) -> f64;
 }
 
+/// The `govctl agent disable|enable` arguments of a switch, without where
+/// the switch is (each host adds its data directory or stack).
+pub fn switch_args<'a>(
+    disable: bool,
+    agent: &'a str,
+    version: Option<&'a str>,
+    reason: &'a str,
+) -> Vec<&'a str> {
+    let mut args = vec![
+        "agent",
+        if disable { "disable" } else { "enable" },
+        agent,
+        "--reason",
+        reason,
+        "--by",
+        "oncall",
+    ];
+    if let Some(v) = version {
+        args.extend(["--version", v]);
+    }
+    args
+}
+
 /// A day of no importance, at `hh:mm:ss` UTC.
 fn at(hh: u8, mm: u8, ss: u8) -> OffsetDateTime {
     time::Date::from_calendar_date(2027, time::Month::March, 1)

@@ -25,7 +25,7 @@ use time::OffsetDateTime;
 use crate::audit::{ControlAction, ControlEvent};
 use crate::clock::rfc3339;
 use crate::killswitch::{Disablement, Switch};
-use crate::limits::{Amounts, Charge, Charged, Maxima};
+use crate::limits::{part, Amounts, Charge, Charged, Maxima};
 use crate::metrics::{MetricDatum, Unit};
 use crate::model::{default_anomaly_percent, Registry};
 use crate::ports::{Counters, KillSwitchStore, StoreError};
@@ -38,10 +38,6 @@ const DAY: i64 = 86_400;
 
 /// Who the kill switch names when an alert disables a version.
 pub const DETECTOR: &str = "anomaly-detector";
-
-fn part(s: &str) -> String {
-    format!("{}:{s}", s.len())
-}
 
 fn hour_key(agent_id: &str, version: &str) -> String {
     format!("calls-hour#{}#{}", part(agent_id), part(version))

@@ -483,7 +483,7 @@ fn run_refusal(
 }
 
 /// Length-prefixed, so that no pair of parts spells another's key.
-fn part(s: &str) -> String {
+pub(crate) fn part(s: &str) -> String {
     format!("{}:{s}", s.len())
 }
 

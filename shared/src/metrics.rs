@@ -210,6 +210,40 @@ mod tests {
     }
 
     #[test]
+    fn limit_denials_count_by_reason_and_spent_budgets_count_apart() {
+        let hit = |name: &str| crate::model::LimitHit {
+            name: name.into(),
+            unit: "calls".into(),
+            per: "user".into(),
+            limit: 1.into(),
+            current: 1.into(),
+            window_seconds: None,
+            resets_at: None,
+            retry_after_seconds: None,
+        };
+        let mut rate = record(Decision::Deny, &[ReasonCode::RateLimited]);
+        rate.limit = Some(hit("rate_limit:t"));
+        let d = datums(&rate);
+        let limited: Vec<_> = d.iter().filter(|d| d.name == LIMIT_DENIED).collect();
+        assert_eq!(limited.len(), 1);
+        assert_eq!(
+            limited[0].dimensions[1],
+            ("Reason", "rate_limited".to_owned())
+        );
+        assert!(d.iter().all(|d| d.name != BUDGET_EXHAUSTED));
+        let mut budget = record(Decision::Deny, &[ReasonCode::UserBudgetExhausted]);
+        budget.limit = Some(hit("budget:user-daily"));
+        let d = datums(&budget);
+        assert_eq!(d.iter().filter(|d| d.name == LIMIT_DENIED).count(), 1);
+        assert_eq!(d.iter().filter(|d| d.name == BUDGET_EXHAUSTED).count(), 1);
+        // A call without its run counts as a limit denial too; a policy deny does not.
+        let d = datums(&record(Decision::Deny, &[ReasonCode::RunIdRequired]));
+        assert_eq!(d.iter().filter(|d| d.name == LIMIT_DENIED).count(), 1);
+        let d = datums(&record(Decision::Deny, &[ReasonCode::ToolNotGranted]));
+        assert!(d.iter().all(|d| d.name != LIMIT_DENIED));
+    }
+
+    #[test]
     fn every_decision_counts_and_denials_count_more() {
         let allow = datums(&record(Decision::Allow, &[ReasonCode::Allowed]));
         assert_eq!(names(&allow), [DECISIONS, DECISION_LATENCY]);

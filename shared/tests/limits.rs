@@ -184,3 +184,69 @@ async fn an_approved_call_consumes_when_its_grant_is_used_and_a_refused_grant_st
         "a denied call consumes nothing"
     );
 }
+
+/// An agent that asks for it is disabled by its own alert, by the anomaly
+/// detector, and the alert and the switch are both in the audit trail.
+#[tokio::test]
+async fn an_alert_disables_the_version_of_an_agent_that_asks_for_it() {
+    use governance::anomaly::{call_charges, watch, Alerting};
+    use governance::ports::KillSwitchStore;
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    let mut bundle =
+        PolicyBundle::from_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/policies"))
+            .unwrap();
+    let registry = bundle.files.get_mut("registry.yaml").unwrap();
+    *registry = registry.replace(
+        "anomaly: { threshold_percent: 150 }",
+        "anomaly: { threshold_percent: 150, auto_disable: true }",
+    );
+    let registry = governance::policy::compile(&bundle).unwrap().registry;
+    // 111 calls over the last seven days, then one this hour: 151%.
+    for i in 0..111_i64 {
+        let at = NOW - time::Duration::days(1 + i % 7);
+        store
+            .charge(&call_charges("meridian-loan-agent", "3.0.1", at))
+            .await
+            .unwrap();
+    }
+    store
+        .charge(&call_charges("meridian-loan-agent", "3.0.1", NOW))
+        .await
+        .unwrap();
+    let alerting = Alerting {
+        counters: &store,
+        control: &store,
+        killswitch: &store,
+    };
+    let found = watch(&alerting, &registry, ("v1", "h1"), NOW)
+        .await
+        .unwrap();
+    assert_eq!(found.raised.len(), 1, "{:?}", found.rates);
+    let disabled = store.disabled().await.unwrap();
+    assert_eq!(disabled.len(), 1);
+    assert_eq!(disabled[0].agent_id, "meridian-loan-agent");
+    assert_eq!(disabled[0].version.as_deref(), Some("3.0.1"));
+    assert_eq!(disabled[0].by, "anomaly-detector");
+    assert!(
+        disabled[0].reason.contains("151%"),
+        "{}",
+        disabled[0].reason
+    );
+    // Another watch in the same hour raises nothing more.
+    let again = watch(&alerting, &registry, ("v1", "h1"), NOW)
+        .await
+        .unwrap();
+    assert!(again.raised.is_empty());
+    let events: Vec<String> = store
+        .blocking(|c| {
+            let mut stmt = c
+                .prepare("SELECT json_extract(event, '$.action') FROM control_events ORDER BY seq")
+                .unwrap();
+            let rows = stmt.query_map([], |r| r.get(0)).unwrap();
+            Ok(rows.map(Result::unwrap).collect())
+        })
+        .unwrap();
+    assert_eq!(events, ["anomaly_detected", "agent_disabled"]);
+}

@@ -104,18 +104,7 @@ impl LimitsHost for Cloud {
     }
 
     fn switch(&self, disable: bool, agent: &str, version: Option<&str>, reason: &str) {
-        let mut args = vec![
-            "agent",
-            if disable { "disable" } else { "enable" },
-            agent,
-            "--reason",
-            reason,
-            "--by",
-            "oncall",
-        ];
-        if let Some(v) = version {
-            args.extend(["--version", v]);
-        }
+        let args = limits_suite::switch_args(disable, agent, version, reason);
         let out = self.stack.govctl(&args);
         assert!(
             out.status.success(),

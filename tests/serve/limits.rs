@@ -103,18 +103,7 @@ impl LimitsHost for Local {
     }
 
     fn switch(&self, disable: bool, agent: &str, version: Option<&str>, reason: &str) {
-        let mut args = vec![
-            "agent",
-            if disable { "disable" } else { "enable" },
-            agent,
-            "--reason",
-            reason,
-            "--by",
-            "oncall",
-        ];
-        if let Some(v) = version {
-            args.extend(["--version", v]);
-        }
+        let args = limits_suite::switch_args(disable, agent, version, reason);
         self.server.govctl(&args);
     }
 

@@ -93,13 +93,7 @@ impl AnomalyWatchHandler {
         )
         .await
         .map_err(|e| store_error(&e))?;
-        let points = found.datums();
-        if !points.is_empty() {
-            self.sink
-                .put(&points)
-                .await
-                .map_err(|e| HandlerError::new(ErrorType::MetricsUnavailable, e.to_string()))?;
-        }
+        super::publish(self.sink.as_ref(), &found.datums()).await?;
         tracing::info!(
             target: "anomaly_watch",
             agents = found.rates.len(),

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::stream::{decisions, is_stream_event};
-use super::{ErrorType, HandlerError};
+use super::HandlerError;
 use crate::metrics::{approval_datums, datums};
 use crate::model::DecisionRecord;
 use crate::ports::MetricSink;
@@ -68,12 +68,7 @@ impl DenialMetricsHandler {
             let points = datums(&record);
             (vec![*record], points)
         };
-        if !points.is_empty() {
-            self.sink
-                .put(&points)
-                .await
-                .map_err(|e| HandlerError::new(ErrorType::MetricsUnavailable, e.to_string()))?;
-        }
+        super::publish(self.sink.as_ref(), &points).await?;
         tracing::info!(
             target: "denial_metrics",
             decisions = records.len(),

@@ -26,6 +26,19 @@ use lambda_runtime::{Context, Diagnostic, LambdaEvent, Service as _};
 
 use crate::ports::StoreError;
 
+/// Publishes data points, if there are any; a failure is retried.
+async fn publish(
+    sink: &dyn crate::ports::MetricSink,
+    points: &[crate::metrics::MetricDatum],
+) -> Result<(), HandlerError> {
+    if points.is_empty() {
+        return Ok(());
+    }
+    sink.put(points)
+        .await
+        .map_err(|e| HandlerError::new(ErrorType::MetricsUnavailable, e.to_string()))
+}
+
 /// The stable error types a handler fails with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorType {

@@ -695,30 +695,38 @@ fn containment_for(
     conn: &Connection,
     record: &DecisionRecord,
 ) -> Result<Option<ControlEvent>, StoreError> {
-    let bodies: Vec<String> = conn
-        .prepare(
-            "SELECT event FROM control_events
-             WHERE json_extract(event, '$.agent_id') = ?1 AND timestamp <= ?2
-             ORDER BY seq DESC",
-        )
-        .and_then(|mut s| {
-            s.query_map(params![record.agent_id, record.timestamp], |r| r.get(0))?
-                .collect()
-        })
-        .map_err(unavailable)?;
-    for body in bodies {
-        let event: ControlEvent = serde_json::from_str(&body).map_err(corrupt)?;
-        let covers = match &event.agent_version {
+    let switches = control_events(
+        conn,
+        "json_extract(event, '$.agent_id') = ?1 AND timestamp <= ?2
+         AND json_extract(event, '$.action') IN ('agent_disabled', 'agent_enabled')
+         ORDER BY seq DESC",
+        params![record.agent_id, record.timestamp],
+    )?;
+    Ok(switches
+        .into_iter()
+        .find(|e| match &e.agent_version {
             None => true,
             Some(v) => record.agent_version.as_deref() == Some(v.as_str()),
-        };
-        if covers {
-            return Ok(
-                (event.action == crate::audit::ControlAction::AgentDisabled).then_some(event)
-            );
-        }
-    }
-    Ok(None)
+        })
+        .filter(|e| e.action == crate::audit::ControlAction::AgentDisabled))
+}
+
+/// The control events `condition` (with its ordering) selects, decoded.
+fn control_events(
+    conn: &Connection,
+    condition: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<ControlEvent>, StoreError> {
+    let bodies: Vec<String> = conn
+        .prepare(&format!(
+            "SELECT event FROM control_events WHERE {condition}"
+        ))
+        .and_then(|mut s| s.query_map(params, |r| r.get(0))?.collect())
+        .map_err(unavailable)?;
+    bodies
+        .iter()
+        .map(|b| serde_json::from_str(b).map_err(corrupt))
+        .collect()
 }
 
 /// The publication of `version` and its activations up to `until`.
@@ -727,20 +735,11 @@ fn control_for(
     version: &str,
     until: &str,
 ) -> Result<Vec<ControlEvent>, StoreError> {
-    let bodies: Vec<String> = conn
-        .prepare(
-            "SELECT event FROM control_events
-             WHERE json_extract(event, '$.version_id') = ?1 AND timestamp <= ?2
-               AND json_extract(event, '$.agent_id') IS NULL
-             ORDER BY seq",
-        )
-        .and_then(|mut s| {
-            s.query_map(params![version, until], |r| r.get(0))?
-                .collect()
-        })
-        .map_err(unavailable)?;
-    bodies
-        .iter()
-        .map(|b| serde_json::from_str(b).map_err(corrupt))
-        .collect()
+    control_events(
+        conn,
+        "json_extract(event, '$.version_id') = ?1 AND timestamp <= ?2
+         AND json_extract(event, '$.agent_id') IS NULL
+         ORDER BY seq",
+        params![version, until],
+    )
 }

@@ -413,6 +413,10 @@ impl AuthorizeService {
             run_id: request.run_id,
             limit: None,
         };
+        // What the policy decided, before any limit: a repeat is measured
+        // against it, so that a replay of an allow is never taken for a
+        // new call because a limit has filled since.
+        let policy_decision = record.decision;
         let (mut record, mut charges) = match planned {
             Ok(plan) => (record, plan),
             Err(refused) => (record.limited(refused.reason, None), Plan::default()),
@@ -437,7 +441,8 @@ impl AuthorizeService {
             .map(|a| call_charges(&a.id, &a.version, now).to_vec())
             .unwrap_or_default();
         let mut supersedes: Option<String> = None;
-        for attempt in 1..=MAX_KEY_ATTEMPTS {
+        let mut attempt = 0;
+        loop {
             let all: Vec<Charge> = charges.charges.iter().chain(&counting).cloned().collect();
             let appended = self
                 .log
@@ -445,15 +450,23 @@ impl AuthorizeService {
                 .await;
             match appended {
                 Ok(Appended::Stored) => break,
-                Ok(Appended::OverLimit { index, current }) => {
+                // Once at most: the deny that takes its place charges nothing.
+                Ok(Appended::OverLimit { index, current }) if !charges.charges.is_empty() => {
                     // A limit is used up: the call is a deny, recorded in
-                    // its place, that charges nothing.
+                    // its place.
                     let (reason, hit) = charges.refusal(index, current.as_ref(), now);
                     record = record.limited(reason, Some(hit));
                     charges = Plan::default();
                 }
-                Ok(Appended::DuplicateKey) if attempt < MAX_KEY_ATTEMPTS => {
-                    match self.repeat(&record).await {
+                Ok(Appended::OverLimit { .. }) => {
+                    return Err(self.not_recorded(
+                        record,
+                        StoreError::Corrupt("an unconditional charge was refused".into()),
+                    ))
+                }
+                Ok(Appended::DuplicateKey) if attempt + 1 < MAX_KEY_ATTEMPTS => {
+                    attempt += 1;
+                    match self.repeat(&record, policy_decision).await {
                         Ok(Repeat::Replay(previous)) => return Ok(previous),
                         Ok(Repeat::Supersede(previous)) => supersedes = Some(previous),
                         Ok(Repeat::Reused(holder)) => {
@@ -603,9 +616,15 @@ impl AuthorizeService {
     /// (agent, user, tool, arguments) under the same policy version with the
     /// same outcome, so that neither another user, nor a newer policy (a
     /// disabled agent, a revoked grant), nor a time-bound rule that has since
-    /// closed is ever answered from an old allow. The claim's 24-hour end
-    /// bounds the age of anything replayed.
-    async fn repeat(&self, record: &DecisionRecord) -> Result<Repeat, StoreError> {
+    /// closed is ever answered from an old allow. The outcome compared is
+    /// `decided`, the policy's, before limits: an allow's replay charges
+    /// nothing, so a limit that filled since does not make it a new call.
+    /// The claim's 24-hour end bounds the age of anything replayed.
+    async fn repeat(
+        &self,
+        record: &DecisionRecord,
+        decided: Decision,
+    ) -> Result<Repeat, StoreError> {
         let key = record.idempotency_key.as_deref().unwrap_or_default();
         let holder = self
             .log
@@ -621,9 +640,7 @@ impl AuthorizeService {
             && holder.arguments_hash == record.arguments_hash;
         Ok(if !same_call {
             Repeat::Reused(holder)
-        } else if holder.policy_version == record.policy_version
-            && holder.decision == record.decision
-        {
+        } else if holder.policy_version == record.policy_version && holder.decision == decided {
             Repeat::Replay(holder)
         } else {
             Repeat::Supersede(holder.decision_id)

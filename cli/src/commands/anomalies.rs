@@ -59,7 +59,7 @@ pub fn run(dir: &Path, days: i64, json: bool) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{:<28} {:<10} {:>10} {:>14} {:>8} {:>10}",
+        "{:<28} {:<10} {:>10} {:>14} {:>10} {:>10}",
         "AGENT", "VERSION", "THIS HOUR", "7-DAY AVG/H", "RATE", "THRESHOLD"
     );
     for r in &rates {
@@ -67,7 +67,7 @@ pub fn run(dir: &Path, days: i64, json: bool) -> anyhow::Result<ExitCode> {
             .rate_percent
             .map_or_else(|| "no history".to_owned(), |p| format!("{p:.0}%"));
         println!(
-            "{:<28} {:<10} {:>10} {:>14.2} {:>8} {:>9}%{}",
+            "{:<28} {:<10} {:>10} {:>14.2} {:>10} {:>9}%{}",
             r.agent_id,
             r.version,
             r.calls_this_hour,

@@ -160,6 +160,9 @@ fn registry(size: &Size, rng: &mut Lcg) -> Registry {
                     timeout_seconds: None,
                 }),
                 arguments,
+                server: None,
+                upstream_tool: None,
+                idempotency: None,
             }
         })
         .collect();
@@ -208,6 +211,7 @@ fn registry(size: &Size, rng: &mut Lcg) -> Registry {
         tools,
         agents,
         budgets: Vec::new(),
+        servers: Vec::new(),
     }
 }
 

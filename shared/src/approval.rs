@@ -208,6 +208,7 @@ pub fn outcome_record(
             approver,
             comment,
         }),
+        execution: None,
     }
 }
 

@@ -16,6 +16,7 @@ pub mod approval;
 pub mod audit;
 pub mod auth;
 pub mod clock;
+pub mod gateway;
 pub mod handlers;
 pub mod http;
 pub mod killswitch;

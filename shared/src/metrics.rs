@@ -41,6 +41,11 @@ pub const BUDGET_EXHAUSTED: &str = "BudgetExhausted";
 pub const CALL_RATE_PERCENT: &str = "CallRatePercent";
 /// Anomaly alerts raised, per agent version and in total; the template alarms on any.
 pub const ANOMALY_DETECTED: &str = "AnomalyDetected";
+/// Calls the MCP gateway forwarded, by tool and status (`succeeded`,
+/// `tool_error`, `upstream_error`).
+pub const UPSTREAM_CALLS: &str = "UpstreamCalls";
+/// Time upstream servers took to answer forwarded calls, by tool.
+pub const UPSTREAM_LATENCY: &str = "UpstreamLatency";
 
 /// What a data point's value measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -49,6 +54,8 @@ pub enum Unit {
     Count,
     /// A duration; each value is kept, so that percentiles can be taken.
     Microseconds,
+    /// A duration in milliseconds; each value is kept.
+    Milliseconds,
     /// A ratio in percent; each value is kept.
     Percent,
 }
@@ -83,6 +90,26 @@ fn count(name: &'static str, dimensions: Vec<(&'static str, String)>) -> MetricD
 /// counted by [`approval_datums`].
 pub fn datums(record: &DecisionRecord) -> Vec<MetricDatum> {
     let env = || ("Environment", record.environment.clone());
+    if let Some(e) = &record.execution {
+        // A forwarded call's outcome: not a decision.
+        #[allow(clippy::cast_precision_loss)] // milliseconds fit an f64's mantissa
+        return vec![
+            count(
+                UPSTREAM_CALLS,
+                vec![
+                    env(),
+                    ("Tool", record.tool_id.clone()),
+                    ("Status", e.status.as_str().to_owned()),
+                ],
+            ),
+            MetricDatum {
+                name: UPSTREAM_LATENCY,
+                dimensions: vec![env(), ("Tool", record.tool_id.clone())],
+                value: e.duration_ms as f64,
+                unit: Unit::Milliseconds,
+            },
+        ];
+    }
     let mut out = Vec::new();
     if record.approval.is_none() {
         out.push(count(

@@ -207,6 +207,32 @@ pub trait KillSwitchStore: Send + Sync {
     async fn switch(&self, change: &crate::killswitch::Switch) -> Result<bool, StoreError>;
 }
 
+/// One exact call: the hash of its agent, user, tool and arguments hash,
+/// which approvals of that call are found by.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CallKey(pub String);
+
+impl CallKey {
+    /// The key of `record`'s call.
+    pub fn of(record: &DecisionRecord) -> Self {
+        Self::new(
+            &record.agent_id,
+            &record.user_id,
+            &record.tool_id,
+            &record.arguments_hash,
+        )
+    }
+    /// The key of a call.
+    pub fn new(agent_id: &str, user_id: &str, tool_id: &str, arguments_hash: &str) -> Self {
+        let mut h = Sha256::new();
+        for part in [agent_id, user_id, tool_id, arguments_hash] {
+            h.update((part.len() as u64).to_be_bytes());
+            h.update(part.as_bytes());
+        }
+        Self(hex::encode(h.finalize()))
+    }
+}
+
 /// A call waiting for a human.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ApprovalRequest {
@@ -356,6 +382,12 @@ pub trait ApprovalStore: Send + Sync {
     async fn get(&self, approval_id: &str) -> Result<Option<ApprovalItem>, StoreError>;
     /// The approval an approver link's review id opens, if any.
     async fn find_by_review(&self, review: &ReviewKey) -> Result<Option<ApprovalItem>, StoreError>;
+    /// The newest approval of exactly the call `call` names that is still
+    /// open: pending, approved, or granted with its grant unused (whether
+    /// it has expired is the caller's to check). The MCP gateway finds an
+    /// approval this way, since its clients repeat a call rather than name
+    /// the approval.
+    async fn open_for_call(&self, call: &CallKey) -> Result<Option<ApprovalItem>, StoreError>;
     /// Records a human's answer if the approval is still pending.
     async fn decide(
         &self,
@@ -519,6 +551,71 @@ pub trait Metrics: Send + Sync {
 pub trait Clock: Send + Sync {
     /// Now, UTC.
     fn now(&self) -> OffsetDateTime;
+}
+
+/// Why an upstream MCP server gave no answer. Whether a forwarded call ran
+/// upstream is then unknown.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum UpstreamError {
+    /// The server could not be reached or spoke no MCP.
+    #[error("the upstream server is unavailable: {0}")]
+    Unavailable(String),
+    /// The server did not answer in time.
+    #[error("the upstream server did not answer within {0} s")]
+    Timeout(u64),
+    /// The server answered with a JSON-RPC error.
+    #[error("the upstream server answered with error {code}: {message}")]
+    Rpc {
+        /// The JSON-RPC error code.
+        code: i32,
+        /// Its message.
+        message: String,
+    },
+    /// This host cannot use the endpoint (a stdio command on AWS Lambda) or
+    /// its credential is missing.
+    #[error("{0}")]
+    Unusable(String),
+}
+
+/// One upstream MCP server, connected. Requests and results are the
+/// protocol's JSON objects, so that the domain does not depend on an SDK.
+#[async_trait]
+pub trait Upstream: Send + Sync {
+    /// Every tool the server offers (all pages): MCP `Tool` objects.
+    async fn list_tools(&self) -> Result<Vec<serde_json::Value>, UpstreamError>;
+    /// Calls the tool `name` and returns its MCP `CallToolResult`.
+    async fn call_tool(
+        &self,
+        name: &str,
+        arguments: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<serde_json::Value, UpstreamError>;
+    /// Sends any other request (`resources/read`, `prompts/get`, …) and
+    /// returns its result.
+    async fn request(
+        &self,
+        method: &str,
+        params: serde_json::Value,
+    ) -> Result<serde_json::Value, UpstreamError>;
+}
+
+/// The connections to upstream servers, made on first use and kept.
+#[async_trait]
+pub trait Upstreams: Send + Sync {
+    /// The connection to `server` at `endpoint` (the one of the environment
+    /// the control plane runs in), with the server's configured credential.
+    async fn connect(
+        &self,
+        server: &crate::model::ServerSpec,
+        endpoint: &crate::model::Endpoint,
+    ) -> Result<std::sync::Arc<dyn Upstream>, UpstreamError>;
+}
+
+/// The secrets the gateway presents to upstream servers, from the host's
+/// configuration (never from an agent).
+#[async_trait]
+pub trait Secrets: Send + Sync {
+    /// The secret named `name`, or why there is none.
+    async fn secret(&self, name: &str) -> Result<String, UpstreamError>;
 }
 
 /// The id of a version: it commits to the content and to the history.

@@ -283,6 +283,24 @@ impl AuthorizeService {
         request: AuthorizeRequest,
         trace_id: String,
     ) -> Result<DecisionRecord, ServiceError> {
+        self.authorize_gated(agent_id, user, request, trace_id, None)
+            .await
+    }
+
+    /// [`AuthorizeService::authorize`] for a host that can carry out the
+    /// call only if `gate` is `None`: the MCP gateway, for a tool it cannot
+    /// reach from this environment. A call the policy would allow or send
+    /// for approval is then denied with the `gate` reason instead, and
+    /// recorded like any other decision; a call the policy denies keeps the
+    /// policy's reasons.
+    pub async fn authorize_gated(
+        &self,
+        agent_id: &str,
+        user: &UserContext,
+        request: AuthorizeRequest,
+        trace_id: String,
+        gate: Option<Reason>,
+    ) -> Result<DecisionRecord, ServiceError> {
         let started = Instant::now();
         check_len("tool_id", Some(&request.tool_id), limits::MAX_ID_LEN)?;
         check_len(
@@ -356,6 +374,16 @@ impl AuthorizeService {
                 now,
             }),
         };
+        let evaluation = match gate {
+            Some(reason) if evaluation.decision != Decision::Deny => Evaluation {
+                decision: Decision::Deny,
+                reasons: vec![reason],
+                determining_policies: Vec::new(),
+                errors: Vec::new(),
+                agent_version: evaluation.agent_version,
+            },
+            _ => evaluation,
+        };
         // The limits come after the policy: they count only what it lets
         // through (see `crate::limits`). A call with an approval is charged
         // as the allow its grant makes it.
@@ -410,6 +438,7 @@ impl AuthorizeService {
             approval_id: (evaluation.decision == Decision::PendingApproval)
                 .then(|| uuid::Uuid::new_v4().simple().to_string()),
             approval: None,
+            execution: None,
             run_id: request.run_id,
             limit: None,
         };

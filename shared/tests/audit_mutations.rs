@@ -73,6 +73,7 @@ fn record(i: usize) -> DecisionRecord {
         latency_us: 20,
         approval_id: None,
         approval: None,
+        execution: None,
     }
 }
 

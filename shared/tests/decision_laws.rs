@@ -567,6 +567,9 @@ fn resolve(w: &WorldGen) -> (Registry, Vec<Rule>) {
                     timeout_seconds: None,
                 }),
                 arguments,
+                server: None,
+                upstream_tool: None,
+                idempotency: None,
             }
         })
         .collect();
@@ -687,6 +690,7 @@ fn resolve(w: &WorldGen) -> (Registry, Vec<Rule>) {
             tools,
             agents,
             budgets: Vec::new(),
+            servers: Vec::new(),
         },
         rules,
     )

@@ -11,18 +11,23 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use governance::adapters::local::prometheus::{MeteredLog, PrometheusMetrics};
+use governance::adapters::local::secrets::LocalSecrets;
 use governance::adapters::local::workflow::{LocalTasks, LocalWorkflow};
 use governance::adapters::local::{LogNotifier, MemoryMetrics};
+use governance::adapters::mcp::McpUpstreams;
 use governance::adapters::sqlite::SqliteStore;
 use governance::anomaly::{watch, Alerting};
+use governance::auth::UserVerifier;
 use governance::auth::{
     JwtVerifier, LocalKeys, AGENT_AUDIENCE, APPROVER_AUDIENCE, LOCAL_ISSUER, USER_AUDIENCE,
 };
 use governance::clock::{FileOffsetClock, SystemClock};
+use governance::gateway::Gateway;
 use governance::handlers::approval_callback::ApprovalCallbackHandler;
 use governance::handlers::decision_log::DecisionLogHandler;
 use governance::handlers::denial_metrics::DenialMetricsHandler;
-use governance::http::{metrics_router, router, AppState, BearerAgentAuth};
+use governance::http::mcp::{self, McpOptions, McpState};
+use governance::http::{metrics_router, router, AgentAuthenticator, AppState, BearerAgentAuth};
 use governance::policy::{compile, load_engine, PolicyBundle, PolicyEngine, PolicyVersionRef};
 use governance::ports::{Clock, PolicyStore, PublishRequest};
 use governance::service::{AuthorizeService, EngineHandle};
@@ -146,7 +151,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         Arc::clone(&clock),
         Duration::from_secs(args.anomaly_interval.max(1)),
     ));
-    let service = AuthorizeService {
+    let service = Arc::new(AuthorizeService {
         engine: handle,
         log: store.clone(),
         approvals: Arc::new(workflow),
@@ -155,22 +160,38 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         metrics: prometheus.clone(),
         clock,
         environment: args.environment,
-    };
+    });
     let jwks = keys.jwks();
+    let agents: Arc<dyn AgentAuthenticator> = Arc::new(BearerAgentAuth(JwtVerifier::new(
+        &jwks,
+        LOCAL_ISSUER,
+        AGENT_AUDIENCE,
+        "roles",
+    )?));
+    let users: Arc<dyn UserVerifier> = Arc::new(JwtVerifier::new(
+        &jwks,
+        LOCAL_ISSUER,
+        USER_AUDIENCE,
+        "roles",
+    )?);
+    // The MCP gateway: the same service on the call path. Upstream
+    // credentials come from the environment or the data directory; stdio
+    // servers may be started here.
+    let upstreams = McpUpstreams::new(Arc::new(LocalSecrets::new(&args.data.data_dir)), true);
+    let mcp = mcp::router(McpState {
+        gateway: Arc::new(Gateway::new(Arc::clone(&service), Arc::new(upstreams))),
+        agents: Arc::clone(&agents),
+        users: Arc::clone(&users),
+        options: McpOptions {
+            sessions: true,
+            json_response: false,
+            authorization_servers: Vec::new(),
+        },
+    });
     let state = AppState {
-        service: Arc::new(service),
-        agents: Arc::new(BearerAgentAuth(JwtVerifier::new(
-            &jwks,
-            LOCAL_ISSUER,
-            AGENT_AUDIENCE,
-            "roles",
-        )?)),
-        users: Arc::new(JwtVerifier::new(
-            &jwks,
-            LOCAL_ISSUER,
-            USER_AUDIENCE,
-            "roles",
-        )?),
+        service,
+        agents,
+        users,
         log: store.clone(),
         approvals: store.clone(),
     };
@@ -186,7 +207,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     );
     let app = router(state)
         .merge(callback.router())
-        .merge(metrics_router(prometheus));
+        .merge(metrics_router(prometheus))
+        .merge(mcp);
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;

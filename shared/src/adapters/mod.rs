@@ -5,4 +5,6 @@
 #[cfg(feature = "aws")]
 pub mod aws;
 pub mod local;
+#[cfg(feature = "mcp")]
+pub mod mcp;
 pub mod sqlite;

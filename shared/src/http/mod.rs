@@ -8,6 +8,8 @@
 //! never names the agent.
 
 mod error;
+#[cfg(feature = "mcp")]
+pub mod mcp;
 
 use std::sync::Arc;
 

@@ -34,6 +34,9 @@ fn tool(rate: Option<RateLimitSpec>, cost: Option<Usd>) -> ToolSpec {
         response_filter: Vec::new(),
         approval: None,
         arguments: Default::default(),
+        server: None,
+        upstream_tool: None,
+        idempotency: None,
     }
 }
 

@@ -112,6 +112,14 @@ pub enum ReasonCode {
     UserBudgetExhausted,
     /// The organization's cost budget for the current window is spent.
     OrgBudgetExhausted,
+    /// The gateway forwarded the allowed call and the upstream server answered.
+    Executed,
+    /// The gateway forwarded the allowed call and the upstream server failed
+    /// to answer (unreachable, timed out, or a protocol error).
+    ExecutionFailed,
+    /// The tool has no upstream endpoint in this environment, or its server
+    /// does not offer it: the gateway cannot forward the call.
+    ToolUnavailable,
 }
 
 impl ReasonCode {
@@ -157,6 +165,9 @@ impl ReasonCode {
             ReasonCode::RunIdRequired => "run_id_required",
             ReasonCode::UserBudgetExhausted => "user_budget_exhausted",
             ReasonCode::OrgBudgetExhausted => "org_budget_exhausted",
+            ReasonCode::Executed => "executed",
+            ReasonCode::ExecutionFailed => "execution_failed",
+            ReasonCode::ToolUnavailable => "tool_unavailable",
         }
     }
 
@@ -268,6 +279,70 @@ pub struct DecisionRecord {
     /// repeats the pending decision's parties, tool and arguments hash.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<ApprovalOutcome>,
+    /// Set on the record of a call the gateway forwarded: what the upstream
+    /// server did with it. Such a record repeats its decision's parties,
+    /// tool and arguments hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution: Option<Execution>,
+}
+
+impl DecisionRecord {
+    /// Whether this record is a decision, rather than the outcome of an
+    /// earlier one (an approval's answer or a forwarded call's execution).
+    pub fn is_decision(&self) -> bool {
+        self.approval.is_none() && self.execution.is_none()
+    }
+}
+
+/// How a forwarded call ended upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecutionStatus {
+    /// The tool ran and returned a result.
+    Succeeded,
+    /// The tool ran and returned a result marked `isError`.
+    ToolError,
+    /// The upstream server did not answer with a result: unreachable, timed
+    /// out, or a JSON-RPC error. Whether the tool ran is unknown.
+    UpstreamError,
+}
+
+impl ExecutionStatus {
+    /// The snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecutionStatus::Succeeded => "succeeded",
+            ExecutionStatus::ToolError => "tool_error",
+            ExecutionStatus::UpstreamError => "upstream_error",
+        }
+    }
+}
+
+/// What the upstream server did with a forwarded call: the evidence that
+/// links a decision to its effect.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Execution {
+    /// The decision (an allow) this call carried out.
+    pub decision_id: String,
+    /// The registry's server id.
+    pub server: String,
+    /// The tool's name on that server.
+    pub upstream_tool: String,
+    /// How it ended.
+    pub status: ExecutionStatus,
+    /// Time from forwarding to the answer, in milliseconds.
+    pub duration_ms: u64,
+    /// SHA-256 of the canonical JSON of the result as the upstream returned
+    /// it, before filtering.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result_hash: Option<String>,
+    /// The `response_filter` paths removed from the result before the agent
+    /// saw it (never their values).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removed_paths: Vec<String>,
+    /// Why the upstream failed, for `upstream_error`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// The limit a call ran into, as the deny records it.

@@ -3,9 +3,11 @@
 mod decision;
 mod registry;
 mod request;
+mod servers;
 
 pub use decision::{
-    ApprovalOutcome, ApprovalStatus, Decision, DecisionRecord, LimitHit, Reason, ReasonCode,
+    ApprovalOutcome, ApprovalStatus, Decision, DecisionRecord, Execution, ExecutionStatus,
+    LimitHit, Reason, ReasonCode,
 };
 pub use registry::iam_principal;
 pub use registry::{
@@ -15,3 +17,7 @@ pub use registry::{
     UnknownRiskError, Usd,
 };
 pub use request::{AuthorizeRequest, UserContext};
+pub use servers::{
+    CredentialSpec, Endpoint, Forwarded, IdempotencySpec, ServerSpec, Transport,
+    DEFAULT_UPSTREAM_TIMEOUT_SECONDS,
+};

@@ -70,7 +70,7 @@ impl FromStr for Risk {
 }
 
 /// The deployment environment an agent belongs to and a control plane runs in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Environment {
     /// Development: synthetic data.
@@ -471,6 +471,16 @@ pub struct ToolSpec {
     /// Declared arguments; a call with any other argument is denied.
     #[serde(default)]
     pub arguments: BTreeMap<String, ArgumentSpec>,
+    /// The upstream MCP server (a `servers:` id) that executes the tool
+    /// for calls through the gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+    /// The tool's name on that server, when it is not the tool's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_tool: Option<String>,
+    /// Exactly-once execution of calls through the gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency: Option<super::IdempotencySpec>,
 }
 
 impl ToolSpec {
@@ -504,6 +514,11 @@ impl ToolSpec {
             ),
             other => other.clone(),
         }
+    }
+
+    /// The tool's name on its upstream server.
+    pub fn upstream_name(&self) -> &str {
+        self.upstream_tool.as_deref().unwrap_or(&self.id)
     }
 
     /// Whether an allowed call still waits for a human.
@@ -613,6 +628,9 @@ mod masking_tests {
             cost_usd: None,
             response_filter: Vec::new(),
             approval: None,
+            server: None,
+            upstream_tool: None,
+            idempotency: None,
             arguments: [
                 ("a".to_owned(), arg(masked)),
                 ("b".to_owned(), arg(Some(false))),
@@ -707,4 +725,14 @@ pub struct Registry {
     /// Cost budgets, summed over all agents.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub budgets: Vec<BudgetSpec>,
+    /// The upstream MCP servers the gateway forwards to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub servers: Vec<super::ServerSpec>,
+}
+
+impl Registry {
+    /// The server named `id`.
+    pub fn server(&self, id: &str) -> Option<&super::ServerSpec> {
+        self.servers.iter().find(|s| s.id == id)
+    }
 }

@@ -52,6 +52,7 @@ pub fn compile(bundle: &PolicyBundle) -> Result<CompiledPolicies, Vec<Diagnostic
         Err(d) => return Err(vec![d]),
     };
     check_registry(&registry, &node, &mut diags);
+    super::servers::check_servers(&registry, &node, valid_id, &mut diags);
     if has_errors(&diags) {
         return Err(diags);
     }

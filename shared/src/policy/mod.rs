@@ -10,6 +10,7 @@ mod compile;
 mod diagnostics;
 mod engine;
 mod index;
+mod servers;
 mod testcases;
 pub(crate) mod yaml;
 

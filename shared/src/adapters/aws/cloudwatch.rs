@@ -46,6 +46,7 @@ impl MetricSink for CloudWatchMetrics {
                     .unit(match d.unit {
                         Unit::Count => StandardUnit::Count,
                         Unit::Microseconds => StandardUnit::Microseconds,
+                        Unit::Milliseconds => StandardUnit::Milliseconds,
                         Unit::Percent => StandardUnit::Percent,
                     })
                     .value(d.value)

@@ -5,6 +5,7 @@
 
 pub mod files;
 pub mod prometheus;
+pub mod secrets;
 pub mod workflow;
 
 use std::collections::BTreeMap;
@@ -58,6 +59,10 @@ impl MemoryMetrics {
 
 impl Metrics for MemoryMetrics {
     fn record_decision(&self, record: &DecisionRecord) {
+        if record.execution.is_some() {
+            // A forwarded call's outcome, not a decision.
+            return;
+        }
         let counter = match record.decision {
             Decision::Allow => &self.allowed,
             Decision::Deny => &self.denied,

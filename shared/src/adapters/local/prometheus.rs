@@ -35,6 +35,24 @@ struct OutcomeLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ToolStatusLabel {
+    tool: String,
+    status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ToolLabel {
+    tool: String,
+}
+
+type LatencyFamily = Family<ToolLabel, Histogram, fn() -> Histogram>;
+
+fn upstream_histogram() -> Histogram {
+    // 1 ms to ~33 s: an upstream tool call.
+    Histogram::new(exponential_buckets(0.001, 2.0, 16))
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AgentVersionLabel {
     agent: String,
     version: String,
@@ -55,6 +73,8 @@ pub struct PrometheusMetrics {
     limited: Family<ReasonLabel, Counter>,
     call_rate: Family<AgentVersionLabel, PercentGauge>,
     anomalies: Family<AgentVersionLabel, Counter>,
+    upstream_calls: Family<ToolStatusLabel, Counter>,
+    upstream_latency: LatencyFamily,
 }
 
 impl Default for PrometheusMetrics {
@@ -71,6 +91,18 @@ impl Default for PrometheusMetrics {
         let limited = Family::<ReasonLabel, Counter>::default();
         let call_rate = Family::<AgentVersionLabel, PercentGauge>::default();
         let anomalies = Family::<AgentVersionLabel, Counter>::default();
+        let upstream_calls = Family::<ToolStatusLabel, Counter>::default();
+        let upstream_latency: LatencyFamily = Family::new_with_constructor(upstream_histogram);
+        registry.register(
+            "upstream_calls",
+            "Calls the MCP gateway forwarded, by tool and outcome (succeeded, tool_error, upstream_error)",
+            upstream_calls.clone(),
+        );
+        registry.register(
+            "upstream_latency_seconds",
+            "Time upstream servers took to answer forwarded calls, by tool",
+            upstream_latency.clone(),
+        );
         registry.register(
             "limited",
             "Denials by a limit (rate limit, run limit, budget), by reason code",
@@ -127,6 +159,8 @@ impl Default for PrometheusMetrics {
             limited,
             call_rate,
             anomalies,
+            upstream_calls,
+            upstream_latency,
         }
     }
 }
@@ -222,7 +256,23 @@ impl PrometheusMetrics {
 
 impl Metrics for PrometheusMetrics {
     fn record_decision(&self, record: &DecisionRecord) {
-        self.observe_decision(record);
+        match &record.execution {
+            Some(e) => {
+                self.upstream_calls
+                    .get_or_create(&ToolStatusLabel {
+                        tool: record.tool_id.clone(),
+                        status: e.status.as_str().to_owned(),
+                    })
+                    .inc();
+                #[allow(clippy::cast_precision_loss)] // milliseconds fit an f64's mantissa
+                self.upstream_latency
+                    .get_or_create(&ToolLabel {
+                        tool: record.tool_id.clone(),
+                    })
+                    .observe(e.duration_ms as f64 / 1000.0);
+            }
+            None => self.observe_decision(record),
+        }
     }
 }
 
@@ -299,6 +349,13 @@ impl<L: crate::ports::ApprovalStore> crate::ports::ApprovalStore for MeteredLog<
         review: &crate::ports::ReviewKey,
     ) -> Result<Option<crate::ports::ApprovalItem>, StoreError> {
         self.inner.find_by_review(review).await
+    }
+
+    async fn open_for_call(
+        &self,
+        call: &crate::ports::CallKey,
+    ) -> Result<Option<crate::ports::ApprovalItem>, StoreError> {
+        self.inner.open_for_call(call).await
     }
 
     async fn decide(

@@ -12,18 +12,19 @@ use crate::limits::{Charge, Charged};
 use crate::model::ApprovalStatus;
 use crate::model::DecisionRecord;
 use crate::ports::{
-    ApprovalItem, ApprovalRequest, ApprovalStore, Decided, GrantUse, HumanDecision, ReviewKey,
-    Settled, StoreError, TaskToken,
+    ApprovalItem, ApprovalRequest, ApprovalStore, CallKey, Decided, GrantUse, HumanDecision,
+    ReviewKey, Settled, StoreError, TaskToken,
 };
 
 /// Columns added to the foundation's `approvals` table, for stores created before them.
-pub(super) const COLUMNS: [(&str, &str); 6] = [
+pub(super) const COLUMNS: [(&str, &str); 7] = [
     ("task_token", "TEXT"),
     ("review_key", "TEXT"),
     ("approver", "TEXT"),
     ("comment", "TEXT"),
     ("decided_at", "TEXT"),
     ("grant_used_at", "TEXT"),
+    ("call_key", "TEXT"),
 ];
 
 /// Adds the columns a store created by an older build lacks.
@@ -40,7 +41,9 @@ pub(super) fn migrate(conn: &Connection) -> Result<(), StoreError> {
     }
     conn.execute_batch(
         "CREATE UNIQUE INDEX IF NOT EXISTS approvals_review ON approvals (review_key)
-         WHERE review_key IS NOT NULL",
+         WHERE review_key IS NOT NULL;
+         CREATE INDEX IF NOT EXISTS approvals_call ON approvals (call_key, created_at)
+         WHERE call_key IS NOT NULL",
     )
     .map_err(unavailable)
 }
@@ -127,11 +130,12 @@ impl ApprovalStore for SqliteStore {
             request.decision.timestamp.clone(),
             request.expires_at.clone(),
         );
+        let call = CallKey::of(&request.decision).0;
         self.with_control(move |conn| {
             conn.execute(
-                "INSERT INTO approvals (approval_id, decision_id, status, created_at, expires_at, request)
-                 VALUES (?1, ?2, 'pending', ?3, ?4, ?5) ON CONFLICT (approval_id) DO NOTHING",
-                params![id, decision_id, created, expires, json],
+                "INSERT INTO approvals (approval_id, decision_id, status, created_at, expires_at, request, call_key)
+                 VALUES (?1, ?2, 'pending', ?3, ?4, ?5, ?6) ON CONFLICT (approval_id) DO NOTHING",
+                params![id, decision_id, created, expires, json, call],
             )
             .map_err(unavailable)?;
             Ok(())
@@ -167,6 +171,26 @@ impl ApprovalStore for SqliteStore {
         let id = approval_id.to_owned();
         self.with_control(move |conn| item(conn, "approval_id", &id))
             .await
+    }
+
+    async fn open_for_call(&self, call: &CallKey) -> Result<Option<ApprovalItem>, StoreError> {
+        let key = call.0.clone();
+        self.with_control(move |conn| {
+            conn.query_row(
+                &format!(
+                    "{SELECT} WHERE call_key = ?1 AND (status IN ('pending', 'approved') \
+                     OR (status = 'granted' AND grant_used_at IS NULL)) \
+                     ORDER BY created_at DESC LIMIT 1"
+                ),
+                [key],
+                row,
+            )
+            .optional()
+            .map_err(unavailable)?
+            .map(from_row)
+            .transpose()
+        })
+        .await
     }
 
     async fn find_by_review(&self, review: &ReviewKey) -> Result<Option<ApprovalItem>, StoreError> {

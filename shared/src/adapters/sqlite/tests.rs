@@ -31,6 +31,7 @@ fn record(id: &str, key: Option<&str>) -> DecisionRecord {
         latency_us: 3,
         approval_id: None,
         approval: None,
+        execution: None,
     }
 }
 

@@ -16,8 +16,8 @@ use super::{corrupt, get_s, n, opt_s, s, unavailable, Item};
 use crate::limits::Charge;
 use crate::model::{ApprovalStatus, DecisionRecord};
 use crate::ports::{
-    ApprovalItem, ApprovalRequest, ApprovalStore, Decided, GrantUse, HumanDecision, ReviewKey,
-    Settled, StoreError, TaskToken,
+    ApprovalItem, ApprovalRequest, ApprovalStore, CallKey, Decided, GrantUse, HumanDecision,
+    ReviewKey, Settled, StoreError, TaskToken,
 };
 
 /// Closed approvals stay this long after they expire, then DynamoDB's TTL
@@ -42,6 +42,10 @@ where
     e.as_service_error()
         .and_then(aws_sdk_dynamodb::error::ProvideErrorMetadata::code)
         == Some("ConditionalCheckFailedException")
+}
+
+fn call_pk(call: &CallKey) -> String {
+    format!("call#{}", call.0)
 }
 
 fn review_pk(review: &ReviewKey) -> String {
@@ -132,11 +136,48 @@ impl ApprovalStore for DynamoApprovals {
             .send()
             .await;
         match put {
-            Ok(_) => Ok(()),
+            Ok(_) => {}
             // A retried step: the approval is already recorded.
-            Err(e) if is_condition_failure(&e) => Ok(()),
-            Err(e) => Err(unavailable(&e)),
+            Err(e) if is_condition_failure(&e) => {}
+            Err(e) => return Err(unavailable(&e)),
         }
+        // The newest approval of this exact call, for the gateway whose
+        // clients repeat the call instead of naming the approval.
+        let mut pointer = Item::new();
+        pointer.insert("approval_id".into(), s(call_pk(&CallKey::of(d))));
+        pointer.insert("target".into(), s(&request.approval_id));
+        pointer.insert(
+            "ttl".into(),
+            n(expires.unix_timestamp().saturating_add(KEEP_SECONDS)),
+        );
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(pointer))
+            .send()
+            .await
+            .map_err(|e| unavailable(&e))?;
+        Ok(())
+    }
+
+    async fn open_for_call(&self, call: &CallKey) -> Result<Option<ApprovalItem>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("approval_id", s(call_pk(call)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| unavailable(&e))?;
+        let Some(target) = out.item.as_ref().map(|i| get_s(i, "target")).transpose()? else {
+            return Ok(None);
+        };
+        Ok(self.get(target).await?.filter(|item| match item.status {
+            ApprovalStatus::Pending | ApprovalStatus::Approved => true,
+            ApprovalStatus::Granted => item.grant_used_at.is_none(),
+            _ => false,
+        }))
     }
 
     async fn attach_token(

@@ -82,6 +82,8 @@ impl DynamoDecisionLog {
     pub(super) fn item(record: &DecisionRecord, json: &str) -> Item {
         let kind = if record.approval.is_some() {
             "approval"
+        } else if record.execution.is_some() {
+            "execution"
         } else {
             "decision"
         };

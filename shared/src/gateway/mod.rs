@@ -1,0 +1,394 @@
+//! The MCP gateway's domain: governance on the call path.
+//!
+//! An MCP client points at the gateway instead of its servers and changes
+//! nothing else. `tools/list` offers only what the agent could call for the
+//! user ([`catalog`]); each `tools/call` is decided by the same
+//! [`AuthorizeService`] as `POST /v1/authorize` (grants, roles, arguments,
+//! limits, approvals), recorded before anything is forwarded, carried out
+//! upstream only when allowed, filtered ([`filter`]) before the agent sees
+//! the result, and its outcome recorded in the same audit chain
+//! ([`outcome`]). The protocol itself (sessions, versions, JSON-RPC) is the
+//! host's: see `crate::http::mcp`.
+
+pub mod catalog;
+pub mod filter;
+pub mod outcome;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value};
+
+use crate::clock::rfc3339;
+use crate::model::{
+    ApprovalStatus, AuthorizeRequest, Decision, DecisionRecord, Execution, ExecutionStatus, Reason,
+    ReasonCode, ToolSpec, UserContext,
+};
+use crate::ports::{ApprovalItem, CallKey, StoreError, UpstreamError, Upstreams};
+use crate::service::{canonical_hash, AuthorizeService, ServiceError};
+
+use catalog::{Offered, Unroutable};
+
+/// How long an upstream's tool list is reused before it is asked again.
+const CATALOG_TTL: Duration = Duration::from_secs(30);
+
+/// Who is calling, as the host verified it.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The authenticated agent.
+    pub agent_id: String,
+    /// The verified user it acts for.
+    pub user: UserContext,
+    /// The MCP session, when the protocol revision has one.
+    pub session_id: Option<String>,
+    /// The run the call belongs to (`X-Run-Id`), for run limits.
+    pub run_id: Option<String>,
+    /// The trace.
+    pub trace_id: String,
+}
+
+/// Why a request gets a protocol error instead of a result.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// The request is malformed: JSON-RPC invalid params.
+    #[error("{0}")]
+    InvalidParams(String),
+    /// The method is not offered for this server or agent.
+    #[error("{0}")]
+    NotOffered(String),
+    /// A store could not be read: nothing was decided or forwarded.
+    #[error("the gateway cannot decide now: {0}")]
+    Unavailable(String),
+}
+
+/// The gateway: the authorization service, and the connections to the
+/// upstream servers.
+pub struct Gateway {
+    /// Decides and records.
+    pub service: Arc<AuthorizeService>,
+    /// Connects to upstream servers.
+    pub upstreams: Arc<dyn Upstreams>,
+    /// Each server's tool list, as last fetched, by server id.
+    catalog: Mutex<HashMap<String, (Instant, Arc<Vec<Value>>)>>,
+}
+
+impl Gateway {
+    /// A gateway deciding with `service` and forwarding through `upstreams`.
+    pub fn new(service: Arc<AuthorizeService>, upstreams: Arc<dyn Upstreams>) -> Self {
+        Self {
+            service,
+            upstreams,
+            catalog: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The MCP `Tool`s offered to `caller`: see [`catalog`]. A server that
+    /// cannot be reached contributes nothing (and is logged); the others
+    /// still list.
+    pub async fn list_tools(&self, caller: &Caller) -> Vec<Value> {
+        let engine = self.service.engine.current();
+        let Some(agent) = engine.agent(&caller.agent_id) else {
+            return Vec::new();
+        };
+        if self
+            .service
+            .engine
+            .killswitch()
+            .find(&agent.id, Some(&agent.version))
+            .is_some()
+        {
+            return Vec::new();
+        }
+        let offered = catalog::offered(
+            engine.registry(),
+            agent,
+            &caller.user,
+            self.service.environment,
+        );
+        let mut out = Vec::with_capacity(offered.len());
+        for o in &offered {
+            let Ok(tools) = self.server_tools(o).await else {
+                continue;
+            };
+            let name = o.tool.upstream_name();
+            match tools
+                .iter()
+                .find(|t| t.get("name").and_then(Value::as_str) == Some(name))
+            {
+                Some(upstream) => out.push(catalog::describe(o, upstream)),
+                None => tracing::warn!(
+                    server = %o.server.id, tool = %o.tool.id, upstream_tool = name,
+                    "the registry names a tool its server does not offer; it is not listed"
+                ),
+            }
+        }
+        out
+    }
+
+    /// The tools `offered`'s server lists, cached for a short while.
+    async fn server_tools(&self, offered: &Offered<'_>) -> Result<Arc<Vec<Value>>, UpstreamError> {
+        let key = format!("{}\u{0}{:?}", offered.server.id, offered.endpoint);
+        if let Ok(cache) = self.catalog.lock() {
+            if let Some((at, tools)) = cache.get(&key) {
+                if at.elapsed() < CATALOG_TTL {
+                    return Ok(Arc::clone(tools));
+                }
+            }
+        }
+        let listed = async {
+            let upstream = self
+                .upstreams
+                .connect(offered.server, offered.endpoint)
+                .await?;
+            tokio::time::timeout(offered.server.timeout(), upstream.list_tools())
+                .await
+                .map_err(|_| UpstreamError::Timeout(offered.server.timeout().as_secs()))?
+        }
+        .await;
+        match listed {
+            Ok(tools) => {
+                let tools = Arc::new(tools);
+                if let Ok(mut cache) = self.catalog.lock() {
+                    cache.insert(key, (Instant::now(), Arc::clone(&tools)));
+                }
+                Ok(tools)
+            }
+            Err(e) => {
+                tracing::warn!(server = %offered.server.id, error = %e, "cannot list the upstream server's tools");
+                Err(e)
+            }
+        }
+    }
+
+    /// Decides, records and, if allowed, carries out one `tools/call`; the
+    /// MCP `CallToolResult` the agent gets.
+    pub async fn call_tool(
+        &self,
+        caller: &Caller,
+        name: &str,
+        arguments: Option<Map<String, Value>>,
+    ) -> Result<Value, GatewayError> {
+        let arguments = Value::Object(arguments.unwrap_or_default());
+        let engine = self.service.engine.current();
+        let environment = self.service.environment;
+        let tool = engine.tool(name);
+        let route = tool.map(|t| catalog::route(engine.registry(), t, environment));
+        // A call the gateway could not carry out is still decided: the
+        // policy's deny, if any, is the answer; otherwise this.
+        let gate = match &route {
+            Some(Err(Unroutable::NoEndpoint)) => Some(Reason {
+                code: ReasonCode::EnvironmentMismatch,
+                message: format!(
+                    "tool `{name}` runs on server `{}`, which has no endpoint in the `{environment}` \
+                     environment this control plane runs in",
+                    tool.and_then(|t| t.server.as_deref()).unwrap_or_default()
+                ),
+                policy_id: None,
+            }),
+            Some(Err(Unroutable::NoServer)) => Some(Reason {
+                code: ReasonCode::ToolUnavailable,
+                message: format!(
+                    "tool `{name}` names no upstream server: it cannot be called through the gateway"
+                ),
+                policy_id: None,
+            }),
+            _ => None,
+        };
+
+        // A client repeats a call once it is approved: the open approval of
+        // exactly this call is found, and its grant used.
+        let mut approval_id = None;
+        if let Some(t) = tool.filter(|t| t.requires_approval() && gate.is_none()) {
+            let call = CallKey::new(
+                &caller.agent_id,
+                &caller.user.id,
+                &t.id,
+                &canonical_hash(&arguments),
+            );
+            let open = self
+                .service
+                .grants
+                .open_for_call(&call)
+                .await
+                .map_err(unavailable)?;
+            match open {
+                Some(item) if item.status == ApprovalStatus::Granted => {
+                    approval_id = Some(item.request.approval_id.clone());
+                }
+                Some(item) if self.still_waiting(&item) => {
+                    return Ok(outcome::waiting(&item.request.decision, Some(&item)));
+                }
+                _ => {}
+            }
+        }
+
+        let request = AuthorizeRequest {
+            tool_id: name.to_owned(),
+            requested_risk: None,
+            arguments: arguments.clone(),
+            session_id: caller.session_id.clone(),
+            run_id: caller.run_id.clone(),
+            idempotency_key: None,
+            reasoning: None,
+            approval_id,
+        };
+        let decided = self
+            .service
+            .authorize_gated(
+                &caller.agent_id,
+                &caller.user,
+                request,
+                caller.trace_id.clone(),
+                gate,
+            )
+            .await;
+        let record = match decided {
+            Ok(record) => record,
+            Err(ServiceError::InvalidRequest(m)) => return Err(GatewayError::InvalidParams(m)),
+            Err(ServiceError::NotRecorded { record, .. })
+            | Err(ServiceError::IdempotencyKeyReused { record, .. }) => {
+                return Ok(outcome::refused(&record))
+            }
+        };
+        match (record.decision, route, tool) {
+            (Decision::Allow, Some(Ok(route)), Some(tool)) => {
+                Ok(self.execute(&route, tool, &record, arguments).await)
+            }
+            (Decision::PendingApproval, _, _) => {
+                let item = match &record.approval_id {
+                    Some(id) => self.service.grants.get(id).await.ok().flatten(),
+                    None => None,
+                };
+                Ok(outcome::waiting(&record, item.as_ref()))
+            }
+            _ => Ok(outcome::refused(&record)),
+        }
+    }
+
+    /// Whether an open approval still waits for a human (not expired).
+    fn still_waiting(&self, item: &ApprovalItem) -> bool {
+        matches!(
+            item.status,
+            ApprovalStatus::Pending | ApprovalStatus::Approved
+        ) && item.request.expires_at.as_str() > rfc3339(self.service.clock.now()).as_str()
+    }
+
+    /// Forwards the allowed call, filters its result, and records the execution.
+    async fn execute(
+        &self,
+        route: &Offered<'_>,
+        tool: &ToolSpec,
+        decision: &DecisionRecord,
+        arguments: Value,
+    ) -> Value {
+        let upstream_tool = tool.upstream_name().to_owned();
+        let arguments = match arguments {
+            Value::Object(map) => map,
+            _ => Map::new(),
+        };
+        let started = Instant::now();
+        let answer = async {
+            let upstream = self.upstreams.connect(route.server, route.endpoint).await?;
+            tokio::time::timeout(
+                route.server.timeout(),
+                upstream.call_tool(&upstream_tool, arguments),
+            )
+            .await
+            .map_err(|_| UpstreamError::Timeout(route.server.timeout().as_secs()))?
+        }
+        .await;
+        let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let (execution, reply) = match answer {
+            Ok(mut result) => {
+                let result_hash = canonical_hash(&result);
+                let removed_paths = filter::strip(&mut result, &tool.response_filter);
+                let status = if result.get("isError").and_then(Value::as_bool) == Some(true) {
+                    ExecutionStatus::ToolError
+                } else {
+                    ExecutionStatus::Succeeded
+                };
+                (
+                    Execution {
+                        decision_id: decision.decision_id.clone(),
+                        server: route.server.id.clone(),
+                        upstream_tool,
+                        status,
+                        duration_ms,
+                        result_hash: Some(result_hash),
+                        removed_paths,
+                        error: None,
+                    },
+                    result,
+                )
+            }
+            Err(e) => (
+                Execution {
+                    decision_id: decision.decision_id.clone(),
+                    server: route.server.id.clone(),
+                    upstream_tool,
+                    status: ExecutionStatus::UpstreamError,
+                    duration_ms,
+                    result_hash: None,
+                    removed_paths: Vec::new(),
+                    error: Some(e.to_string()),
+                },
+                outcome::upstream_failed(decision, &e.to_string()),
+            ),
+        };
+        let record =
+            outcome::execution_record(decision, execution, &rfc3339(self.service.clock.now()));
+        self.record_execution(&record).await;
+        reply
+    }
+
+    /// Appends an execution record. The effect has happened, so the result
+    /// goes to the agent whatever happens here; a record that cannot be
+    /// written is retried, then logged as an error with everything it held.
+    async fn record_execution(&self, record: &DecisionRecord) {
+        let mut delay = Duration::from_millis(50);
+        for attempt in 1..=3 {
+            match self.service.log.append(record).await {
+                Ok(_) => {
+                    self.service.metrics.record_decision(record);
+                    log_execution(record);
+                    return;
+                }
+                Err(e) if attempt < 3 => {
+                    tracing::warn!(decision_id = %record.decision_id, error = %e, "cannot record an execution; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay *= 4;
+                }
+                Err(e) => {
+                    tracing::error!(
+                        target: "decision",
+                        execution = %serde_json::to_string(record).unwrap_or_default(),
+                        error = %e,
+                        "an execution could not be recorded"
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn log_execution(record: &DecisionRecord) {
+    if let Some(e) = &record.execution {
+        tracing::info!(
+            target: "decision",
+            kind = "execution",
+            agent_id = %record.agent_id,
+            tool_id = %record.tool_id,
+            server = %e.server,
+            status = e.status.as_str(),
+            duration_ms = e.duration_ms,
+            decision_id = %e.decision_id,
+            trace_id = %record.trace_id,
+            "execution"
+        );
+    }
+}
+
+fn unavailable(e: StoreError) -> GatewayError {
+    GatewayError::Unavailable(e.to_string())
+}

@@ -1,0 +1,161 @@
+//! What the gateway answers a `tools/call` it did not forward, and the
+//! execution record of one it did.
+//!
+//! A refused call is a tool result with `isError: true` whose text tells the
+//! model why, so that an agent can recover (ask for approval, try later, use
+//! another tool) instead of failing on a protocol error.
+
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::model::{Decision, DecisionRecord, Execution, Reason, ReasonCode};
+use crate::ports::ApprovalItem;
+
+/// The `_meta` key under which results carry the decision.
+pub const META_KEY: &str = "agent-governance/decision";
+
+fn reasons_text(reasons: &[Reason]) -> String {
+    reasons
+        .iter()
+        .map(|r| format!("- {}: {}", r.code.as_str(), r.message))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn meta(record: &DecisionRecord) -> Value {
+    let mut m = json!({
+        "decision": record.decision.as_str(),
+        "decision_id": record.decision_id,
+        "reasons": record.reasons.iter().map(|r| r.code.as_str()).collect::<Vec<_>>(),
+    });
+    if let Some(a) = &record.approval_id {
+        m["approval_id"] = json!(a);
+    }
+    if let Some(retry) = record.limit.as_ref().and_then(|l| l.retry_after_seconds) {
+        m["retry_after_seconds"] = json!(retry);
+    }
+    json!({ META_KEY: m })
+}
+
+/// The result of a denied call: nothing was forwarded.
+pub fn refused(record: &DecisionRecord) -> Value {
+    let mut text = format!(
+        "The call to `{}` was denied by the governance gateway and was not executed \
+         (decision {}).\nReasons:\n{}",
+        record.tool_id,
+        record.decision_id,
+        reasons_text(&record.reasons)
+    );
+    if let Some(retry) = record.limit.as_ref().and_then(|l| l.retry_after_seconds) {
+        text.push_str(&format!("\nThe limit resets in {retry} s."));
+    }
+    json!({
+        "content": [{"type": "text", "text": text}],
+        "isError": true,
+        "_meta": meta(record),
+    })
+}
+
+/// The result of a call that waits for a human: it names the approval, who
+/// must approve and until when; the agent repeats exactly the same call once
+/// it is approved.
+pub fn waiting(record: &DecisionRecord, item: Option<&ApprovalItem>) -> Value {
+    let approval_id = record.approval_id.as_deref().unwrap_or("unknown");
+    let group = item
+        .and_then(|i| i.request.approver_group.as_deref())
+        .unwrap_or("the tool's approvers");
+    let until = item.map_or("its timeout", |i| i.request.expires_at.as_str());
+    let status = item.map_or("pending", |i| i.status.as_str());
+    let text = format!(
+        "The call to `{tool}` needs human approval and was not executed yet. Approval \
+         {approval_id} ({status}) waits for a member of `{group}` until {until}. Once it is \
+         approved, repeat exactly the same call (same tool, same arguments) to execute it \
+         once; the approval is bound to these arguments. Decision {decision}.",
+        tool = record.tool_id,
+        decision = record.decision_id,
+    );
+    let mut m = meta(record);
+    m[META_KEY]["approval"] = json!({
+        "approval_id": approval_id,
+        "status": status,
+        "approver_group": item.and_then(|i| i.request.approver_group.clone()),
+        "expires_at": item.map(|i| i.request.expires_at.clone()),
+    });
+    json!({
+        "content": [{"type": "text", "text": text}],
+        "isError": true,
+        "_meta": m,
+    })
+}
+
+/// The result of a forwarded call whose upstream gave no answer.
+pub fn upstream_failed(record: &DecisionRecord, error: &str) -> Value {
+    json!({
+        "content": [{"type": "text", "text": format!(
+            "The call to `{}` was allowed (decision {}) but its server did not answer: {error}. \
+             Whether it took effect is unknown.",
+            record.tool_id, record.decision_id
+        )}],
+        "isError": true,
+        "_meta": meta(record),
+    })
+}
+
+/// The record of `execution`, the carrying out of the allow `decision`: it
+/// repeats the decision's parties, tool and arguments hash, so that the
+/// audit chain links decision, approval and effect. Its id is derived from
+/// the decision's, so each allow has at most one execution record.
+pub fn execution_record(
+    decision: &DecisionRecord,
+    execution: Execution,
+    at: &str,
+) -> DecisionRecord {
+    let (code, message) = match &execution.error {
+        None => (
+            ReasonCode::Executed,
+            format!(
+                "executed as `{}` on server `{}` in {} ms: {}",
+                execution.upstream_tool,
+                execution.server,
+                execution.duration_ms,
+                execution.status.as_str()
+            ),
+        ),
+        Some(e) => (
+            ReasonCode::ExecutionFailed,
+            format!(
+                "forwarded as `{}` to server `{}`, which failed after {} ms: {e}",
+                execution.upstream_tool, execution.server, execution.duration_ms
+            ),
+        ),
+    };
+    DecisionRecord {
+        decision_id: execution_id(&decision.decision_id),
+        timestamp: at.to_owned(),
+        decision: Decision::Allow,
+        reasons: vec![Reason {
+            code,
+            message,
+            policy_id: None,
+        }],
+        errors: Vec::new(),
+        requested_risk: None,
+        idempotency_key: None,
+        reasoning: None,
+        latency_us: 0,
+        limit: None,
+        approval: None,
+        execution: Some(execution),
+        ..decision.clone()
+    }
+}
+
+/// A UUID-shaped id that only this decision's execution produces.
+pub fn execution_id(decision_id: &str) -> String {
+    let digest = Sha256::digest(format!("{decision_id}/execution"));
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(digest.get(..16).unwrap_or(&[0; 16]));
+    uuid::Builder::from_custom_bytes(bytes)
+        .into_uuid()
+        .to_string()
+}

@@ -1,0 +1,292 @@
+//! The MCP endpoint (`/mcp`, Streamable HTTP) of `govctl serve` and of the
+//! gateway function, over the [`crate::gateway`].
+//!
+//! The protocol layer is the official Rust SDK, `rmcp`, rather than a
+//! hand-written one: it tracks every revision the official clients speak
+//! (2025-06-18 and 2025-11-25 through `initialize` with `Mcp-Session-Id`
+//! sessions, and the stateless 2026-07-28 with `server/discover` and the
+//! `Mcp-Method`/`Mcp-Name` routing headers, whose agreement with the body it
+//! checks), negotiates versions, and answers malformed traffic with the
+//! protocol's JSON-RPC errors. What is ours is in front of it and behind it:
+//! authentication before a request reaches the SDK, and the decision,
+//! forwarding and evidence of every call behind it.
+//!
+//! An agent authenticates exactly as to `/v1/authorize` (its bearer token
+//! locally, IAM on AWS) and names its user in `X-On-Behalf-Of`. Neither
+//! credential is ever forwarded upstream: upstream requests are new
+//! requests, with the server's own configured credential. A refused
+//! credential is a 401 with `WWW-Authenticate` naming the protected-resource
+//! metadata (RFC 9728) served at `/.well-known/oauth-protected-resource/mcp`.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use rmcp::handler::server::ServerHandler;
+use rmcp::model::{
+    CacheScope, CallToolRequestParams, CallToolResponse, CallToolResult, Implementation,
+    InitializeResult, ListToolsResult, PaginatedRequestParams, ResultType, ServerCapabilities,
+    Tool,
+};
+use rmcp::service::RequestContext;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::{ErrorData as McpError, RoleServer};
+
+use super::{trace_id, AgentAuthenticator, ApiError, ON_BEHALF_OF};
+use crate::auth::UserVerifier;
+use crate::gateway::{Caller, Gateway, GatewayError};
+
+/// The header an agent names its run in (run limits count per run).
+pub const RUN_ID: &str = "x-run-id";
+
+/// How the endpoint is served.
+#[derive(Debug, Clone)]
+pub struct McpOptions {
+    /// Keep `Mcp-Session-Id` sessions for clients of the revisions that have
+    /// them. Only a host whose requests all reach one process can: `govctl
+    /// serve`, not a Lambda function.
+    pub sessions: bool,
+    /// Answer with `application/json` instead of an event stream where the
+    /// revision allows it (a host that cannot stream).
+    pub json_response: bool,
+    /// The authorization servers an MCP client may get agent tokens from,
+    /// published in the protected-resource metadata.
+    pub authorization_servers: Vec<String>,
+}
+
+/// What the endpoint needs.
+#[derive(Clone)]
+pub struct McpState {
+    /// Decides, forwards and records.
+    pub gateway: Arc<Gateway>,
+    /// Identifies the calling agent.
+    pub agents: Arc<dyn AgentAuthenticator>,
+    /// Verifies on-behalf-of tokens.
+    pub users: Arc<dyn UserVerifier>,
+    /// How it is served.
+    pub options: McpOptions,
+}
+
+/// The routes `/mcp` and its protected-resource metadata.
+pub fn router(state: McpState) -> Router {
+    let config = StreamableHttpServerConfig::default()
+        .with_legacy_session_mode(state.options.sessions)
+        .with_json_response(state.options.json_response)
+        // Every request is authenticated before it gets here, and the
+        // control plane is reached by whatever name its operators give it.
+        .disable_allowed_hosts();
+    let gateway = Arc::clone(&state.gateway);
+    let service = StreamableHttpService::new(
+        move || {
+            Ok(GatewayHandler {
+                gateway: Arc::clone(&gateway),
+            })
+        },
+        Arc::new(LocalSessionManager::default()),
+        config,
+    );
+    let mcp =
+        Router::new()
+            .nest_service("/mcp", service)
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                authenticate,
+            ));
+    Router::new()
+        .route(
+            "/.well-known/oauth-protected-resource/mcp",
+            get(resource_metadata),
+        )
+        .route(
+            "/.well-known/oauth-protected-resource",
+            get(resource_metadata),
+        )
+        .with_state(state)
+        .merge(mcp)
+}
+
+/// The base URL clients reached this host by.
+fn base_url(headers: &HeaderMap) -> String {
+    let host = headers
+        .get("x-forwarded-host")
+        .or_else(|| headers.get(header::HOST))
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("localhost");
+    let scheme = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("http");
+    format!("{scheme}://{host}")
+}
+
+/// RFC 9728 protected-resource metadata of `/mcp`.
+async fn resource_metadata(State(state): State<McpState>, headers: HeaderMap) -> Response {
+    let base = base_url(&headers);
+    Json(serde_json::json!({
+        "resource": format!("{base}/mcp"),
+        "authorization_servers": state.options.authorization_servers,
+        "bearer_methods_supported": ["header"],
+        "resource_name": "agent-governance MCP gateway",
+    }))
+    .into_response()
+}
+
+/// Establishes the caller before the SDK sees the request; refuses with 401
+/// and the metadata's address otherwise.
+async fn authenticate(State(state): State<McpState>, mut request: Request, next: Next) -> Response {
+    // CORS preflights and the SDK's own method checks need no identity.
+    if request.method() == axum::http::Method::OPTIONS {
+        return next.run(request).await;
+    }
+    let headers = request.headers().clone();
+    let headers = &headers;
+    let agent = state.agents.authenticate(headers, request.extensions());
+    let caller = async {
+        let agent_id = agent?;
+        let token = headers
+            .get(ON_BEHALF_OF)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .ok_or(ApiError::MissingUserToken)?;
+        let user = state
+            .users
+            .verify_user(token)
+            .await
+            .map_err(ApiError::InvalidUserToken)?;
+        let text = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+        };
+        Ok::<_, ApiError>(Caller {
+            agent_id,
+            user,
+            session_id: text("mcp-session-id"),
+            run_id: text(RUN_ID),
+            trace_id: trace_id(headers),
+        })
+    }
+    .await;
+    match caller {
+        Ok(caller) => {
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
+        Err(e) => {
+            let status = e.status_and_code().0;
+            let mut response = e.into_response();
+            if status == StatusCode::UNAUTHORIZED {
+                let challenge = format!(
+                    "Bearer resource_metadata=\"{}/.well-known/oauth-protected-resource/mcp\"",
+                    base_url(headers)
+                );
+                if let Ok(v) = HeaderValue::from_str(&challenge) {
+                    response.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+                }
+            }
+            response
+        }
+    }
+}
+
+/// The SDK's server handler: every request of one client is answered here.
+#[derive(Clone)]
+struct GatewayHandler {
+    gateway: Arc<Gateway>,
+}
+
+/// The caller the authentication layer established for this request.
+fn caller(context: &RequestContext<RoleServer>) -> Result<Caller, McpError> {
+    context
+        .extensions
+        .get::<axum::http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<Caller>())
+        .cloned()
+        .ok_or_else(|| {
+            McpError::internal_error("the request carries no authenticated caller", None)
+        })
+}
+
+fn gateway_error(e: GatewayError) -> McpError {
+    match e {
+        GatewayError::InvalidParams(m) => McpError::invalid_params(m, None),
+        GatewayError::NotOffered(m) => {
+            McpError::new(rmcp::model::ErrorCode::METHOD_NOT_FOUND, m, None)
+        }
+        GatewayError::Unavailable(m) => McpError::internal_error(m, None),
+    }
+}
+
+impl ServerHandler for GatewayHandler {
+    fn get_info(&self) -> InitializeResult {
+        let capabilities: ServerCapabilities =
+            serde_json::from_value(serde_json::json!({"tools": {}})).unwrap_or_default();
+        InitializeResult::new(capabilities)
+            .with_server_info(Implementation::new(
+                "agent-governance",
+                env!("CARGO_PKG_VERSION"),
+            ))
+            .with_instructions(
+                "Tools are offered and executed under the organization's governance policy. \
+                 A denied or waiting call answers with a result that says why; a call that \
+                 waits for human approval is repeated unchanged once it is approved.",
+            )
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, McpError> {
+        let caller = caller(&context)?;
+        let tools = self
+            .gateway
+            .list_tools(&caller)
+            .await
+            .into_iter()
+            .filter_map(|t| match serde_json::from_value::<Tool>(t) {
+                Ok(tool) => Some(tool),
+                Err(e) => {
+                    tracing::warn!(error = %e, "an upstream tool description is not a valid MCP tool; not listed");
+                    None
+                }
+            })
+            .collect();
+        // The list depends on who asks: no shared cache may keep it.
+        Ok(ListToolsResult::with_all_items(tools).with_cache_scope(CacheScope::Private))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        let caller = caller(&context)?;
+        let result = self
+            .gateway
+            .call_tool(&caller, &request.name, request.arguments)
+            .await
+            .map_err(gateway_error)?;
+        let mut result: CallToolResult = serde_json::from_value(result).map_err(|e| {
+            McpError::internal_error(
+                format!("the upstream result is not a valid tool result: {e}"),
+                None,
+            )
+        })?;
+        // Older upstreams leave it out; the SDK drops it again for clients
+        // of the revisions without it.
+        if result.result_type.is_none() {
+            result.result_type = Some(ResultType::COMPLETE);
+        }
+        Ok(CallToolResponse::Complete(result))
+    }
+}

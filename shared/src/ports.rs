@@ -618,6 +618,63 @@ pub trait Secrets: Send + Sync {
     async fn secret(&self, name: &str) -> Result<String, UpstreamError>;
 }
 
+/// Who holds an exactly-once key (see [`ExecutionLedger`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Held {
+    /// Another attempt is carrying the call out now, since this Unix time.
+    Running {
+        /// When it claimed the key.
+        since: i64,
+    },
+    /// The call was carried out under `decision_id`; `result` is what its
+    /// agent got (filtered).
+    Done {
+        /// The allow it carried out.
+        decision_id: String,
+        /// The result, as the agent saw it.
+        result: serde_json::Value,
+    },
+}
+
+/// What claiming an exactly-once key came to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claimed {
+    /// This attempt holds the key: it may carry the call out.
+    Yours,
+    /// Another attempt holds it.
+    Held(Held),
+}
+
+/// The exactly-once keys of the gateway's tools that declare `idempotency`:
+/// one conditional write decides which of any number of concurrent
+/// duplicates carries a call out.
+#[async_trait]
+pub trait ExecutionLedger: Send + Sync {
+    /// Claims `key` for `attempt`, unless an unexpired claim holds it (at
+    /// Unix time `now`). A claim that is never completed lapses at
+    /// `lease_until`.
+    async fn claim(
+        &self,
+        key: &str,
+        attempt: &str,
+        now: i64,
+        lease_until: i64,
+    ) -> Result<Claimed, StoreError>;
+    /// `attempt` carried the call out under `decision_id`: duplicates get
+    /// `result` until `until`.
+    async fn complete(
+        &self,
+        key: &str,
+        attempt: &str,
+        decision_id: &str,
+        result: &serde_json::Value,
+        until: i64,
+    ) -> Result<(), StoreError>;
+    /// `attempt` gives the key up: it was not allowed, or never reached the
+    /// server, so a later call may carry the call out.
+    async fn release(&self, key: &str, attempt: &str) -> Result<(), StoreError>;
+}
+
 /// The id of a version: it commits to the content and to the history.
 pub fn version_id(
     content_hash: &str,

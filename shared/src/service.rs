@@ -68,6 +68,19 @@ pub enum ServiceError {
     },
 }
 
+/// What the host carrying out a call knows about it before it is decided.
+#[derive(Debug, Clone)]
+pub enum Gate {
+    /// The host cannot carry the call out (no endpoint in this environment):
+    /// a call the policy permits is denied with this reason instead.
+    Unavailable(Reason),
+    /// The call repeats one whose effect was already carried out (an
+    /// exactly-once key): a call the policy permits is allowed with this
+    /// reason, without asking for approval or charging a limit, and the
+    /// host answers with the first call's result instead of running it.
+    Duplicate(Reason),
+}
+
 /// What a repeated idempotency key comes to, measured against the decision
 /// that holds it.
 enum Repeat {
@@ -287,19 +300,17 @@ impl AuthorizeService {
             .await
     }
 
-    /// [`AuthorizeService::authorize`] for a host that can carry out the
-    /// call only if `gate` is `None`: the MCP gateway, for a tool it cannot
-    /// reach from this environment. A call the policy would allow or send
-    /// for approval is then denied with the `gate` reason instead, and
-    /// recorded like any other decision; a call the policy denies keeps the
-    /// policy's reasons.
+    /// [`AuthorizeService::authorize`] for a host that carries the call out
+    /// (the MCP gateway), which may know more about it than the policy: see
+    /// [`Gate`]. A call the policy denies keeps the policy's reasons either
+    /// way, and every outcome is recorded like any other decision.
     pub async fn authorize_gated(
         &self,
         agent_id: &str,
         user: &UserContext,
         request: AuthorizeRequest,
         trace_id: String,
-        gate: Option<Reason>,
+        gate: Option<Gate>,
     ) -> Result<DecisionRecord, ServiceError> {
         let started = Instant::now();
         check_len("tool_id", Some(&request.tool_id), limits::MAX_ID_LEN)?;
@@ -374,13 +385,24 @@ impl AuthorizeService {
                 now,
             }),
         };
+        let duplicate =
+            matches!(gate, Some(Gate::Duplicate(_))) && evaluation.decision != Decision::Deny;
         let evaluation = match gate {
-            Some(reason) if evaluation.decision != Decision::Deny => Evaluation {
-                decision: Decision::Deny,
+            Some(Gate::Unavailable(reason)) if evaluation.decision != Decision::Deny => {
+                Evaluation {
+                    decision: Decision::Deny,
+                    reasons: vec![reason],
+                    determining_policies: Vec::new(),
+                    errors: Vec::new(),
+                    agent_version: evaluation.agent_version,
+                }
+            }
+            // Nothing will run: no approval is asked for and no limit is
+            // charged, but the policy must still permit the call.
+            Some(Gate::Duplicate(reason)) if evaluation.decision != Decision::Deny => Evaluation {
+                decision: Decision::Allow,
                 reasons: vec![reason],
-                determining_policies: Vec::new(),
-                errors: Vec::new(),
-                agent_version: evaluation.agent_version,
+                ..evaluation
             },
             _ => evaluation,
         };
@@ -391,18 +413,22 @@ impl AuthorizeService {
             (Decision::PendingApproval, Some(_)) => Decision::Allow,
             (d, _) => d,
         };
-        let planned = crate::limits::plan(
-            engine.registry(),
-            &Call {
-                agent: engine.agent(agent_id),
-                tool: engine.tool(&request.tool_id),
-                user,
-                run_id: request.run_id.as_deref(),
-                session_id: request.session_id.as_deref(),
-                decision: limit_decision,
-                now,
-            },
-        );
+        let planned = if duplicate {
+            Ok(Plan::default())
+        } else {
+            crate::limits::plan(
+                engine.registry(),
+                &Call {
+                    agent: engine.agent(agent_id),
+                    tool: engine.tool(&request.tool_id),
+                    user,
+                    run_id: request.run_id.as_deref(),
+                    session_id: request.session_id.as_deref(),
+                    decision: limit_decision,
+                    now,
+                },
+            )
+        };
         let version = engine.version();
         let kept_arguments = engine
             .tool(&request.tool_id)

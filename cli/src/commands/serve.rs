@@ -179,7 +179,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // servers may be started here.
     let upstreams = McpUpstreams::new(Arc::new(LocalSecrets::new(&args.data.data_dir)), true);
     let mcp = mcp::router(McpState {
-        gateway: Arc::new(Gateway::new(Arc::clone(&service), Arc::new(upstreams))),
+        gateway: Arc::new(Gateway::new(
+            Arc::clone(&service),
+            Arc::new(upstreams),
+            store.clone(),
+        )),
         agents: Arc::clone(&agents),
         users: Arc::clone(&users),
         options: McpOptions {

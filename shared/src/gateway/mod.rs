@@ -11,6 +11,7 @@
 //! host's: see `crate::http::mcp`.
 
 pub mod catalog;
+pub mod exactly_once;
 pub mod filter;
 pub mod outcome;
 
@@ -25,8 +26,10 @@ use crate::model::{
     ApprovalStatus, AuthorizeRequest, Decision, DecisionRecord, Execution, ExecutionStatus, Reason,
     ReasonCode, ToolSpec, UserContext,
 };
-use crate::ports::{ApprovalItem, CallKey, StoreError, UpstreamError, Upstreams};
-use crate::service::{canonical_hash, AuthorizeService, ServiceError};
+use crate::ports::{
+    ApprovalItem, CallKey, Claimed, ExecutionLedger, StoreError, UpstreamError, Upstreams,
+};
+use crate::service::{canonical_hash, AuthorizeService, Gate, ServiceError};
 
 use catalog::{Offered, Unroutable};
 
@@ -69,16 +72,24 @@ pub struct Gateway {
     pub service: Arc<AuthorizeService>,
     /// Connects to upstream servers.
     pub upstreams: Arc<dyn Upstreams>,
+    /// Decides which duplicate carries out an exactly-once call.
+    pub ledger: Arc<dyn ExecutionLedger>,
     /// Each server's tool list, as last fetched, by server id.
     catalog: Mutex<HashMap<String, (Instant, Arc<Vec<Value>>)>>,
 }
 
 impl Gateway {
-    /// A gateway deciding with `service` and forwarding through `upstreams`.
-    pub fn new(service: Arc<AuthorizeService>, upstreams: Arc<dyn Upstreams>) -> Self {
+    /// A gateway deciding with `service`, forwarding through `upstreams`,
+    /// and keeping exactly-once keys in `ledger`.
+    pub fn new(
+        service: Arc<AuthorizeService>,
+        upstreams: Arc<dyn Upstreams>,
+        ledger: Arc<dyn ExecutionLedger>,
+    ) -> Self {
         Self {
             service,
             upstreams,
+            ledger,
             catalog: Mutex::new(HashMap::new()),
         }
     }
@@ -176,7 +187,7 @@ impl Gateway {
         let route = tool.map(|t| catalog::route(engine.registry(), t, environment));
         // A call the gateway could not carry out is still decided: the
         // policy's deny, if any, is the answer; otherwise this.
-        let gate = match &route {
+        let unavailable_reason = match &route {
             Some(Err(Unroutable::NoEndpoint)) => Some(Reason {
                 code: ReasonCode::EnvironmentMismatch,
                 message: format!(
@@ -196,6 +207,93 @@ impl Gateway {
             _ => None,
         };
 
+        // An exactly-once tool: one attempt claims the key; the others are
+        // duplicates, decided but never carried out.
+        let mut claim = None;
+        if let Some((t, spec)) = tool
+            .and_then(|t| t.idempotency.as_ref().map(|s| (t, s)))
+            .filter(|_| unavailable_reason.is_none())
+        {
+            let key = exactly_once::key(t, spec, &arguments);
+            let attempt = uuid::Uuid::new_v4().simple().to_string();
+            let now = self.service.clock.now().unix_timestamp();
+            let lease = i64::try_from(
+                route
+                    .as_ref()
+                    .and_then(|r| r.as_ref().ok())
+                    .map_or(0, |r| r.server.timeout().as_secs()),
+            )
+            .unwrap_or(i64::MAX / 4)
+                + exactly_once::LEASE_MARGIN_SECONDS;
+            match self
+                .ledger
+                .claim(&key, &attempt, now, now.saturating_add(lease))
+                .await
+                .map_err(unavailable)?
+            {
+                Claimed::Yours => claim = Some((key, attempt, spec.window_seconds)),
+                Claimed::Held(held) => {
+                    let reason = exactly_once::duplicate_reason(t, spec, &held);
+                    let record = match self
+                        .decide(
+                            caller,
+                            name,
+                            &arguments,
+                            None,
+                            Some(Gate::Duplicate(reason)),
+                        )
+                        .await?
+                    {
+                        Ok(record) => record,
+                        Err(refused) => return Ok(refused),
+                    };
+                    return Ok(match record.decision {
+                        Decision::Allow => {
+                            exactly_once::duplicate_answer(&held, &record.decision_id)
+                        }
+                        _ => outcome::refused(&record),
+                    });
+                }
+            }
+        }
+        let answer = self
+            .decide_and_execute(
+                caller,
+                name,
+                arguments,
+                tool,
+                route,
+                unavailable_reason,
+                claim.as_ref(),
+            )
+            .await;
+        if let Some((key, attempt, _)) = &claim {
+            // Anything but a carried-out call gives the key up.
+            let carried_out = matches!(&answer, Ok((_, true)));
+            if !carried_out {
+                if let Err(e) = self.ledger.release(key, attempt).await {
+                    tracing::warn!(key = %key, error = %e, "cannot release an exactly-once key; it lapses with its lease");
+                }
+            }
+        }
+        answer.map(|(result, _)| result)
+    }
+
+    /// Decides the call (using the grant of an approval of exactly this
+    /// call, if one is open) and, if allowed, carries it out: the result,
+    /// and whether the call reached its server.
+    #[allow(clippy::too_many_arguments)]
+    async fn decide_and_execute(
+        &self,
+        caller: &Caller,
+        name: &str,
+        arguments: Value,
+        tool: Option<&ToolSpec>,
+        route: Option<Result<Offered<'_>, Unroutable>>,
+        unavailable_reason: Option<Reason>,
+        claim: Option<&(String, String, u64)>,
+    ) -> Result<(Value, bool), GatewayError> {
+        let gate = unavailable_reason.map(Gate::Unavailable);
         // A client repeats a call once it is approved: the open approval of
         // exactly this call is found, and its grant used.
         let mut approval_id = None;
@@ -217,12 +315,61 @@ impl Gateway {
                     approval_id = Some(item.request.approval_id.clone());
                 }
                 Some(item) if self.still_waiting(&item) => {
-                    return Ok(outcome::waiting(&item.request.decision, Some(&item)));
+                    return Ok((outcome::waiting(&item.request.decision, Some(&item)), false));
                 }
                 _ => {}
             }
         }
+        let record = match self
+            .decide(caller, name, &arguments, approval_id, gate)
+            .await?
+        {
+            Ok(record) => record,
+            Err(refused) => return Ok((refused, false)),
+        };
+        match (record.decision, route, tool) {
+            (Decision::Allow, Some(Ok(route)), Some(tool)) => {
+                let (result, reached) = self.execute(&route, tool, &record, arguments).await;
+                if let (Some((key, attempt, window)), true) = (claim, reached) {
+                    let until = self
+                        .service
+                        .clock
+                        .now()
+                        .unix_timestamp()
+                        .saturating_add(i64::try_from(*window).unwrap_or(i64::MAX / 4));
+                    if let Err(e) = self
+                        .ledger
+                        .complete(key, attempt, &record.decision_id, &result, until)
+                        .await
+                    {
+                        // The call ran; its duplicates are told it is running
+                        // until the lease ends, and never run it again before.
+                        tracing::error!(key = %key, error = %e, "cannot keep an exactly-once result");
+                    }
+                }
+                Ok((result, reached))
+            }
+            (Decision::PendingApproval, _, _) => {
+                let item = match &record.approval_id {
+                    Some(id) => self.service.grants.get(id).await.ok().flatten(),
+                    None => None,
+                };
+                Ok((outcome::waiting(&record, item.as_ref()), false))
+            }
+            _ => Ok((outcome::refused(&record), false)),
+        }
+    }
 
+    /// Decides one call with the authorization service: the record, or the
+    /// refusal to answer with when the decision could not be recorded.
+    async fn decide(
+        &self,
+        caller: &Caller,
+        name: &str,
+        arguments: &Value,
+        approval_id: Option<String>,
+        gate: Option<Gate>,
+    ) -> Result<Result<DecisionRecord, Value>, GatewayError> {
         let request = AuthorizeRequest {
             tool_id: name.to_owned(),
             requested_risk: None,
@@ -233,7 +380,7 @@ impl Gateway {
             reasoning: None,
             approval_id,
         };
-        let decided = self
+        match self
             .service
             .authorize_gated(
                 &caller.agent_id,
@@ -242,27 +389,14 @@ impl Gateway {
                 caller.trace_id.clone(),
                 gate,
             )
-            .await;
-        let record = match decided {
-            Ok(record) => record,
-            Err(ServiceError::InvalidRequest(m)) => return Err(GatewayError::InvalidParams(m)),
+            .await
+        {
+            Ok(record) => Ok(Ok(record)),
+            Err(ServiceError::InvalidRequest(m)) => Err(GatewayError::InvalidParams(m)),
             Err(ServiceError::NotRecorded { record, .. })
             | Err(ServiceError::IdempotencyKeyReused { record, .. }) => {
-                return Ok(outcome::refused(&record))
+                Ok(Err(outcome::refused(&record)))
             }
-        };
-        match (record.decision, route, tool) {
-            (Decision::Allow, Some(Ok(route)), Some(tool)) => {
-                Ok(self.execute(&route, tool, &record, arguments).await)
-            }
-            (Decision::PendingApproval, _, _) => {
-                let item = match &record.approval_id {
-                    Some(id) => self.service.grants.get(id).await.ok().flatten(),
-                    None => None,
-                };
-                Ok(outcome::waiting(&record, item.as_ref()))
-            }
-            _ => Ok(outcome::refused(&record)),
         }
     }
 
@@ -281,7 +415,7 @@ impl Gateway {
         tool: &ToolSpec,
         decision: &DecisionRecord,
         arguments: Value,
-    ) -> Value {
+    ) -> (Value, bool) {
         let upstream_tool = tool.upstream_name().to_owned();
         let arguments = match arguments {
             Value::Object(map) => map,
@@ -299,6 +433,11 @@ impl Gateway {
         }
         .await;
         let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        // A server that could not be reached never saw the call.
+        let reached = !matches!(
+            answer,
+            Err(UpstreamError::Unavailable(_) | UpstreamError::Unusable(_))
+        );
         let (execution, reply) = match answer {
             Ok(mut result) => {
                 let result_hash = canonical_hash(&result);
@@ -339,7 +478,7 @@ impl Gateway {
         let record =
             outcome::execution_record(decision, execution, &rfc3339(self.service.clock.now()));
         self.record_execution(&record).await;
-        reply
+        (reply, reached)
     }
 
     /// Appends an execution record. The effect has happened, so the result

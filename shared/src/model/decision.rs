@@ -120,6 +120,10 @@ pub enum ReasonCode {
     /// The tool has no upstream endpoint in this environment, or its server
     /// does not offer it: the gateway cannot forward the call.
     ToolUnavailable,
+    /// The call repeats one that already executed (or is executing) under
+    /// the tool's exactly-once key: it is not executed again, and gets the
+    /// first call's result.
+    DuplicateCall,
 }
 
 impl ReasonCode {
@@ -168,6 +172,7 @@ impl ReasonCode {
             ReasonCode::Executed => "executed",
             ReasonCode::ExecutionFailed => "execution_failed",
             ReasonCode::ToolUnavailable => "tool_unavailable",
+            ReasonCode::DuplicateCall => "duplicate_call",
         }
     }
 

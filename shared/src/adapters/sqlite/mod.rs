@@ -22,6 +22,7 @@ macro_rules! insert_decision {
 mod approvals;
 mod audit;
 mod counters;
+mod executions;
 mod killswitch;
 mod schema;
 

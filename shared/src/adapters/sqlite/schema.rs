@@ -110,6 +110,19 @@ CREATE TABLE IF NOT EXISTS agent_switches (
     disabled_at TEXT NOT NULL
 ) WITHOUT ROWID;
 
+-- The MCP gateway's exactly-once keys: which attempt carries out a call
+-- of a tool that declares `idempotency`, and the result its duplicates get
+-- until `expires_at` (Unix seconds). A claim that was never completed
+-- lapses at its lease's end.
+CREATE TABLE IF NOT EXISTS executions (
+    key         TEXT PRIMARY KEY,
+    attempt     TEXT NOT NULL,
+    decision_id TEXT,
+    result      TEXT,
+    claimed_at  INTEGER NOT NULL,
+    expires_at  INTEGER NOT NULL
+) WITHOUT ROWID;
+
 CREATE TABLE IF NOT EXISTS approvals (
     approval_id TEXT PRIMARY KEY,
     decision_id TEXT NOT NULL,

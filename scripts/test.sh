@@ -2,7 +2,8 @@
 # Runs every check and test of agent-governance on a fresh machine that has
 # only Rust and Python 3. It installs what it needs itself: the Python tools
 # of scripts/requirements.txt into ./.venv (moto's AWS emulator, cfn-lint,
-# Selenium), and Debian's chromium and chromium-driver for the browser test.
+# Selenium, the MCP SDK and pytest), and Debian's chromium and
+# chromium-driver for the browser test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -44,6 +45,10 @@ cargo run -q --locked -p govctl -- policy test infra/policies
 echo "== unit, property, differential, black-box HTTP and end-to-end AWS tests"
 cargo test --workspace --locked
 
-echo "== an approval in headless Chromium"
 cargo build -q --locked -p govctl --features aws
+
+echo "== the MCP gateway with the official MCP SDK's client and servers"
+GOVCTL="$CARGO_TARGET_DIR/debug/govctl" .venv/bin/python -m pytest -q -p no:cacheprovider tests/mcp
+
+echo "== an approval in headless Chromium"
 .venv/bin/python tests/browser/approve.py "$CARGO_TARGET_DIR/debug/govctl"

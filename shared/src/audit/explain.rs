@@ -34,6 +34,9 @@ pub struct Story {
     pub session: Vec<DecisionRecord>,
     /// The records of the approval this decision belongs to, in time order.
     pub approval_trail: Vec<DecisionRecord>,
+    /// The record of the decision's execution, when the MCP gateway carried
+    /// it out.
+    pub execution: Option<DecisionRecord>,
 }
 
 /// The deciding policy version and what it said about this call.
@@ -53,6 +56,26 @@ fn args_line(r: &DecisionRecord) -> String {
     r.arguments
         .as_ref()
         .map_or_else(|| "(not kept)".to_owned(), ToString::to_string)
+}
+
+/// What the upstream server did with a forwarded call.
+fn execution_lines(o: &mut String, e: &crate::model::Execution, record_id: &str) {
+    let _ = writeln!(o, "  server        {} (tool `{}`)", e.server, e.upstream_tool);
+    let _ = writeln!(o, "  outcome       {} in {} ms", e.status.as_str(), e.duration_ms);
+    if let Some(err) = &e.error {
+        let _ = writeln!(o, "  error         {err}");
+    }
+    if let Some(h) = &e.result_hash {
+        let _ = writeln!(o, "  result hash   {h}");
+    }
+    if !e.removed_paths.is_empty() {
+        let _ = writeln!(
+            o,
+            "  removed       {} (values never kept)",
+            e.removed_paths.join(", ")
+        );
+    }
+    let _ = writeln!(o, "  record        {record_id}");
 }
 
 /// The story as text.
@@ -263,6 +286,16 @@ pub fn render(s: &Story) -> String {
                 let _ = write!(line, " decision {}", d.decision_id);
             }
             let _ = writeln!(o, "{}", line.trim_end());
+        }
+    }
+
+    if let Some(e) = &r.execution {
+        let _ = writeln!(o, "\nExecution of decision {}", e.decision_id);
+        execution_lines(&mut o, e, &r.decision_id);
+    } else if let Some(x) = &s.execution {
+        if let Some(e) = &x.execution {
+            let _ = writeln!(o, "\nExecution");
+            execution_lines(&mut o, e, &x.decision_id);
         }
     }
 

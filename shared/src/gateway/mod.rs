@@ -442,6 +442,7 @@ impl Gateway {
             Ok(mut result) => {
                 let result_hash = canonical_hash(&result);
                 let removed_paths = filter::strip(&mut result, &tool.response_filter);
+                outcome::annotate(&mut result, decision, &removed_paths);
                 let status = if result.get("isError").and_then(Value::as_bool) == Some(true) {
                     ExecutionStatus::ToolError
                 } else {

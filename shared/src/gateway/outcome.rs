@@ -88,6 +88,29 @@ pub fn waiting(record: &DecisionRecord, item: Option<&ApprovalItem>) -> Value {
     })
 }
 
+/// Marks a forwarded call's result with its decision, so that the agent
+/// (and whoever reads its transcript) can find the evidence.
+pub fn annotate(result: &mut Value, record: &DecisionRecord, removed_paths: &[String]) {
+    let Some(obj) = result.as_object_mut() else {
+        return;
+    };
+    let meta = obj.entry("_meta").or_insert_with(|| json!({}));
+    if !meta.is_object() {
+        *meta = json!({});
+    }
+    if let Some(meta) = meta.as_object_mut() {
+        let mut m = json!({
+            "decision": record.decision.as_str(),
+            "decision_id": record.decision_id,
+            "reasons": record.reasons.iter().map(|r| r.code.as_str()).collect::<Vec<_>>(),
+        });
+        if !removed_paths.is_empty() {
+            m["removed_paths"] = json!(removed_paths);
+        }
+        meta.insert(META_KEY.into(), m);
+    }
+}
+
 /// The result of a forwarded call whose upstream gave no answer.
 pub fn upstream_failed(record: &DecisionRecord, error: &str) -> Value {
     json!({

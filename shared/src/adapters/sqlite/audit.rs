@@ -562,6 +562,7 @@ impl SqliteStore {
                     "SELECT record FROM decisions
                      WHERE agent_id = ?1 AND json_extract(record, '$.session_id') = ?2
                        AND json_extract(record, '$.approval') IS NULL
+                       AND json_extract(record, '$.execution') IS NULL
                      ORDER BY timestamp, decision_id",
                     params![record.agent_id, session],
                 )?,
@@ -582,7 +583,18 @@ impl SqliteStore {
                 )?,
                 None => Vec::new(),
             };
+            let execution = match &record.execution {
+                Some(_) => None,
+                None => records(
+                    conn,
+                    "SELECT record FROM decisions WHERE decision_id = ?1",
+                    params![crate::gateway::outcome::execution_id(&record.decision_id)],
+                )?
+                .into_iter()
+                .next(),
+            };
             Ok(Some(Story {
+                execution,
                 record,
                 position,
                 sealed_by,

@@ -1327,7 +1327,10 @@ fn the_template_throttles_unauthenticated_routes_and_reserves_authorize_capacity
             );
         }
     }
-    assert_eq!(open, 3, "the review page, approve and reject");
+    assert_eq!(
+        open, 4,
+        "the review page, approve, reject, and the MCP gateway's protected-resource metadata"
+    );
     let authorize = &resources["AuthorizeFunction"]["Properties"];
     assert!(default_of(&template, &authorize["ReservedConcurrentExecutions"]) >= 10.0);
 }

@@ -270,9 +270,26 @@ impl AuthorizePorts {
     }
 }
 
-/// The authorize function's router: the shared API, with the agent taken
-/// from the IAM context and the policy refreshed before each request.
-pub async fn app(config: &AuthorizeConfig, ports: AuthorizePorts) -> Result<Router, VersionError> {
+/// The authorization service over the ports, with the engine it serves
+/// and what keeps that engine on the active version.
+pub struct Assembled {
+    /// Decides and records.
+    pub service: Arc<AuthorizeService>,
+    /// The served policy version.
+    pub engine: Arc<EngineHandle>,
+    /// Re-reads the active pointer on the request path.
+    pub refresher: Arc<PolicyRefresher>,
+    /// Verifies on-behalf-of tokens.
+    pub users: Arc<dyn UserVerifier>,
+    /// The decision log, for reads.
+    pub log: Arc<dyn DecisionLog>,
+    /// Approvals, for reads.
+    pub approval_store: Arc<dyn ApprovalStore>,
+}
+
+/// Loads the active version and builds the service the authorize and
+/// gateway functions share.
+pub async fn assemble(config: &AuthorizeConfig, ports: AuthorizePorts) -> Result<Assembled, VersionError> {
     let engine = Arc::new(EngineHandle::with_max_staleness(
         active_engine(ports.policies.as_ref()).await?,
         config.policy_max_staleness,
@@ -297,15 +314,34 @@ pub async fn app(config: &AuthorizeConfig, ports: AuthorizePorts) -> Result<Rout
         clock: ports.clock,
         environment: config.environment,
     };
-    let state = AppState {
+    Ok(Assembled {
         service: Arc::new(service),
-        agents: Arc::new(IamAgentAuth::new(engine)),
+        engine,
+        refresher,
         users: ports.users,
         log: ports.log,
-        approvals: ports.approval_store,
-    };
-    Ok(router(state).layer(axum::middleware::from_fn_with_state(
+        approval_store: ports.approval_store,
+    })
+}
+
+/// Runs the policy refresher before each request of `router`.
+pub fn refreshed(router: Router, refresher: Arc<PolicyRefresher>) -> Router {
+    router.layer(axum::middleware::from_fn_with_state(
         refresher,
         refresh_first,
-    )))
+    ))
+}
+
+/// The authorize function's router: the shared API, with the agent taken
+/// from the IAM context and the policy refreshed before each request.
+pub async fn app(config: &AuthorizeConfig, ports: AuthorizePorts) -> Result<Router, VersionError> {
+    let a = assemble(config, ports).await?;
+    let state = AppState {
+        service: a.service,
+        agents: Arc::new(IamAgentAuth::new(a.engine)),
+        users: a.users,
+        log: a.log,
+        approvals: a.approval_store,
+    };
+    Ok(refreshed(router(state), a.refresher))
 }

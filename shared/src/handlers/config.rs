@@ -123,6 +123,36 @@ impl AuthorizeConfig {
     }
 }
 
+/// The gateway function's configuration: the authorize function's, and
+/// where upstream credentials are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayConfig {
+    /// Everything the authorization service needs.
+    pub authorize: AuthorizeConfig,
+    /// `UPSTREAM_SECRETS_PREFIX`: a registry credential `NAME` is the
+    /// Secrets Manager secret `PREFIX/NAME`.
+    pub secrets_prefix: String,
+    /// `AUTHORIZATION_SERVERS`: comma-separated issuers MCP clients may get
+    /// tokens from, published in the protected-resource metadata (optional).
+    pub authorization_servers: Vec<String>,
+}
+
+impl GatewayConfig {
+    /// Reads the configuration from the environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            authorize: AuthorizeConfig::from_env()?,
+            secrets_prefix: var("UPSTREAM_SECRETS_PREFIX")?,
+            authorization_servers: var_or("AUTHORIZATION_SERVERS", "")
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        })
+    }
+}
+
 /// The decision-log function's configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DecisionLogConfig {

@@ -17,6 +17,8 @@ pub mod authorize;
 pub mod config;
 pub mod decision_log;
 pub mod denial_metrics;
+#[cfg(all(feature = "aws", feature = "mcp"))]
+pub mod gateway;
 mod stream;
 
 #[cfg(feature = "aws")]

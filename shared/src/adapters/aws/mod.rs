@@ -6,6 +6,7 @@
 pub mod cloudwatch;
 pub mod dynamodb;
 pub mod evidence;
+pub mod secrets;
 pub mod sfn;
 pub mod sns;
 

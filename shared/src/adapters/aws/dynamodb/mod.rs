@@ -7,11 +7,12 @@
 //! | tool policy | `agent_id`, `tool_id` | the active version's grants (the seed's table) |
 //! | decisions | `pk` | decision records and idempotency keys |
 //! | approvals | `approval_id` | pending approvals, their task tokens and outcomes |
-//! | counters | `pk`, `window_start` | rate limits, runs and budgets (see [`crate::limits`]) |
+//! | counters | `pk`, `window_start` | rate limits, runs and budgets (see [`crate::limits`]); the gateway's exactly-once keys (`exec#…`) |
 
 mod approvals;
 mod counters;
 mod decisions;
+mod executions;
 mod killswitch;
 mod policies;
 mod tool_policy;
@@ -23,6 +24,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 pub use approvals::DynamoApprovals;
 pub use counters::DynamoCounters;
 pub use decisions::DynamoDecisionLog;
+pub use executions::DynamoExecutionLedger;
 pub use policies::DynamoPolicyStore;
 pub use tool_policy::sync_tool_policy;
 

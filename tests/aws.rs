@@ -20,6 +20,9 @@ mod common;
 #[path = "aws/emulator.rs"]
 mod emulator;
 #[cfg(test)]
+#[path = "aws/gateway.rs"]
+mod gateway;
+#[cfg(test)]
 #[path = "aws/idempotency.rs"]
 mod idempotency;
 #[cfg(test)]

@@ -30,11 +30,13 @@ pub const AUDIENCE: &str = "agent-governance";
 /// The audience of approver tokens.
 pub const APPROVER_AUDIENCE: &str = "agent-governance-approvers";
 
-/// The four functions of one stack.
+/// The functions of one stack.
 #[derive(Clone)]
 pub struct Functions {
     /// The authorize function's router.
     pub authorize: Router,
+    /// The gateway function's router (`/mcp`).
+    pub gateway: Router,
     /// decision-log.
     pub decision_log: Arc<DecisionLogHandler>,
     /// denial-metrics.
@@ -310,6 +312,7 @@ async fn invoke(
     };
     if ![
         "authorize",
+        "gateway",
         "decision-log",
         "denial-metrics",
         "approval-callback",
@@ -327,6 +330,9 @@ async fn invoke(
             match function.as_str() {
                 "authorize" => {
                     governance::handlers::invoke_http(functions.authorize, event, context).await
+                }
+                "gateway" => {
+                    governance::handlers::invoke_http(functions.gateway, event, context).await
                 }
                 "decision-log" => functions.decision_log.handle(event).await,
                 "denial-metrics" => functions.denial_metrics.handle(event).await,

@@ -20,10 +20,11 @@ use governance::auth::{ClaimMapping, Claims, TokenUse};
 use governance::handlers::approval_callback::ApprovalCallbackHandler;
 use governance::handlers::authorize::{app, AuthorizePorts};
 use governance::handlers::config::{
-    ApprovalCallbackConfig, AuthorizeConfig, DecisionLogConfig, DenialMetricsConfig,
+    ApprovalCallbackConfig, AuthorizeConfig, DecisionLogConfig, DenialMetricsConfig, GatewayConfig,
 };
 use governance::handlers::decision_log::DecisionLogHandler;
 use governance::handlers::denial_metrics::DenialMetricsHandler;
+use governance::handlers::gateway::GatewayPorts;
 use governance::model::Environment;
 use serde_json::{json, Value};
 
@@ -34,6 +35,9 @@ use crate::emulator::{
 
 /// How often the authorize function re-reads the active version in tests.
 pub const REFRESH: Duration = Duration::from_secs(1);
+/// The credential every stack's gateway presents to the credit bureau's
+/// upstream (its Secrets Manager secret `STACK/upstream/credit-bureau`).
+pub const UPSTREAM_SECRET: &str = "bureau-secret-on-aws";
 
 /// What a test may configure differently from the template's defaults.
 #[derive(Clone)]
@@ -437,8 +441,30 @@ impl Stack {
             .send()
             .await
             .expect("create the audit key secret");
+        // The gateway's upstream credentials, as an operator stores them.
+        let secrets = governance::adapters::aws::aws_sdk_secretsmanager::Client::new(&self.sdk);
+        secrets
+            .create_secret()
+            .name(format!("{}/upstream/credit-bureau", self.name))
+            .secret_string(UPSTREAM_SECRET)
+            .send()
+            .await
+            .expect("create the upstream credential");
+        let gateway_config = GatewayConfig {
+            authorize: authorize.clone(),
+            secrets_prefix: format!("{}/upstream", self.name),
+            authorization_servers: Vec::new(),
+        };
+        let mut gateway_ports =
+            GatewayPorts::aws(&gateway_config, &self.sdk).expect("gateway ports");
+        if let Some(clock) = &self.options.clock {
+            gateway_ports.authorize.clock = Arc::clone(clock);
+        }
         let functions = Functions {
             authorize: app(&authorize, ports).await.expect("authorize app"),
+            gateway: governance::handlers::gateway::app(&gateway_config, gateway_ports)
+                .await
+                .expect("gateway app"),
             decision_log: Arc::new(DecisionLogHandler::aws(
                 &DecisionLogConfig {
                     decisions_table: table(&self.name, "decisions"),

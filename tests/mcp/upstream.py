@@ -14,6 +14,8 @@ usage: upstream.py [--port 8931] [--name NAME] [--stdio]
 import argparse
 import asyncio
 import json
+import os
+import sys
 import threading
 from typing import Any
 
@@ -136,6 +138,7 @@ def main():
     args.add_argument("--port", type=int, default=8931)
     args.add_argument("--name", default="example-upstream")
     args.add_argument("--stdio", action="store_true", help="speak over stdin and stdout instead of HTTP")
+    args.add_argument("--exit-with-stdin", action="store_true", help="exit when stdin closes (its parent is gone)")
     opts = args.parse_args()
     app = build(opts.name)
     if opts.stdio:
@@ -143,6 +146,12 @@ def main():
         return
     import uvicorn
 
+    if opts.exit_with_stdin:
+        def watch():
+            sys.stdin.read()
+            os._exit(0)
+
+        threading.Thread(target=watch, daemon=True).start()
     uvicorn.run(Recorder(app.streamable_http_app()), host="127.0.0.1", port=opts.port, log_level="warning")
 
 

@@ -60,8 +60,17 @@ fn args_line(r: &DecisionRecord) -> String {
 
 /// What the upstream server did with a forwarded call.
 fn execution_lines(o: &mut String, e: &crate::model::Execution, record_id: &str) {
-    let _ = writeln!(o, "  server        {} (tool `{}`)", e.server, e.upstream_tool);
-    let _ = writeln!(o, "  outcome       {} in {} ms", e.status.as_str(), e.duration_ms);
+    let _ = writeln!(
+        o,
+        "  server        {} (tool `{}`)",
+        e.server, e.upstream_tool
+    );
+    let _ = writeln!(
+        o,
+        "  outcome       {} in {} ms",
+        e.status.as_str(),
+        e.duration_ms
+    );
     if let Some(err) = &e.error {
         let _ = writeln!(o, "  error         {err}");
     }

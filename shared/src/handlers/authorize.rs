@@ -289,7 +289,10 @@ pub struct Assembled {
 
 /// Loads the active version and builds the service the authorize and
 /// gateway functions share.
-pub async fn assemble(config: &AuthorizeConfig, ports: AuthorizePorts) -> Result<Assembled, VersionError> {
+pub async fn assemble(
+    config: &AuthorizeConfig,
+    ports: AuthorizePorts,
+) -> Result<Assembled, VersionError> {
     let engine = Arc::new(EngineHandle::with_max_staleness(
         active_engine(ports.policies.as_ref()).await?,
         config.policy_max_staleness,

@@ -122,9 +122,7 @@ impl ExecutionLedger for DynamoExecutionLedger {
             .table_name(&self.table)
             .key("pk", s(pk))
             .key("window_start", sk)
-            .update_expression(
-                "SET decision_id = :d, #r = :r, expires_at = :u, #t = :ttl",
-            )
+            .update_expression("SET decision_id = :d, #r = :r, expires_at = :u, #t = :ttl")
             .condition_expression("attempt = :a")
             .expression_attribute_names("#r", "result")
             .expression_attribute_names("#t", "ttl")

@@ -1,0 +1,347 @@
+//! The gateway function on the emulator: MCP over API Gateway events, with
+//! the agent as its IAM principal, the real handlers, DynamoDB for the
+//! decisions, executions and exactly-once keys, Secrets Manager for the
+//! upstream credential, and the example upstream (the official MCP Python
+//! SDK) as every server's dev endpoint.
+
+use std::path::Path;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::OnceLock;
+
+use serde_json::{json, Value};
+
+use crate::emulator::{workspace_root, ACCOUNT};
+use crate::stack::{HttpAnswer, Stack, UPSTREAM_SECRET};
+
+/// The example upstream, started once per test binary; it exits when its
+/// stdin (held here) closes with the test process.
+struct Upstream {
+    url: String,
+    stats: String,
+    _child: Child,
+    _stdin: ChildStdin,
+}
+
+fn upstream() -> &'static Upstream {
+    static UPSTREAM: OnceLock<Upstream> = OnceLock::new();
+    UPSTREAM.get_or_init(|| {
+        let port = crate::common::free_port();
+        let python = workspace_root().join(".venv/bin/python");
+        let mut child = Command::new(&python)
+            .arg(workspace_root().join("tests/mcp/upstream.py"))
+            .args([
+                "--port",
+                &port.to_string(),
+                "--name",
+                "aws-upstream",
+                "--exit-with-stdin",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", python.display()));
+        let stdin = child.stdin.take().expect("stdin");
+        let stats = format!("http://127.0.0.1:{port}/stats");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !reqwest::blocking::get(&stats).is_ok_and(|r| r.status().is_success()) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the example upstream did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Upstream {
+            url: format!("http://127.0.0.1:{port}/mcp"),
+            stats,
+            _child: child,
+            _stdin: stdin,
+        }
+    })
+}
+
+fn stats() -> Value {
+    reqwest::blocking::get(&upstream().stats)
+        .expect("stats")
+        .json()
+        .expect("stats JSON")
+}
+
+fn executions(tool: &str) -> u64 {
+    stats()["executions"][tool].as_u64().unwrap_or(0)
+}
+
+/// The example policies with every dev endpoint on the test upstream, the
+/// privacy server reachable only from prod, and `flag_for_review` executed
+/// exactly once per application.
+fn gateway_policies() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let from = workspace_root().join("infra/policies");
+    copy(&from, dir.path());
+    let path = dir.path().join("registry.yaml");
+    let text = std::fs::read_to_string(&path).expect("registry");
+    let text = text.replace(
+        "\"http://127.0.0.1:8931/mcp\"",
+        &format!("\"{}\"", upstream().url),
+    );
+    let privacy = format!(
+        "  - id: privacy\n    description: Customer records (right to erasure)\n    endpoints:\n      dev: {{ url: \"{}\" }}\n",
+        upstream().url
+    );
+    assert!(
+        text.contains(&privacy),
+        "the registry names the privacy server as expected"
+    );
+    let text = text.replace(
+        &privacy,
+        "  - id: privacy\n    description: Customer records (right to erasure)\n    endpoints:\n      prod: { url: \"https://privacy.internal.example/mcp\" }\n",
+    );
+    let flag = "  - id: flag_for_review\n";
+    assert!(text.contains(flag));
+    let text = text.replace(
+        flag,
+        "  - id: flag_for_review\n    idempotency: { key: [application_id], window_seconds: 3600 }\n",
+    );
+    std::fs::write(&path, text).expect("write registry");
+    dir
+}
+
+fn copy(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).expect("copy");
+        }
+    }
+}
+
+/// One JSON-RPC request to `/mcp` as the agent running as IAM role `role`,
+/// a client of the 2025-06-18 revision without a session (the function
+/// keeps none): the JSON-RPC response.
+fn mcp(stack: &Stack, role: &str, user: &str, method: &str, params: Value) -> Value {
+    let answer = mcp_raw(stack, role, user, method, params);
+    assert_eq!(answer.status, 200, "{method}: {}", answer.body);
+    answer.json
+}
+
+fn mcp_raw(stack: &Stack, role: &str, user: &str, method: &str, params: Value) -> HttpAnswer {
+    let arn = format!("arn:aws:sts::{ACCOUNT}:assumed-role/{role}/session-1");
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+    stack.http(
+        "gateway",
+        "POST",
+        "/mcp",
+        Some(&arn),
+        &[
+            ("content-type", "application/json"),
+            ("accept", "application/json, text/event-stream"),
+            ("mcp-protocol-version", "2025-06-18"),
+            ("x-on-behalf-of", user),
+            ("x-run-id", "run-aws-1"),
+        ],
+        &body.to_string(),
+    )
+}
+
+fn call(stack: &Stack, role: &str, user: &str, tool: &str, arguments: Value) -> Value {
+    let answer = mcp(
+        stack,
+        role,
+        user,
+        "tools/call",
+        json!({"name": tool, "arguments": arguments}),
+    );
+    answer["result"].clone()
+}
+
+fn reasons(result: &Value) -> Value {
+    result["_meta"]["agent-governance/decision"]["reasons"].clone()
+}
+
+#[test]
+fn the_gateway_function_governs_mcp_calls_on_aws() {
+    let policies = gateway_policies();
+    let stack = Stack::new("gateway", policies.path());
+    let ana = stack.user_token_in("ana", &["underwriter"], Some("meridian-capital"));
+
+    let init = mcp(
+        &stack,
+        "meridian-loan-agent",
+        &ana,
+        "initialize",
+        json!({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}),
+    );
+    assert_eq!(init["result"]["serverInfo"]["name"], "agent-governance");
+
+    // tools/list: this agent, for this user, under the registry's names.
+    let listed = mcp(&stack, "meridian-loan-agent", &ana, "tools/list", json!({}));
+    let mut names: Vec<&str> = listed["result"]["tools"]
+        .as_array()
+        .expect("tools")
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            "calculate_risk_score",
+            "flag_for_review",
+            "lookup_regulatory_requirements",
+            "pull_credit_report"
+        ]
+    );
+
+    // An allowed call: forwarded with the Secrets Manager credential, filtered.
+    let before = executions("get_credit_report");
+    let report = call(
+        &stack,
+        "meridian-loan-agent",
+        &ana,
+        "pull_credit_report",
+        json!({"applicant_id": "APL-9"}),
+    );
+    assert_eq!(report["isError"], false, "{report}");
+    assert_eq!(
+        report["structuredContent"],
+        json!({"applicant_id": "APL-9", "score": 712, "tradelines": 9})
+    );
+    assert_eq!(executions("get_credit_report"), before + 1);
+    let seen = stats();
+    assert!(seen["authorization"]
+        .as_array()
+        .expect("list")
+        .contains(&json!(format!("Bearer {UPSTREAM_SECRET}"))));
+    assert_eq!(
+        seen["on_behalf_of"],
+        json!([]),
+        "the user's token never goes upstream"
+    );
+
+    // Its decision and its execution, in the decisions table.
+    let decision_id = report["_meta"]["agent-governance/decision"]["decision_id"]
+        .as_str()
+        .expect("a decision id")
+        .to_owned();
+    let records = stack.decision_items();
+    let execution = records
+        .iter()
+        .find(|r| r["execution"]["decision_id"] == decision_id.as_str())
+        .expect("an execution record");
+    assert_eq!(execution["execution"]["server"], "credit-bureau");
+    assert_eq!(execution["execution"]["status"], "succeeded");
+    assert_eq!(
+        execution["execution"]["removed_paths"],
+        json!(["raw_fico_model"])
+    );
+    assert!(!serde_json::to_string(&records)
+        .expect("json")
+        .contains("FICO 10T"));
+
+    // A denied call is explained and never forwarded.
+    let lee = stack.user_token("lee", &["support_agent"]);
+    let denied = call(
+        &stack,
+        "agent-support-1",
+        &lee,
+        "search_logs",
+        json!({"query": "x"}),
+    );
+    assert_eq!(denied["isError"], true);
+    assert!(
+        reasons(&denied)
+            .as_array()
+            .expect("reasons")
+            .contains(&json!("tool_not_granted")),
+        "{denied}"
+    );
+    assert_eq!(executions("search_logs"), 0);
+
+    // A server without an endpoint in this environment is never reached.
+    let pia = stack.user_token("pia", &["privacy_officer"]);
+    let erase = call(
+        &stack,
+        "agent-privacy-1",
+        &pia,
+        "delete_customer_record",
+        json!({"customer_id": "C-1"}),
+    );
+    assert_eq!(reasons(&erase), json!(["environment_mismatch"]));
+    assert_eq!(executions("delete_customer_record"), 0);
+
+    // Concurrent duplicates of an exactly-once call run upstream once: the
+    // key is claimed with one conditional write in the counters table.
+    let before = executions("flag_for_review");
+    let results: Vec<Value> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let (stack, ana) = (&stack, &ana);
+                s.spawn(move || {
+                    call(
+                        stack,
+                        "meridian-loan-agent",
+                        ana,
+                        "flag_for_review",
+                        json!({"application_id": "APP-77", "reason": format!("attempt {i}")}),
+                    )
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a call"))
+            .collect()
+    });
+    assert_eq!(executions("flag_for_review"), before + 1);
+    let duplicates = results
+        .iter()
+        .filter(|r| reasons(r) == json!(["duplicate_call"]))
+        .count();
+    assert_eq!(duplicates, 7, "{results:?}");
+    let later = call(
+        &stack,
+        "meridian-loan-agent",
+        &ana,
+        "flag_for_review",
+        json!({"application_id": "APP-77"}),
+    );
+    assert_eq!(reasons(&later), json!(["duplicate_call"]));
+    let first = results
+        .iter()
+        .find(|r| reasons(r) != json!(["duplicate_call"]))
+        .expect("the call that ran");
+    assert_eq!(later["structuredContent"], first["structuredContent"]);
+    assert_eq!(executions("flag_for_review"), before + 1);
+
+    // No credentials, no answer; the metadata names the resource.
+    let arn = format!("arn:aws:sts::{ACCOUNT}:assumed-role/meridian-loan-agent/s");
+    let anonymous = stack.http(
+        "gateway",
+        "POST",
+        "/mcp",
+        Some(&arn),
+        &[
+            ("content-type", "application/json"),
+            ("accept", "application/json, text/event-stream"),
+        ],
+        &json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}).to_string(),
+    );
+    assert_eq!(anonymous.status, 401, "{}", anonymous.body);
+    let metadata = stack.http(
+        "gateway",
+        "GET",
+        "/.well-known/oauth-protected-resource/mcp",
+        None,
+        &[],
+        "",
+    );
+    assert_eq!(metadata.status, 200);
+    assert!(metadata.json["resource"]
+        .as_str()
+        .expect("resource")
+        .ends_with("/mcp"));
+}

@@ -100,6 +100,11 @@ pub struct ServeArgs {
     /// its 7-day average (anomaly alerts).
     #[arg(long, default_value_t = 10, value_name = "SECONDS")]
     pub anomaly_interval: u64,
+    /// Another `Host` name `/mcp` answers to when listening on a loopback
+    /// address (by default only the loopback names, against DNS
+    /// rebinding); repeat for several.
+    #[arg(long, value_name = "HOST")]
+    pub mcp_allowed_host: Vec<String>,
     /// For tests of time-bound limits only: a file holding seconds to add
     /// to the clock decisions are made by (read at each decision).
     #[arg(long, hide = true, value_name = "FILE")]

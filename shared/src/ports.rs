@@ -570,6 +570,8 @@ pub enum UpstreamError {
         code: i32,
         /// Its message.
         message: String,
+        /// Its data, passed on to the client as it came.
+        data: Option<serde_json::Value>,
     },
     /// This host cannot use the endpoint (a stdio command on AWS Lambda) or
     /// its credential is missing.
@@ -577,17 +579,23 @@ pub enum UpstreamError {
     Unusable(String),
 }
 
+/// Where a forwarded call's progress notifications go: progress, total and
+/// message, as the upstream server sent them.
+pub type ProgressSink = std::sync::Arc<dyn Fn(f64, Option<f64>, Option<String>) + Send + Sync>;
+
 /// One upstream MCP server, connected. Requests and results are the
 /// protocol's JSON objects, so that the domain does not depend on an SDK.
 #[async_trait]
 pub trait Upstream: Send + Sync {
     /// Every tool the server offers (all pages): MCP `Tool` objects.
     async fn list_tools(&self) -> Result<Vec<serde_json::Value>, UpstreamError>;
-    /// Calls the tool `name` and returns its MCP `CallToolResult`.
+    /// Calls the tool `name` and returns its MCP `CallToolResult`; the
+    /// server's progress notifications for the call go to `progress`.
     async fn call_tool(
         &self,
         name: &str,
         arguments: serde_json::Map<String, serde_json::Value>,
+        progress: Option<ProgressSink>,
     ) -> Result<serde_json::Value, UpstreamError>;
     /// Sends any other request (`resources/read`, `prompts/get`, …) and
     /// returns its result.

@@ -190,6 +190,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             sessions: true,
             json_response: false,
             authorization_servers: Vec::new(),
+            allowed_hosts: allowed_hosts(&args),
         },
     });
     let state = AppState {
@@ -223,6 +224,21 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     seal(&store, &audit_key).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The `Host` names `/mcp` answers to: on a loopback address only the
+/// loopback names (DNS rebinding stays out), plus `--mcp-allowed-host`;
+/// on any other address, any.
+fn allowed_hosts(args: &ServeArgs) -> Vec<String> {
+    if !args.listen.ip().is_loopback() {
+        return Vec::new();
+    }
+    let mut hosts: Vec<String> = ["localhost", "127.0.0.1", "::1", "[::1]"]
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    hosts.extend(args.mcp_allowed_host.iter().cloned());
+    hosts
 }
 
 /// Decides what to serve at start-up: `--policy DIR` (published and activated

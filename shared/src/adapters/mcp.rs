@@ -12,17 +12,51 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use rmcp::model::{CallToolRequestParams, ProtocolVersion};
-use rmcp::service::{ClientLifecycleMode, ClientServiceExt, RunningService, ServiceError};
+use rmcp::handler::client::ClientHandler;
+use rmcp::model::{
+    CallToolRequest, CallToolRequestParams, ClientRequest, ProgressNotificationParam,
+    ProgressToken, ProtocolVersion, ServerResult,
+};
+use rmcp::service::{
+    ClientLifecycleMode, ClientServiceExt, NotificationContext, PeerRequestOptions, RunningService,
+    ServiceError,
+};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 use rmcp::RoleClient;
 use serde_json::Value;
 
 use crate::model::{Endpoint, ServerSpec, Transport};
-use crate::ports::{Secrets, Upstream, UpstreamError, Upstreams};
+use crate::ports::{ProgressSink, Secrets, Upstream, UpstreamError, Upstreams};
 
-type Client = RunningService<RoleClient, ()>;
+type Client = RunningService<RoleClient, Relay>;
+
+/// The client side of one upstream connection: it relays each call's
+/// progress notifications to the caller that asked for them. Every call
+/// gets its own progress token, so the one shared connection can tell
+/// concurrent calls apart.
+#[derive(Clone, Default)]
+struct Relay {
+    sinks: Arc<std::sync::Mutex<HashMap<String, ProgressSink>>>,
+}
+
+impl ClientHandler for Relay {
+    async fn on_progress(
+        &self,
+        params: ProgressNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        let key = token_key(&params.progress_token);
+        let sink = self.sinks.lock().ok().and_then(|s| s.get(&key).cloned());
+        if let Some(sink) = sink {
+            sink(params.progress, params.total, params.message);
+        }
+    }
+}
+
+fn token_key(token: &ProgressToken) -> String {
+    serde_json::to_string(token).unwrap_or_default()
+}
 
 /// Connections to upstream servers, made with the SDK's client.
 pub struct McpUpstreams {
@@ -82,7 +116,9 @@ impl McpUpstreams {
                     }
                 }
                 let transport = StreamableHttpClientTransport::from_config(config);
-                ().serve_with_lifecycle(transport, lifecycle).await
+                Relay::default()
+                    .serve_with_lifecycle(transport, lifecycle)
+                    .await
             }
             Transport::Stdio { command, args } => {
                 if !self.allow_stdio {
@@ -104,7 +140,9 @@ impl McpUpstreams {
                 let transport = TokioChildProcess::new(cmd).map_err(|e| {
                     UpstreamError::Unavailable(format!("cannot start `{command}`: {e}"))
                 })?;
-                ().serve_with_lifecycle(transport, lifecycle).await
+                Relay::default()
+                    .serve_with_lifecycle(transport, lifecycle)
+                    .await
             }
         };
         connected.map_err(|e| UpstreamError::Unavailable(format!("server `{}`: {e}", server.id)))
@@ -148,6 +186,7 @@ fn upstream_error(e: ServiceError) -> UpstreamError {
         ServiceError::McpError(e) => UpstreamError::Rpc {
             code: e.code.0,
             message: e.message.to_string(),
+            data: e.data,
         },
         ServiceError::Timeout { timeout } => UpstreamError::Timeout(timeout.as_secs()),
         other => UpstreamError::Unavailable(other.to_string()),
@@ -158,6 +197,7 @@ fn parse<T: serde::de::DeserializeOwned>(method: &str, params: Value) -> Result<
     serde_json::from_value(params).map_err(|e| UpstreamError::Rpc {
         code: -32602,
         message: format!("invalid params for {method}: {e}"),
+        data: None,
     })
 }
 
@@ -182,14 +222,35 @@ impl Upstream for McpUpstream {
         &self,
         name: &str,
         arguments: serde_json::Map<String, Value>,
+        progress: Option<ProgressSink>,
     ) -> Result<Value, UpstreamError> {
         let params = CallToolRequestParams::new(name.to_owned()).with_arguments(arguments);
-        let result = self
+        let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
+        // The SDK gives every request a progress token of its own; the
+        // call's notifications are relayed by it.
+        let handle = self
             .client
             .peer()
-            .call_tool(params)
+            .send_cancellable_request(request, PeerRequestOptions::no_options())
             .await
             .map_err(upstream_error)?;
+        let relay = self.client.service();
+        let key = token_key(&handle.progress_token);
+        if let (Some(sink), Ok(mut sinks)) = (progress, relay.sinks.lock()) {
+            sinks.insert(key.clone(), sink);
+        }
+        let answer = handle.await_response().await;
+        if let Ok(mut sinks) = relay.sinks.lock() {
+            sinks.remove(&key);
+        }
+        let result = match answer.map_err(upstream_error)? {
+            ServerResult::CallToolResult(result) => result,
+            _ => {
+                return Err(UpstreamError::Unavailable(
+                    "the server answered a tool call with another kind of result".into(),
+                ))
+            }
+        };
         to_json(&result)
     }
 
@@ -226,9 +287,33 @@ impl Upstream for McpUpstream {
                     .await
                     .map_err(upstream_error)?,
             ),
+            "completion/complete" => to_json(
+                &peer
+                    .complete(parse(method, params)?)
+                    .await
+                    .map_err(upstream_error)?,
+            ),
+            // The revisions before 2026-07-28 subscribe to one resource at a
+            // time; the update notifications are not relayed (they are not
+            // tied to a call of the shared connection).
+            #[allow(deprecated)]
+            "resources/subscribe" => {
+                peer.subscribe(parse(method, params)?)
+                    .await
+                    .map_err(upstream_error)?;
+                Ok(Value::Object(serde_json::Map::new()))
+            }
+            #[allow(deprecated)]
+            "resources/unsubscribe" => {
+                peer.unsubscribe(parse(method, params)?)
+                    .await
+                    .map_err(upstream_error)?;
+                Ok(Value::Object(serde_json::Map::new()))
+            }
             other => Err(UpstreamError::Rpc {
                 code: -32601,
                 message: format!("the gateway does not forward `{other}`"),
+                data: None,
             }),
         }
     }

@@ -23,11 +23,12 @@ use serde_json::{Map, Value};
 
 use crate::clock::rfc3339;
 use crate::model::{
-    ApprovalStatus, AuthorizeRequest, Decision, DecisionRecord, Execution, ExecutionStatus, Reason,
-    ReasonCode, ToolSpec, UserContext,
+    ApprovalStatus, AuthorizeRequest, Decision, DecisionRecord, Execution, ExecutionStatus,
+    Forwarded, Reason, ReasonCode, ToolSpec, UserContext,
 };
 use crate::ports::{
-    ApprovalItem, CallKey, Claimed, ExecutionLedger, StoreError, UpstreamError, Upstreams,
+    ApprovalItem, CallKey, Claimed, ExecutionLedger, ProgressSink, StoreError, UpstreamError,
+    Upstreams,
 };
 use crate::service::{canonical_hash, AuthorizeService, Gate, ServiceError};
 
@@ -51,6 +52,14 @@ pub struct Caller {
     pub trace_id: String,
 }
 
+/// The registry's view of a called tool: its entry, where it runs, and why
+/// the gateway cannot carry it out, if it cannot.
+struct Target<'a> {
+    tool: Option<&'a ToolSpec>,
+    route: Option<Result<Offered<'a>, Unroutable>>,
+    unavailable: Option<Reason>,
+}
+
 /// Why a request gets a protocol error instead of a result.
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -63,6 +72,17 @@ pub enum GatewayError {
     /// A store could not be read: nothing was decided or forwarded.
     #[error("the gateway cannot decide now: {0}")]
     Unavailable(String),
+    /// The upstream server answered the forwarded call with a JSON-RPC
+    /// error, which goes back to the client as it came.
+    #[error("{message}")]
+    Upstream {
+        /// The server's error code.
+        code: i32,
+        /// Its message.
+        message: String,
+        /// Its data.
+        data: Option<Value>,
+    },
 }
 
 /// The gateway: the authorization service, and the connections to the
@@ -179,6 +199,7 @@ impl Gateway {
         caller: &Caller,
         name: &str,
         arguments: Option<Map<String, Value>>,
+        progress: Option<ProgressSink>,
     ) -> Result<Value, GatewayError> {
         let arguments = Value::Object(arguments.unwrap_or_default());
         let engine = self.service.engine.current();
@@ -261,10 +282,13 @@ impl Gateway {
                 caller,
                 name,
                 arguments,
-                tool,
-                route,
-                unavailable_reason,
+                Target {
+                    tool,
+                    route,
+                    unavailable: unavailable_reason,
+                },
                 claim.as_ref(),
+                progress,
             )
             .await;
         if let Some((key, attempt, _)) = &claim {
@@ -282,18 +306,21 @@ impl Gateway {
     /// Decides the call (using the grant of an approval of exactly this
     /// call, if one is open) and, if allowed, carries it out: the result,
     /// and whether the call reached its server.
-    #[allow(clippy::too_many_arguments)]
     async fn decide_and_execute(
         &self,
         caller: &Caller,
         name: &str,
         arguments: Value,
-        tool: Option<&ToolSpec>,
-        route: Option<Result<Offered<'_>, Unroutable>>,
-        unavailable_reason: Option<Reason>,
+        target: Target<'_>,
         claim: Option<&(String, String, u64)>,
+        progress: Option<ProgressSink>,
     ) -> Result<(Value, bool), GatewayError> {
-        let gate = unavailable_reason.map(Gate::Unavailable);
+        let Target {
+            tool,
+            route,
+            unavailable: refusal,
+        } = target;
+        let gate = refusal.map(Gate::Unavailable);
         // A client repeats a call once it is approved: the open approval of
         // exactly this call is found, and its grant used.
         let mut approval_id = None;
@@ -329,7 +356,10 @@ impl Gateway {
         };
         match (record.decision, route, tool) {
             (Decision::Allow, Some(Ok(route)), Some(tool)) => {
-                let (result, reached) = self.execute(&route, tool, &record, arguments).await;
+                let (result, reached) = self
+                    .execute(&route, tool, &record, arguments, progress)
+                    .await;
+                let result = result?;
                 if let (Some((key, attempt, window)), true) = (claim, reached) {
                     let until = self
                         .service
@@ -400,6 +430,121 @@ impl Gateway {
         }
     }
 
+    /// Forwards a request other than a tool call (`resources/*`,
+    /// `prompts/*`, `completion/complete`) to the servers that allow
+    /// `feature` among those hosting a tool offered to `caller`, and records
+    /// it. A list is gathered from all of them; a request for one item goes
+    /// to the first that answers it. Nothing is forwarded, and the refusal
+    /// is recorded, where no server allows it.
+    pub async fn forward(
+        &self,
+        caller: &Caller,
+        feature: Forwarded,
+        method: &str,
+        params: Value,
+    ) -> Result<Value, GatewayError> {
+        let engine = self.service.engine.current();
+        let agent = engine.agent(&caller.agent_id);
+        let disabled = agent.is_some_and(|a| {
+            self.service
+                .engine
+                .killswitch()
+                .find(&a.id, Some(&a.version))
+                .is_some()
+        });
+        let mut servers: Vec<Offered<'_>> = Vec::new();
+        if let (Some(agent), false) = (agent, disabled) {
+            for o in catalog::offered(
+                engine.registry(),
+                agent,
+                &caller.user,
+                self.service.environment,
+            ) {
+                if o.server.forwards(feature) && !servers.iter().any(|s| s.server.id == o.server.id)
+                {
+                    servers.push(o);
+                }
+            }
+        }
+        let names: Vec<String> = servers.iter().map(|o| o.server.id.clone()).collect();
+        let version = engine.version();
+        let record = outcome::forward_record(
+            &caller.agent_id,
+            agent.map(|a| a.version.clone()),
+            &caller.user,
+            &caller.trace_id,
+            method,
+            &params,
+            &names,
+            self.service.environment.as_str(),
+            (&version.id, &version.content_hash),
+            &rfc3339(self.service.clock.now()),
+        );
+        // Recorded before anything is forwarded, as every decision is.
+        self.service
+            .log
+            .append(&record)
+            .await
+            .map_err(unavailable)?;
+        self.service.metrics.record_decision(&record);
+        if servers.is_empty() {
+            return Err(GatewayError::NotOffered(
+                record
+                    .reasons
+                    .first()
+                    .map(|r| r.message.clone())
+                    .unwrap_or_default(),
+            ));
+        }
+        let list_key = match method {
+            "resources/list" => Some("resources"),
+            "resources/templates/list" => Some("resourceTemplates"),
+            "prompts/list" => Some("prompts"),
+            _ => None,
+        };
+        let mut gathered: Vec<Value> = Vec::new();
+        let mut last_error = None;
+        for o in &servers {
+            let answer = async {
+                let upstream = self.upstreams.connect(o.server, o.endpoint).await?;
+                tokio::time::timeout(o.server.timeout(), upstream.request(method, params.clone()))
+                    .await
+                    .map_err(|_| UpstreamError::Timeout(o.server.timeout().as_secs()))?
+            }
+            .await;
+            match (answer, list_key) {
+                (Ok(mut result), Some(key)) => {
+                    if let Some(Value::Array(items)) = result.get_mut(key).map(Value::take) {
+                        gathered.extend(items);
+                    }
+                }
+                (Ok(result), None) => return Ok(result),
+                (Err(e), _) => {
+                    tracing::warn!(server = %o.server.id, method, error = %e, "a forwarded request failed");
+                    last_error = Some(e);
+                }
+            }
+        }
+        match (list_key, last_error) {
+            (Some(key), _) => Ok(serde_json::json!({ key: gathered })),
+            (
+                None,
+                Some(UpstreamError::Rpc {
+                    code,
+                    message,
+                    data,
+                }),
+            ) => Err(GatewayError::Upstream {
+                code,
+                message,
+                data,
+            }),
+            (None, e) => Err(GatewayError::Unavailable(
+                e.map_or_else(|| "no server answered".to_owned(), |e| e.to_string()),
+            )),
+        }
+    }
+
     /// Whether an open approval still waits for a human (not expired).
     fn still_waiting(&self, item: &ApprovalItem) -> bool {
         matches!(
@@ -415,7 +560,8 @@ impl Gateway {
         tool: &ToolSpec,
         decision: &DecisionRecord,
         arguments: Value,
-    ) -> (Value, bool) {
+        progress: Option<ProgressSink>,
+    ) -> (Result<Value, GatewayError>, bool) {
         let upstream_tool = tool.upstream_name().to_owned();
         let arguments = match arguments {
             Value::Object(map) => map,
@@ -426,17 +572,20 @@ impl Gateway {
             let upstream = self.upstreams.connect(route.server, route.endpoint).await?;
             tokio::time::timeout(
                 route.server.timeout(),
-                upstream.call_tool(&upstream_tool, arguments),
+                upstream.call_tool(&upstream_tool, arguments, progress),
             )
             .await
             .map_err(|_| UpstreamError::Timeout(route.server.timeout().as_secs()))?
         }
         .await;
         let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        // A server that could not be reached never saw the call.
+        // A server that could not be reached never saw the call; one that
+        // answered with a JSON-RPC error refused it.
         let reached = !matches!(
             answer,
-            Err(UpstreamError::Unavailable(_) | UpstreamError::Unusable(_))
+            Err(UpstreamError::Unavailable(_)
+                | UpstreamError::Unusable(_)
+                | UpstreamError::Rpc { .. })
         );
         let (execution, reply) = match answer {
             Ok(mut result) => {
@@ -459,7 +608,7 @@ impl Gateway {
                         removed_paths,
                         error: None,
                     },
-                    result,
+                    Ok(result),
                 )
             }
             Err(e) => (
@@ -473,7 +622,18 @@ impl Gateway {
                     removed_paths: Vec::new(),
                     error: Some(e.to_string()),
                 },
-                outcome::upstream_failed(decision, &e.to_string()),
+                match &e {
+                    UpstreamError::Rpc {
+                        code,
+                        message,
+                        data,
+                    } => Err(GatewayError::Upstream {
+                        code: *code,
+                        message: message.clone(),
+                        data: data.clone(),
+                    }),
+                    _ => Ok(outcome::upstream_failed(decision, &e.to_string())),
+                },
             ),
         };
         let record =

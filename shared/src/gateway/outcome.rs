@@ -173,6 +173,76 @@ pub fn execution_record(
     }
 }
 
+/// The record of a request other than a tool call (`resources/read`,
+/// `prompts/get`, …): forwarded to `servers`, or refused. Its `tool_id` is
+/// the method; its arguments are the request's parameters.
+#[allow(clippy::too_many_arguments)]
+pub fn forward_record(
+    agent_id: &str,
+    agent_version: Option<String>,
+    user: &crate::model::UserContext,
+    trace_id: &str,
+    method: &str,
+    params: &Value,
+    servers: &[String],
+    environment: &str,
+    policy: (&str, &str),
+    at: &str,
+) -> DecisionRecord {
+    let (decision, code, message) = if servers.is_empty() {
+        (
+            Decision::Deny,
+            ReasonCode::NotForwarded,
+            format!(
+                "`{method}` is forwarded only to servers whose registry entry lists it under \
+                 `forward`, and no server this agent reaches for this user does"
+            ),
+        )
+    } else {
+        (
+            Decision::Allow,
+            ReasonCode::Forwarded,
+            format!("`{method}` forwarded to {}", servers.join(", ")),
+        )
+    };
+    let kept = serde_json::to_string(params)
+        .is_ok_and(|s| s.len() <= crate::service::limits::MAX_KEPT_ARGUMENTS_BYTES)
+        .then(|| params.clone());
+    DecisionRecord {
+        decision_id: uuid::Uuid::now_v7().to_string(),
+        trace_id: trace_id.to_owned(),
+        timestamp: at.to_owned(),
+        decision,
+        reasons: vec![Reason {
+            code,
+            message,
+            policy_id: None,
+        }],
+        determining_policies: Vec::new(),
+        errors: Vec::new(),
+        agent_id: agent_id.to_owned(),
+        agent_version,
+        user_id: user.id.clone(),
+        user_roles: user.roles.clone(),
+        tool_id: method.to_owned(),
+        requested_risk: None,
+        arguments_hash: crate::service::canonical_hash(params),
+        arguments: kept,
+        environment: environment.to_owned(),
+        policy_version: policy.0.to_owned(),
+        policy_hash: policy.1.to_owned(),
+        session_id: None,
+        run_id: None,
+        limit: None,
+        idempotency_key: None,
+        reasoning: None,
+        latency_us: 0,
+        approval_id: None,
+        approval: None,
+        execution: None,
+    }
+}
+
 /// A UUID-shaped id that only this decision's execution produces.
 pub fn execution_id(decision_id: &str) -> String {
     let digest = Sha256::digest(format!("{decision_id}/execution"));

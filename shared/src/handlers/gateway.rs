@@ -67,6 +67,8 @@ pub async fn app(config: &GatewayConfig, ports: GatewayPorts) -> Result<Router, 
             sessions: false,
             json_response: true,
             authorization_servers: config.authorization_servers.clone(),
+            // API Gateway answers only for the API's own host names.
+            allowed_hosts: Vec::new(),
         },
     });
     Ok(refreshed(mcp, a.refresher))

@@ -28,9 +28,11 @@ use axum::routing::get;
 use axum::{Json, Router};
 use rmcp::handler::server::ServerHandler;
 use rmcp::model::{
-    CacheScope, CallToolRequestParams, CallToolResponse, CallToolResult, Implementation,
-    InitializeResult, ListToolsResult, PaginatedRequestParams, ResultType, ServerCapabilities,
-    Tool,
+    CacheScope, CallToolRequestParams, CallToolResponse, CallToolResult, CompleteRequestParams,
+    CompleteResult, GetPromptRequestParams, GetPromptResponse, GetPromptResult, Implementation,
+    InitializeResult, ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult,
+    ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, ReadResourceRequestParams,
+    ReadResourceResponse, ReadResourceResult, ResultType, ServerCapabilities, Tool,
 };
 use rmcp::service::RequestContext;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
@@ -40,6 +42,8 @@ use rmcp::{ErrorData as McpError, RoleServer};
 use super::{trace_id, AgentAuthenticator, ApiError, ON_BEHALF_OF};
 use crate::auth::UserVerifier;
 use crate::gateway::{Caller, Gateway, GatewayError};
+use crate::model::Forwarded;
+use crate::ports::ProgressSink;
 
 /// The header an agent names its run in (run limits count per run).
 pub const RUN_ID: &str = "x-run-id";
@@ -57,6 +61,11 @@ pub struct McpOptions {
     /// The authorization servers an MCP client may get agent tokens from,
     /// published in the protected-resource metadata.
     pub authorization_servers: Vec<String>,
+    /// The `Host` names (or `host:port`) requests may carry; empty: any.
+    /// A control plane on a workstation keeps DNS rebinding out by
+    /// accepting only its loopback names; behind API Gateway the host is
+    /// the API's own.
+    pub allowed_hosts: Vec<String>,
 }
 
 /// What the endpoint needs.
@@ -77,9 +86,7 @@ pub fn router(state: McpState) -> Router {
     let config = StreamableHttpServerConfig::default()
         .with_legacy_session_mode(state.options.sessions)
         .with_json_response(state.options.json_response)
-        // Every request is authenticated before it gets here, and the
-        // control plane is reached by whatever name its operators give it.
-        .disable_allowed_hosts();
+        .with_allowed_hosts(state.options.allowed_hosts.clone());
     let gateway = Arc::clone(&state.gateway);
     let service = StreamableHttpService::new(
         move || {
@@ -223,13 +230,60 @@ fn gateway_error(e: GatewayError) -> McpError {
             McpError::new(rmcp::model::ErrorCode::METHOD_NOT_FOUND, m, None)
         }
         GatewayError::Unavailable(m) => McpError::internal_error(m, None),
+        GatewayError::Upstream {
+            code,
+            message,
+            data,
+        } => McpError::new(rmcp::model::ErrorCode(code), message, data),
+    }
+}
+
+impl GatewayHandler {
+    /// Forwards a request other than a tool call through the gateway, as JSON.
+    async fn forward<P: serde::Serialize, R: serde::de::DeserializeOwned>(
+        &self,
+        context: &RequestContext<RoleServer>,
+        feature: Forwarded,
+        method: &str,
+        params: &P,
+    ) -> Result<R, McpError> {
+        let caller = caller(context)?;
+        let mut params = serde_json::to_value(params)
+            .map_err(|e| McpError::invalid_params(e.to_string(), None))?;
+        if params.is_null() {
+            params = serde_json::json!({});
+        }
+        let result = self
+            .gateway
+            .forward(&caller, feature, method, params)
+            .await
+            .map_err(gateway_error)?;
+        serde_json::from_value(result).map_err(|e| {
+            McpError::internal_error(
+                format!("the upstream answer to {method} is not valid: {e}"),
+                None,
+            )
+        })
     }
 }
 
 impl ServerHandler for GatewayHandler {
     fn get_info(&self) -> InitializeResult {
+        // Features besides tools are offered when some server forwards them.
+        let engine = self.gateway.service.engine.current();
+        let forwards = |f: Forwarded| engine.registry().servers.iter().any(|s| s.forwards(f));
+        let mut capabilities = serde_json::json!({"tools": {}, "logging": {}});
+        for (feature, key) in [
+            (Forwarded::Resources, "resources"),
+            (Forwarded::Prompts, "prompts"),
+            (Forwarded::Completions, "completions"),
+        ] {
+            if forwards(feature) {
+                capabilities[key] = serde_json::json!({});
+            }
+        }
         let capabilities: ServerCapabilities =
-            serde_json::from_value(serde_json::json!({"tools": {}})).unwrap_or_default();
+            serde_json::from_value(capabilities).unwrap_or_default();
         InitializeResult::new(capabilities)
             .with_server_info(Implementation::new(
                 "agent-governance",
@@ -240,6 +294,132 @@ impl ServerHandler for GatewayHandler {
                  A denied or waiting call answers with a result that says why; a call that \
                  waits for human approval is repeated unchanged once it is approved.",
             )
+    }
+
+    async fn list_resources(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, McpError> {
+        let list: ListResourcesResult = self
+            .forward(&context, Forwarded::Resources, "resources/list", &request)
+            .await?;
+        Ok(ListResourcesResult::with_all_items(list.resources)
+            .with_cache_scope(CacheScope::Private))
+    }
+
+    async fn list_resource_templates(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, McpError> {
+        let list: ListResourceTemplatesResult = self
+            .forward(
+                &context,
+                Forwarded::Resources,
+                "resources/templates/list",
+                &request,
+            )
+            .await?;
+        Ok(
+            ListResourceTemplatesResult::with_all_items(list.resource_templates)
+                .with_cache_scope(CacheScope::Private),
+        )
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, McpError> {
+        let mut result: ReadResourceResult = self
+            .forward(&context, Forwarded::Resources, "resources/read", &request)
+            .await?;
+        result.result_type.get_or_insert(ResultType::COMPLETE);
+        Ok(ReadResourceResponse::Complete(result))
+    }
+
+    async fn list_prompts(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, McpError> {
+        let list: ListPromptsResult = self
+            .forward(&context, Forwarded::Prompts, "prompts/list", &request)
+            .await?;
+        Ok(ListPromptsResult::with_all_items(list.prompts).with_cache_scope(CacheScope::Private))
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, McpError> {
+        let mut result: GetPromptResult = self
+            .forward(&context, Forwarded::Prompts, "prompts/get", &request)
+            .await?;
+        result.result_type.get_or_insert(ResultType::COMPLETE);
+        Ok(GetPromptResponse::Complete(result))
+    }
+
+    async fn complete(
+        &self,
+        request: CompleteRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CompleteResult, McpError> {
+        self.forward(
+            &context,
+            Forwarded::Completions,
+            "completion/complete",
+            &request,
+        )
+        .await
+    }
+
+    #[allow(deprecated)]
+    async fn subscribe(
+        &self,
+        request: rmcp::model::SubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        let _: serde_json::Value = self
+            .forward(
+                &context,
+                Forwarded::Resources,
+                "resources/subscribe",
+                &request,
+            )
+            .await?;
+        Ok(())
+    }
+
+    #[allow(deprecated)]
+    async fn unsubscribe(
+        &self,
+        request: rmcp::model::UnsubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        let _: serde_json::Value = self
+            .forward(
+                &context,
+                Forwarded::Resources,
+                "resources/unsubscribe",
+                &request,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Accepted, so that clients that set a level work; the gateway relays
+    /// no upstream log messages (they are not tied to a call). Logging is
+    /// deprecated from 2026-07-28 on, but the earlier revisions have it.
+    #[allow(deprecated)]
+    async fn set_level(
+        &self,
+        _request: rmcp::model::SetLevelRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        Ok(())
     }
 
     async fn list_tools(
@@ -271,11 +451,42 @@ impl ServerHandler for GatewayHandler {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let caller = caller(&context)?;
-        let result = self
+        // The client's progress token, if it asked for progress: the
+        // upstream's notifications for this call are relayed under it, in
+        // order, and all of them before the result.
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<ProgressNotificationParam>();
+        let progress: Option<ProgressSink> = context.meta.get_progress_token().map(|token| {
+            let sink: ProgressSink = Arc::new(move |progress, total, message| {
+                let mut params = ProgressNotificationParam::new(token.clone(), progress);
+                params.total = total;
+                params.message = message;
+                let _ = tx.send(params);
+            });
+            sink
+        });
+        let call = self
             .gateway
-            .call_tool(&caller, &request.name, request.arguments)
-            .await
-            .map_err(gateway_error)?;
+            .call_tool(&caller, &request.name, request.arguments, progress);
+        tokio::pin!(call);
+        let relay = |params: ProgressNotificationParam| {
+            let peer = context.peer.clone();
+            async move {
+                if let Err(e) = peer.notify_progress(params).await {
+                    tracing::debug!(error = %e, "a progress notification could not be relayed");
+                }
+            }
+        };
+        let result = loop {
+            tokio::select! {
+                result = &mut call => break result,
+                Some(params) = rx.recv() => relay(params).await,
+            }
+        };
+        // The sink is gone with the call: what it sent is all there is.
+        while let Ok(params) = rx.try_recv() {
+            relay(params).await;
+        }
+        let result = result.map_err(gateway_error)?;
         let mut result: CallToolResult = serde_json::from_value(result).map_err(|e| {
             McpError::internal_error(
                 format!("the upstream result is not a valid tool result: {e}"),

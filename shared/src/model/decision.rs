@@ -124,6 +124,12 @@ pub enum ReasonCode {
     /// the tool's exactly-once key: it is not executed again, and gets the
     /// first call's result.
     DuplicateCall,
+    /// A request other than a tool call (resources, prompts, completions)
+    /// was forwarded to the servers whose registry entry allows it.
+    Forwarded,
+    /// A request other than a tool call was refused: no server this agent
+    /// reaches for this user allows it to be forwarded.
+    NotForwarded,
 }
 
 impl ReasonCode {
@@ -173,6 +179,8 @@ impl ReasonCode {
             ReasonCode::ExecutionFailed => "execution_failed",
             ReasonCode::ToolUnavailable => "tool_unavailable",
             ReasonCode::DuplicateCall => "duplicate_call",
+            ReasonCode::Forwarded => "forwarded",
+            ReasonCode::NotForwarded => "not_forwarded",
         }
     }
 

@@ -47,8 +47,14 @@ cargo test --workspace --locked
 
 cargo build -q --locked -p govctl --features aws
 
-echo "== the MCP gateway with the official MCP SDK's client and servers"
+echo "== the MCP gateway with the official MCP SDKs' clients (Python, TypeScript) and servers"
+# The TypeScript client and the conformance suite run on Node.js 22, which
+# tests/mcp/node installs from the npm registry as a package of its own.
 GOVCTL="$CARGO_TARGET_DIR/debug/govctl" .venv/bin/python -m pytest -q -p no:cacheprovider tests/mcp
+
+echo "== MCP conformance: an upstream directly, and through the gateway"
+.venv/bin/python tests/mcp/conformance/run.py "$CARGO_TARGET_DIR/debug/govctl" \
+  --known-gaps tests/mcp/conformance/known-gaps.txt
 
 echo "== an approval in headless Chromium"
 .venv/bin/python tests/browser/approve.py "$CARGO_TARGET_DIR/debug/govctl"

@@ -37,7 +37,42 @@ type Client = RunningService<RoleClient, Relay>;
 /// concurrent calls apart.
 #[derive(Clone, Default)]
 struct Relay {
-    sinks: Arc<std::sync::Mutex<HashMap<String, ProgressSink>>>,
+    inner: Arc<std::sync::Mutex<Sinks>>,
+}
+
+/// The sinks of the calls in flight, by progress token, and notifications
+/// that arrived before their call's sink was registered (the SDK chooses
+/// the token as it sends the request, so the first notification can win).
+#[derive(Default)]
+struct Sinks {
+    by_token: HashMap<String, ProgressSink>,
+    early: HashMap<String, (std::time::Instant, Vec<ProgressNotificationParam>)>,
+}
+
+/// How long a notification waits for its call's sink.
+const EARLY_KEPT: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl Relay {
+    /// Routes the token's notifications to `sink`, first those that came early.
+    fn register(&self, key: &str, sink: ProgressSink) {
+        let early = match self.inner.lock() {
+            Ok(mut sinks) => {
+                sinks.by_token.insert(key.to_owned(), Arc::clone(&sink));
+                sinks.early.remove(key).map(|(_, n)| n).unwrap_or_default()
+            }
+            Err(_) => Vec::new(),
+        };
+        for n in early {
+            sink(n.progress, n.total, n.message);
+        }
+    }
+
+    fn unregister(&self, key: &str) {
+        if let Ok(mut sinks) = self.inner.lock() {
+            sinks.by_token.remove(key);
+            sinks.early.remove(key);
+        }
+    }
 }
 
 impl ClientHandler for Relay {
@@ -47,9 +82,24 @@ impl ClientHandler for Relay {
         _context: NotificationContext<RoleClient>,
     ) {
         let key = token_key(&params.progress_token);
-        let sink = self.sinks.lock().ok().and_then(|s| s.get(&key).cloned());
-        if let Some(sink) = sink {
-            sink(params.progress, params.total, params.message);
+        let sink = match self.inner.lock() {
+            Ok(mut sinks) => match sinks.by_token.get(&key).cloned() {
+                Some(sink) => Some((sink, params)),
+                None => {
+                    sinks.early.retain(|_, (at, _)| at.elapsed() < EARLY_KEPT);
+                    sinks
+                        .early
+                        .entry(key)
+                        .or_insert_with(|| (std::time::Instant::now(), Vec::new()))
+                        .1
+                        .push(params);
+                    None
+                }
+            },
+            Err(_) => None,
+        };
+        if let Some((sink, n)) = sink {
+            sink(n.progress, n.total, n.message);
         }
     }
 }
@@ -236,13 +286,11 @@ impl Upstream for McpUpstream {
             .map_err(upstream_error)?;
         let relay = self.client.service();
         let key = token_key(&handle.progress_token);
-        if let (Some(sink), Ok(mut sinks)) = (progress, relay.sinks.lock()) {
-            sinks.insert(key.clone(), sink);
+        if let Some(sink) = progress {
+            relay.register(&key, sink);
         }
         let answer = handle.await_response().await;
-        if let Ok(mut sinks) = relay.sinks.lock() {
-            sinks.remove(&key);
-        }
+        relay.unregister(&key);
         let result = match answer.map_err(upstream_error)? {
             ServerResult::CallToolResult(result) => result,
             _ => {

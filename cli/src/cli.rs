@@ -14,7 +14,12 @@ pub const DEFAULT_DATA_DIR: &str = ".govctl";
 #[command(name = "govctl", version, about, propagate_version = true)]
 pub struct Cli {
     /// Log filter (e.g. `info`, `warn,decision=info`); also RUST_LOG.
-    #[arg(long, global = true, env = "GOVCTL_LOG", default_value = "info")]
+    #[arg(
+        long,
+        global = true,
+        env = "GOVCTL_LOG",
+        default_value = "info,rmcp=warn"
+    )]
     pub log: String,
     /// What to do.
     #[command(subcommand)]
@@ -54,6 +59,9 @@ pub enum Command {
     /// Recorded decisions.
     #[command(subcommand)]
     Decision(DecisionCommand),
+    /// The registry's upstream MCP servers.
+    #[command(subcommand)]
+    Registry(RegistryCommand),
     /// Every agent version's call rate this hour against its 7-day hourly
     /// average, and the anomaly alerts raised.
     Anomalies {
@@ -63,6 +71,29 @@ pub enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        data: DataDir,
+    },
+}
+
+/// `govctl registry …`.
+#[derive(Debug, Subcommand)]
+pub enum RegistryCommand {
+    /// Propose registry entries for an upstream server's tools, from its
+    /// `tools/list` and annotations (unannotated tools count as
+    /// destructive); prints YAML to review and add under `tools:`.
+    Import {
+        /// The server, as `servers:` names it.
+        #[arg(long)]
+        server: String,
+        /// The policy directory whose registry names the server.
+        #[arg(long, default_value = "infra/policies")]
+        policy: PathBuf,
+        /// Whose endpoint to ask.
+        #[arg(long, default_value = "dev", value_parser = parse_env)]
+        environment: Environment,
+        /// Where the server's credential is (`secrets/NAME`), when the
+        /// environment does not hold it.
         #[command(flatten)]
         data: DataDir,
     },

@@ -195,8 +195,11 @@ async def test_the_agents_credentials_never_reach_an_upstream(gateway, upstream)
         await c.call_tool("pull_credit_report", {"applicant_id": "APL-2"})
         await c.call_tool("calculate_risk_score", {"application_id": "APP-1"})
     stats = upstream.stats()
-    # Only the bureau's configured secret, for the bureau's server; no user token at all.
-    assert stats["authorization"] == [f"Bearer {BUREAU_SECRET}"]
+    # Only the bureau's configured secret (from the environment, or the data
+    # directory's file that another test writes), for the bureau's server;
+    # no user token at all.
+    assert f"Bearer {BUREAU_SECRET}" in stats["authorization"]
+    assert set(stats["authorization"]) <= {f"Bearer {BUREAU_SECRET}", "Bearer bureau-secret-from-a-file"}
     assert stats["on_behalf_of"] == []
     assert agent not in json.dumps(stats) and user not in json.dumps(stats)
 
@@ -230,3 +233,21 @@ def test_mcp_refuses_callers_without_credentials_and_names_its_metadata(gateway)
         {"Accept": "application/json, text/event-stream", "Authorization": f"Bearer {gateway.agent('agent-support-1')}"},
     )
     assert status == 401 and json.loads(body)["error"]["code"] == "missing_user_token"
+
+
+def test_registry_import_proposes_entries_from_the_servers_own_list(gateway, tmp, upstream):
+    # The credential from the data directory's secrets folder, this time.
+    secrets = gateway.data / "secrets"
+    secrets.mkdir(exist_ok=True)
+    (secrets / "credit-bureau").write_text("bureau-secret-from-a-file\n")
+    out = gateway.run("registry", "import", "--server", "credit-bureau", "--policy", str(tmp / "policies"))
+    assert "already registered: get_credit_report (registry id `pull_credit_report`)" in out
+    proposal = out[out.index("\ntools:\n"):]
+    # Annotated read-only upstream: a low-risk read to review.
+    lookup = proposal[proposal.index("  - id: lookup_regulatory_requirements"):]
+    assert "category: read" in lookup.split("  - id:", 2)[1]
+    # Unannotated: destructive, high risk, waiting for a human; nobody may call it yet.
+    export = proposal[proposal.index("  - id: export_all_customers"):]
+    assert "category: delete" in export and "risk: high" in export
+    assert "approval: { approver_group: REVIEW-ME }" in export and "allowed_roles: []" in export
+    assert "Bearer bureau-secret-from-a-file" in upstream.stats()["authorization"]

@@ -72,7 +72,8 @@ def test_the_typescript_sdk_client_lists_and_calls_through_the_gateway(node, gat
     assert sorted(t["name"] for t in out["tools"]) == ["get_ticket", "search_kb"]
     search = next(t for t in out["tools"] if t["name"] == "search_kb")
     assert search["inputSchema"]["properties"]["query"]["type"] == "string"
-    assert search["annotations"]["readOnlyHint"] is False  # the upstream does not say it reads only
+    # A registry read that the upstream also marks read-only.
+    assert search["annotations"]["readOnlyHint"] is True
 
     allowed, denied = out["calls"]
     # Allowed: forwarded, and the upstream's structured result comes back as it made it.

@@ -20,6 +20,12 @@ import threading
 from typing import Any
 
 from mcp.server.mcpserver import MCPServer
+from mcp.types import ToolAnnotations
+
+# Read tools say so; the rest say nothing (MCP's default: destructive), but
+# for one that says it only adds.
+READ_ONLY = ToolAnnotations(readOnlyHint=True)
+NOT_DESTRUCTIVE = ToolAnnotations(readOnlyHint=False, destructiveHint=False)
 
 STATS: dict[str, Any] = {"executions": {}, "authorization": [], "on_behalf_of": [], "requests": 0}
 LOCK = threading.Lock()
@@ -35,12 +41,12 @@ def ran(tool: str) -> int:
 def build(name: str) -> MCPServer:
     app = MCPServer(name, instructions="Example tools for agent-governance's MCP gateway.")
 
-    @app.tool(description="Search the support knowledge base")
+    @app.tool(description="Search the support knowledge base", annotations=READ_ONLY)
     def search_kb(query: str, limit: int = 3) -> dict[str, Any]:
         ran("search_kb")
         return {"query": query, "articles": [f"KB-{i}: about {query}" for i in range(1, limit + 1)], "server": name}
 
-    @app.tool(description="Read one support ticket")
+    @app.tool(description="Read one support ticket", annotations=READ_ONLY)
     def get_ticket(ticket_id: str) -> dict[str, Any]:
         ran("get_ticket")
         return {
@@ -49,7 +55,7 @@ def build(name: str) -> MCPServer:
             "customer": {"name": "Dana Smith", "email": "dana@example.com", "payment_method": {"iban": "DE89370400440532013000"}},
         }
 
-    @app.tool(description="Search production logs")
+    @app.tool(description="Search production logs", annotations=READ_ONLY)
     def search_logs(query: str, service: str = "all") -> dict[str, Any]:
         ran("search_logs")
         return {"query": query, "service": service, "lines": ["12:00:01 error timeout"]}
@@ -63,7 +69,7 @@ def build(name: str) -> MCPServer:
         ran("publish_status_page")
         return f"published: {message}"
 
-    @app.tool(description="The bureau's credit report of an applicant, with its scoring model's internals")
+    @app.tool(description="The bureau's credit report of an applicant, with its scoring model's internals", annotations=READ_ONLY)
     def get_credit_report(applicant_id: str) -> dict[str, Any]:
         ran("get_credit_report")
         return {
@@ -73,12 +79,12 @@ def build(name: str) -> MCPServer:
             "raw_fico_model": {"version": "FICO 10T", "weights": [0.35, 0.30, 0.15, 0.10, 0.10], "reason_codes": ["D4", "K1"]},
         }
 
-    @app.tool(description="Compute an application's credit risk score")
+    @app.tool(description="Compute an application's credit risk score", annotations=READ_ONLY)
     def calculate_risk_score(application_id: str) -> dict[str, Any]:
         ran("calculate_risk_score")
         return {"application_id": application_id, "risk_score": 0.18, "band": "B"}
 
-    @app.tool(description="Look up the lending rules that apply in a state")
+    @app.tool(description="Look up the lending rules that apply in a state", annotations=READ_ONLY)
     def lookup_regulatory_requirements(state: str, product: str) -> dict[str, Any]:
         ran("lookup_regulatory_requirements")
         return {"state": state, "product": product, "max_apr": 36.0, "disclosures": ["TILA"]}
@@ -89,7 +95,7 @@ def build(name: str) -> MCPServer:
         await asyncio.sleep(0.5)
         return {"application_id": application_id, "recommendation": recommendation, "write": ran("generate_recommendation")}
 
-    @app.tool(description="Flag an application for manual review")
+    @app.tool(description="Flag an application for manual review", annotations=NOT_DESTRUCTIVE)
     def flag_for_review(application_id: str, reason: str = "") -> dict[str, Any]:
         return {"application_id": application_id, "task": f"REV-{ran('flag_for_review')}", "reason": reason}
 

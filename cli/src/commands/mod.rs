@@ -7,6 +7,7 @@ mod killswitch;
 mod policy;
 #[cfg(feature = "aws")]
 mod push;
+mod registry;
 mod serve;
 mod token;
 
@@ -17,7 +18,8 @@ use anyhow::Context as _;
 use governance::adapters::sqlite::SqliteStore;
 
 use crate::cli::{
-    AgentCommand, ApproverCommand, AuditCommand, Cli, Command, DecisionCommand, UserCommand,
+    AgentCommand, ApproverCommand, AuditCommand, Cli, Command, DecisionCommand, RegistryCommand,
+    UserCommand,
 };
 
 /// Logs go to stderr, so that tokens and JSON on stdout stay pipeable.
@@ -116,6 +118,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             output: output.as_deref(),
         }),
         Command::Anomalies { days, json, data } => anomalies::run(&data.data_dir, days, json),
+        Command::Registry(RegistryCommand::Import {
+            server,
+            policy,
+            environment,
+            data,
+        }) => registry::import(&policy, &server, environment, &data.data_dir),
         Command::Decision(DecisionCommand::Show { id, data }) => {
             let store = open_store(&data.data_dir)?;
             let record = runtime()?

@@ -13,6 +13,7 @@
 pub mod catalog;
 pub mod exactly_once;
 pub mod filter;
+pub mod import;
 pub mod outcome;
 
 use std::collections::HashMap;

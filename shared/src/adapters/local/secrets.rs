@@ -43,7 +43,8 @@ impl Secrets for LocalSecrets {
         // Names are letters, digits, - and _ (checked by the registry), so
         // this stays inside the directory.
         let path = self.dir.join(name);
-        match tokio::fs::read_to_string(&path).await {
+        // Read once per connection: a small file, worth no thread of its own.
+        match std::fs::read_to_string(&path) {
             Ok(text) if !text.trim().is_empty() => Ok(text.trim().to_owned()),
             _ => Err(UpstreamError::Unusable(format!(
                 "the upstream credential `{name}` is not configured: set {variable} or write it to {}",

@@ -188,7 +188,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         users: Arc::clone(&users),
         options: McpOptions {
             sessions: true,
-            json_response: false,
+            // JSON where the revision allows it; a call whose progress is
+            // relayed is answered as an event stream.
+            json_response: true,
             authorization_servers: Vec::new(),
             allowed_hosts: allowed_hosts(&args),
         },

@@ -68,9 +68,15 @@ fn mark(hit: &mut [bool], value: &mut Value, paths: &[String]) {
 /// Removes the path `steps` under `value`; whether anything was removed.
 fn remove(value: &mut Value, steps: &[&str]) -> bool {
     match value {
-        Value::Array(items) => items
-            .iter_mut()
-            .fold(false, |any, item| remove(item, steps) || any),
+        // Every element, not just up to the first that had the path.
+        Value::Array(items) => {
+            items
+                .iter_mut()
+                .map(|item| remove(item, steps))
+                .filter(|removed| *removed)
+                .count()
+                > 0
+        }
         Value::Object(map) => match steps {
             [] => false,
             [last] => map.remove(*last).is_some(),

@@ -35,6 +35,9 @@ use crate::service::{canonical_hash, AuthorizeService, Gate, ServiceError};
 
 use catalog::{Offered, Unroutable};
 
+/// A server's tool list and when it was fetched.
+type Listed = (Instant, Arc<Vec<Value>>);
+
 /// How long an upstream's tool list is reused before it is asked again.
 const CATALOG_TTL: Duration = Duration::from_secs(30);
 
@@ -96,7 +99,7 @@ pub struct Gateway {
     /// Decides which duplicate carries out an exactly-once call.
     pub ledger: Arc<dyn ExecutionLedger>,
     /// Each server's tool list, as last fetched, by server id.
-    catalog: Mutex<HashMap<String, (Instant, Arc<Vec<Value>>)>>,
+    catalog: Mutex<HashMap<String, Listed>>,
 }
 
 impl Gateway {

@@ -5,7 +5,7 @@
 //! model why, so that an agent can recover (ask for approval, try later, use
 //! another tool) instead of failing on a protocol error.
 
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::model::{Decision, DecisionRecord, Execution, Reason, ReasonCode};
@@ -22,19 +22,30 @@ fn reasons_text(reasons: &[Reason]) -> String {
         .join("\n")
 }
 
-fn meta(record: &DecisionRecord) -> Value {
-    let mut m = json!({
-        "decision": record.decision.as_str(),
-        "decision_id": record.decision_id,
-        "reasons": record.reasons.iter().map(|r| r.code.as_str()).collect::<Vec<_>>(),
-    });
+/// The decision as results carry it under [`META_KEY`].
+fn decision_meta(record: &DecisionRecord) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("decision".into(), json!(record.decision.as_str()));
+    m.insert("decision_id".into(), json!(record.decision_id));
+    m.insert(
+        "reasons".into(),
+        json!(record
+            .reasons
+            .iter()
+            .map(|r| r.code.as_str())
+            .collect::<Vec<_>>()),
+    );
     if let Some(a) = &record.approval_id {
-        m["approval_id"] = json!(a);
+        m.insert("approval_id".into(), json!(a));
     }
     if let Some(retry) = record.limit.as_ref().and_then(|l| l.retry_after_seconds) {
-        m["retry_after_seconds"] = json!(retry);
+        m.insert("retry_after_seconds".into(), json!(retry));
     }
-    json!({ META_KEY: m })
+    m
+}
+
+fn meta(record: &DecisionRecord) -> Value {
+    json!({ META_KEY: decision_meta(record) })
 }
 
 /// The result of a denied call: nothing was forwarded.
@@ -74,17 +85,20 @@ pub fn waiting(record: &DecisionRecord, item: Option<&ApprovalItem>) -> Value {
         tool = record.tool_id,
         decision = record.decision_id,
     );
-    let mut m = meta(record);
-    m[META_KEY]["approval"] = json!({
-        "approval_id": approval_id,
-        "status": status,
-        "approver_group": item.and_then(|i| i.request.approver_group.clone()),
-        "expires_at": item.map(|i| i.request.expires_at.clone()),
-    });
+    let mut m = decision_meta(record);
+    m.insert(
+        "approval".into(),
+        json!({
+            "approval_id": approval_id,
+            "status": status,
+            "approver_group": item.and_then(|i| i.request.approver_group.clone()),
+            "expires_at": item.map(|i| i.request.expires_at.clone()),
+        }),
+    );
     json!({
         "content": [{"type": "text", "text": text}],
         "isError": true,
-        "_meta": m,
+        "_meta": {META_KEY: m},
     })
 }
 
@@ -99,15 +113,11 @@ pub fn annotate(result: &mut Value, record: &DecisionRecord, removed_paths: &[St
         *meta = json!({});
     }
     if let Some(meta) = meta.as_object_mut() {
-        let mut m = json!({
-            "decision": record.decision.as_str(),
-            "decision_id": record.decision_id,
-            "reasons": record.reasons.iter().map(|r| r.code.as_str()).collect::<Vec<_>>(),
-        });
+        let mut m = decision_meta(record);
         if !removed_paths.is_empty() {
-            m["removed_paths"] = json!(removed_paths);
+            m.insert("removed_paths".into(), json!(removed_paths));
         }
-        meta.insert(META_KEY.into(), m);
+        meta.insert(META_KEY.into(), Value::Object(m));
     }
 }
 

@@ -272,18 +272,21 @@ impl ServerHandler for GatewayHandler {
         // Features besides tools are offered when some server forwards them.
         let engine = self.gateway.service.engine.current();
         let forwards = |f: Forwarded| engine.registry().servers.iter().any(|s| s.forwards(f));
-        let mut capabilities = serde_json::json!({"tools": {}, "logging": {}});
+        let mut capabilities = serde_json::Map::new();
+        for key in ["tools", "logging"] {
+            capabilities.insert(key.into(), serde_json::json!({}));
+        }
         for (feature, key) in [
             (Forwarded::Resources, "resources"),
             (Forwarded::Prompts, "prompts"),
             (Forwarded::Completions, "completions"),
         ] {
             if forwards(feature) {
-                capabilities[key] = serde_json::json!({});
+                capabilities.insert(key.into(), serde_json::json!({}));
             }
         }
         let capabilities: ServerCapabilities =
-            serde_json::from_value(capabilities).unwrap_or_default();
+            serde_json::from_value(serde_json::Value::Object(capabilities)).unwrap_or_default();
         InitializeResult::new(capabilities)
             .with_server_info(Implementation::new(
                 "agent-governance",

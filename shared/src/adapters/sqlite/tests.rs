@@ -448,3 +448,80 @@ async fn sustained_appends_keep_the_wal_bounded() {
         "the WAL reached {largest} bytes with a bound of {BOUND} ({written} records, database {db_size} bytes)"
     );
 }
+
+/// One claim of an exactly-once key wins among concurrent duplicates; the
+/// result is kept for its window; a released or lapsed claim frees the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn exactly_once_keys_are_claimed_once_kept_released_and_lapse() {
+    use crate::ports::{Claimed, ExecutionLedger, Held};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
+    let now = 1_800_000_000;
+    let claims: Vec<Claimed> = futures_join(
+        (0..32)
+            .map(|i| {
+                let store = Arc::clone(&store);
+                tokio::spawn(async move {
+                    store
+                        .claim("tool#k", &format!("a{i}"), now, now + 60)
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect(),
+    )
+    .await;
+    let won: Vec<usize> = claims
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| **c == Claimed::Yours)
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(won.len(), 1, "{claims:?}");
+    assert!(claims
+        .iter()
+        .all(|c| matches!(c, Claimed::Yours | Claimed::Held(Held::Running { since: 1_800_000_000 }))));
+    let winner = format!("a{}", won[0]);
+    // Not the winner's: a release by another attempt changes nothing.
+    store.release("tool#k", "someone-else").await.unwrap();
+    let result = serde_json::json!({"content": [], "structuredContent": {"write": 1}});
+    store
+        .complete("tool#k", &winner, "d-1", &result, now + 3600)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.claim("tool#k", "late", now + 10, now + 70).await.unwrap(),
+        Claimed::Held(Held::Done {
+            decision_id: "d-1".into(),
+            result: result.clone()
+        })
+    );
+    // A completed key is not given up by its attempt either.
+    store.release("tool#k", &winner).await.unwrap();
+    assert!(matches!(
+        store.claim("tool#k", "later", now + 20, now + 80).await.unwrap(),
+        Claimed::Held(Held::Done { .. })
+    ));
+    // Past its window the key is free again.
+    assert_eq!(
+        store.claim("tool#k", "next-day", now + 3600, now + 3660).await.unwrap(),
+        Claimed::Yours
+    );
+    // A claim that is never completed lapses at its lease's end, or is given up.
+    assert_eq!(store.claim("other", "x", now, now + 30).await.unwrap(), Claimed::Yours);
+    assert!(matches!(
+        store.claim("other", "y", now + 29, now + 59).await.unwrap(),
+        Claimed::Held(Held::Running { .. })
+    ));
+    assert_eq!(store.claim("other", "z", now + 30, now + 60).await.unwrap(), Claimed::Yours);
+    store.release("other", "z").await.unwrap();
+    assert_eq!(store.claim("other", "w", now + 31, now + 61).await.unwrap(), Claimed::Yours);
+}
+
+async fn futures_join<T: Send + 'static>(handles: Vec<tokio::task::JoinHandle<T>>) -> Vec<T> {
+    let mut out = Vec::with_capacity(handles.len());
+    for h in handles {
+        out.push(h.await.unwrap());
+    }
+    out
+}

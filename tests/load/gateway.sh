@@ -18,7 +18,7 @@ up_port=$((port + 1))
 
 python=.venv/bin/python
 [ -x "$python" ] || { echo "run ./scripts/test.sh once first: it creates .venv with the MCP SDK" >&2; exit 1; }
-"$python" tests/mcp/upstream.py --port "$up_port" --exit-with-stdin < <(sleep infinity) >/dev/null 2>&1 &
+"$python" tests/mcp/upstream.py --port "$up_port" </dev/null >/dev/null 2>&1 &
 upstream=$!
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$up_port/stats" >/dev/null && break; sleep 0.1; done
 
@@ -32,11 +32,12 @@ extra_pids="$upstream"
 trap 'kill "$server" $extra_pids 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -rf "$data" "$policy"' EXIT
 
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB; $connections connections, ${seconds}s per phase"
+threads=$(( connections < 2 ? connections : 2 ))
 answered=0
 for round in $(seq "$rounds"); do
-  direct=$(env -u AGENT_TOKEN -u USER_TOKEN wrk -t2 -c"$connections" -d"${seconds}s" --latency -s tests/load/gateway.lua "http://127.0.0.1:$up_port" | grep '^RESULT')
+  direct=$(env -u AGENT_TOKEN -u USER_TOKEN wrk -t"$threads" -c"$connections" -d"${seconds}s" --latency -s tests/load/gateway.lua "http://127.0.0.1:$up_port" | grep '^RESULT')
   echo "round $round direct  $direct"
-  through=$(wrk -t2 -c"$connections" -d"${seconds}s" --latency -s tests/load/gateway.lua "http://127.0.0.1:$port" | grep '^RESULT')
+  through=$(wrk -t"$threads" -c"$connections" -d"${seconds}s" --latency -s tests/load/gateway.lua "http://127.0.0.1:$port" | grep '^RESULT')
   echo "round $round gateway $through"
   n=$(sed -E 's/.*requests=([0-9]+).*/\1/' <<<"$through")
   answered=$((answered + n))

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from conftest import BUREAU_SECRET, http
+from conftest import BUREAU_SECRET, http, wait_for
 
 pytestmark = pytest.mark.anyio
 
@@ -74,7 +74,13 @@ async def test_an_allowed_call_is_forwarded_filtered_and_its_execution_recorded(
     assert upstream.executions("get_credit_report") == before + 1
     # The evidence: the decision, then its execution, which keeps the removed
     # paths and the result's hash, never the removed values.
-    records = decision_records(gateway)
+    # govctl serve writes the execution record beside the answer.
+    def executed():
+        rs = decision_records(gateway)
+        ids = {(r.get("execution") or {}).get("decision_id") for r in rs}
+        return rs if meta(result)["decision_id"] in ids else None
+
+    records = wait_for("the execution record", executed, timeout=10)
     decision = next(r for r in records if r["decision_id"] == meta(result)["decision_id"])
     assert decision["decision"] == "allow" and decision["tool_id"] == "pull_credit_report"
     execution = next(r for r in records if (r.get("execution") or {}).get("decision_id") == decision["decision_id"])

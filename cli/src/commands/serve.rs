@@ -179,11 +179,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // servers may be started here.
     let upstreams = McpUpstreams::new(Arc::new(LocalSecrets::new(&args.data.data_dir)), true);
     let mcp = mcp::router(McpState {
-        gateway: Arc::new(Gateway::new(
-            Arc::clone(&service),
-            Arc::new(upstreams),
-            store.clone(),
-        )),
+        gateway: Arc::new(
+            Gateway::new(Arc::clone(&service), Arc::new(upstreams), store.clone())
+                .deferring_outcomes(),
+        ),
         agents: Arc::clone(&agents),
         users: Arc::clone(&users),
         options: McpOptions {

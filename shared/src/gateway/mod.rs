@@ -100,6 +100,9 @@ pub struct Gateway {
     pub ledger: Arc<dyn ExecutionLedger>,
     /// Each server's tool list, as last fetched, by server id.
     catalog: Mutex<HashMap<String, Listed>>,
+    /// Whether a forwarded call's execution record may be written after
+    /// its result is answered (see [`Gateway::deferring_outcomes`]).
+    defer_outcomes: bool,
 }
 
 impl Gateway {
@@ -115,7 +118,21 @@ impl Gateway {
             upstreams,
             ledger,
             catalog: Mutex::new(HashMap::new()),
+            defer_outcomes: false,
         }
+    }
+
+    /// The same, writing each execution record beside the answer rather
+    /// than before it, for a host whose process outlives the request
+    /// (`govctl serve`; never a Lambda function, which is frozen once it
+    /// answers). The decision is durable before anything is forwarded
+    /// either way; what a crash in the instant after an answer can lose is
+    /// that call's outcome record, which `audit explain` then shows as
+    /// missing. It saves one durable write's wait on every forwarded call.
+    #[must_use]
+    pub fn deferring_outcomes(mut self) -> Self {
+        self.defer_outcomes = true;
+        self
     }
 
     /// The MCP `Tool`s offered to `caller`: see [`catalog`]. A server that
@@ -642,35 +659,47 @@ impl Gateway {
         };
         let record =
             outcome::execution_record(decision, execution, &rfc3339(self.service.clock.now()));
-        self.record_execution(&record).await;
+        let (log, metrics) = (
+            Arc::clone(&self.service.log),
+            Arc::clone(&self.service.metrics),
+        );
+        if self.defer_outcomes {
+            tokio::spawn(record_execution(log, metrics, record));
+        } else {
+            record_execution(log, metrics, record).await;
+        }
         (reply, reached)
     }
+}
 
-    /// Appends an execution record. The effect has happened, so the result
-    /// goes to the agent whatever happens here; a record that cannot be
-    /// written is retried, then logged as an error with everything it held.
-    async fn record_execution(&self, record: &DecisionRecord) {
-        let mut delay = Duration::from_millis(50);
-        for attempt in 1..=3 {
-            match self.service.log.append(record).await {
-                Ok(_) => {
-                    self.service.metrics.record_decision(record);
-                    log_execution(record);
-                    return;
-                }
-                Err(e) if attempt < 3 => {
-                    tracing::warn!(decision_id = %record.decision_id, error = %e, "cannot record an execution; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay *= 4;
-                }
-                Err(e) => {
-                    tracing::error!(
-                        target: "decision",
-                        execution = %serde_json::to_string(record).unwrap_or_default(),
-                        error = %e,
-                        "an execution could not be recorded"
-                    );
-                }
+/// Appends an execution record. The effect has happened, so the result goes
+/// to the agent whatever happens here; a record that cannot be written is
+/// retried, then logged as an error with everything it held.
+async fn record_execution(
+    log: Arc<dyn crate::ports::DecisionLog>,
+    metrics: Arc<dyn crate::ports::Metrics>,
+    record: DecisionRecord,
+) {
+    let mut delay = Duration::from_millis(50);
+    for attempt in 1..=3 {
+        match log.append(&record).await {
+            Ok(_) => {
+                metrics.record_decision(&record);
+                log_execution(&record);
+                return;
+            }
+            Err(e) if attempt < 3 => {
+                tracing::warn!(decision_id = %record.decision_id, error = %e, "cannot record an execution; retrying");
+                tokio::time::sleep(delay).await;
+                delay *= 4;
+            }
+            Err(e) => {
+                tracing::error!(
+                    target: "decision",
+                    execution = %serde_json::to_string(&record).unwrap_or_default(),
+                    error = %e,
+                    "an execution could not be recorded"
+                );
             }
         }
     }

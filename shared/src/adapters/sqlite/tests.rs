@@ -478,9 +478,13 @@ async fn exactly_once_keys_are_claimed_once_kept_released_and_lapse() {
         .map(|(i, _)| i)
         .collect();
     assert_eq!(won.len(), 1, "{claims:?}");
-    assert!(claims
-        .iter()
-        .all(|c| matches!(c, Claimed::Yours | Claimed::Held(Held::Running { since: 1_800_000_000 }))));
+    assert!(claims.iter().all(|c| matches!(
+        c,
+        Claimed::Yours
+            | Claimed::Held(Held::Running {
+                since: 1_800_000_000
+            })
+    )));
     let winner = format!("a{}", won[0]);
     // Not the winner's: a release by another attempt changes nothing.
     store.release("tool#k", "someone-else").await.unwrap();
@@ -490,7 +494,10 @@ async fn exactly_once_keys_are_claimed_once_kept_released_and_lapse() {
         .await
         .unwrap();
     assert_eq!(
-        store.claim("tool#k", "late", now + 10, now + 70).await.unwrap(),
+        store
+            .claim("tool#k", "late", now + 10, now + 70)
+            .await
+            .unwrap(),
         Claimed::Held(Held::Done {
             decision_id: "d-1".into(),
             result: result.clone()
@@ -499,23 +506,38 @@ async fn exactly_once_keys_are_claimed_once_kept_released_and_lapse() {
     // A completed key is not given up by its attempt either.
     store.release("tool#k", &winner).await.unwrap();
     assert!(matches!(
-        store.claim("tool#k", "later", now + 20, now + 80).await.unwrap(),
+        store
+            .claim("tool#k", "later", now + 20, now + 80)
+            .await
+            .unwrap(),
         Claimed::Held(Held::Done { .. })
     ));
     // Past its window the key is free again.
     assert_eq!(
-        store.claim("tool#k", "next-day", now + 3600, now + 3660).await.unwrap(),
+        store
+            .claim("tool#k", "next-day", now + 3600, now + 3660)
+            .await
+            .unwrap(),
         Claimed::Yours
     );
     // A claim that is never completed lapses at its lease's end, or is given up.
-    assert_eq!(store.claim("other", "x", now, now + 30).await.unwrap(), Claimed::Yours);
+    assert_eq!(
+        store.claim("other", "x", now, now + 30).await.unwrap(),
+        Claimed::Yours
+    );
     assert!(matches!(
         store.claim("other", "y", now + 29, now + 59).await.unwrap(),
         Claimed::Held(Held::Running { .. })
     ));
-    assert_eq!(store.claim("other", "z", now + 30, now + 60).await.unwrap(), Claimed::Yours);
+    assert_eq!(
+        store.claim("other", "z", now + 30, now + 60).await.unwrap(),
+        Claimed::Yours
+    );
     store.release("other", "z").await.unwrap();
-    assert_eq!(store.claim("other", "w", now + 31, now + 61).await.unwrap(), Claimed::Yours);
+    assert_eq!(
+        store.claim("other", "w", now + 31, now + 61).await.unwrap(),
+        Claimed::Yours
+    );
 }
 
 async fn futures_join<T: Send + 'static>(handles: Vec<tokio::task::JoinHandle<T>>) -> Vec<T> {

@@ -178,6 +178,25 @@ impl Gateway {
         out
     }
 
+    /// The description of tool `name` as the last listing of its server
+    /// gave it, renamed to the registry's id; `None` when the registry has
+    /// no such tool or its server was not listed yet. For checks that must
+    /// not wait (the `Mcp-Param-*` headers of 2026-07-28 against the
+    /// tool's input schema).
+    pub fn cached_tool(&self, name: &str) -> Option<Value> {
+        let engine = self.service.engine.current();
+        let tool = engine.tool(name)?;
+        let route = catalog::route(engine.registry(), tool, self.service.environment).ok()?;
+        let key = format!("{}\u{0}{:?}", route.server.id, route.endpoint);
+        let cache = self.catalog.lock().ok()?;
+        let (_, tools) = cache.get(&key)?;
+        let upstream_name = tool.upstream_name();
+        tools
+            .iter()
+            .find(|t| t.get("name").and_then(Value::as_str) == Some(upstream_name))
+            .map(|upstream| catalog::describe(&route, upstream))
+    }
+
     /// The tools `offered`'s server lists, cached for a short while.
     async fn server_tools(&self, offered: &Offered<'_>) -> Result<Arc<Vec<Value>>, UpstreamError> {
         let key = format!("{}\u{0}{:?}", offered.server.id, offered.endpoint);

@@ -39,7 +39,7 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{ErrorData as McpError, RoleServer};
 
-use super::{trace_id, AgentAuthenticator, ApiError, ON_BEHALF_OF};
+use super::{on_behalf_of, trace_id, AgentAuthenticator, ApiError};
 use crate::auth::UserVerifier;
 use crate::gateway::{Caller, Gateway, GatewayError};
 use crate::model::Forwarded;
@@ -155,17 +155,7 @@ async fn authenticate(State(state): State<McpState>, mut request: Request, next:
     let agent = state.agents.authenticate(headers, request.extensions());
     let caller = async {
         let agent_id = agent?;
-        let token = headers
-            .get(ON_BEHALF_OF)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-            .ok_or(ApiError::MissingUserToken)?;
-        let user = state
-            .users
-            .verify_user(token)
-            .await
-            .map_err(ApiError::InvalidUserToken)?;
+        let user = on_behalf_of(state.users.as_ref(), headers).await?;
         let text = |name: &str| {
             headers
                 .get(name)
@@ -423,6 +413,14 @@ impl ServerHandler for GatewayHandler {
         _context: RequestContext<RoleServer>,
     ) -> Result<(), McpError> {
         Ok(())
+    }
+
+    /// Lets the SDK check a 2026-07-28 request's `Mcp-Param-*` headers
+    /// against the tool's input schema, as the upstream last described it.
+    fn get_tool(&self, name: &str) -> Option<Tool> {
+        self.gateway
+            .cached_tool(name)
+            .and_then(|t| serde_json::from_value(t).ok())
     }
 
     async fn list_tools(

@@ -221,6 +221,23 @@ fn record_status(r: &DecisionRecord) -> StatusCode {
     }
 }
 
+/// The user of the verified `X-On-Behalf-Of` token.
+async fn on_behalf_of(
+    users: &dyn UserVerifier,
+    headers: &HeaderMap,
+) -> Result<crate::model::UserContext, ApiError> {
+    let token = headers
+        .get(ON_BEHALF_OF)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .ok_or(ApiError::MissingUserToken)?;
+    users
+        .verify_user(token)
+        .await
+        .map_err(ApiError::InvalidUserToken)
+}
+
 /// The trace id of a W3C `traceparent` header, or a new one.
 fn trace_id(headers: &HeaderMap) -> String {
     headers
@@ -291,17 +308,7 @@ async fn authorize(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let agent_id = state.agents.authenticate(&headers, &extensions)?;
-    let user_token = headers
-        .get(ON_BEHALF_OF)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-        .ok_or(ApiError::MissingUserToken)?;
-    let user = state
-        .users
-        .verify_user(user_token)
-        .await
-        .map_err(ApiError::InvalidUserToken)?;
+    let user = on_behalf_of(state.users.as_ref(), &headers).await?;
     let request = parse_body(&headers, body)?;
     let trace_id = trace_id(&headers);
     match state

@@ -106,6 +106,23 @@ fn gateway_policies() -> tempfile::TempDir {
     dir
 }
 
+/// Every file under `dir`, concatenated.
+fn read_all(dir: &Path) -> String {
+    let mut out = String::new();
+    for entry in std::fs::read_dir(dir)
+        .expect("read dir")
+        .filter_map(Result::ok)
+    {
+        let path = entry.path();
+        if path.is_dir() {
+            out.push_str(&read_all(&path));
+        } else if let Ok(text) = std::fs::read_to_string(&path) {
+            out.push_str(&text);
+        }
+    }
+    out
+}
+
 fn copy(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("mkdir");
     for entry in std::fs::read_dir(from).expect("read dir") {
@@ -316,6 +333,43 @@ fn the_gateway_function_governs_mcp_calls_on_aws() {
         .expect("the call that ran");
     assert_eq!(later["structuredContent"], first["structuredContent"]);
     assert_eq!(executions("flag_for_review"), before + 1);
+
+    // The executions ride the decision table's stream like every record:
+    // chained into the evidence bucket (which verifies), and counted as
+    // upstream calls by tool.
+    assert!(stack.pump_stream() > 0);
+    assert_eq!(
+        stack.metric_sum(
+            "UpstreamCalls",
+            &[
+                ("Environment", "dev"),
+                ("Tool", "pull_credit_report"),
+                ("Status", "succeeded")
+            ]
+        ),
+        1.0
+    );
+    assert_eq!(
+        stack.metric_sum(
+            "UpstreamCalls",
+            &[
+                ("Environment", "dev"),
+                ("Tool", "flag_for_review"),
+                ("Status", "succeeded")
+            ]
+        ),
+        1.0,
+        "duplicates are not executions"
+    );
+    let copy = tempfile::tempdir().expect("temp dir");
+    stack.copy_evidence(copy.path());
+    let (code, said) = stack.verify_copy(copy.path(), &[]);
+    assert_eq!(code, Some(0), "{said}");
+    let evidence = read_all(copy.path());
+    assert!(
+        evidence.contains("\"execution\"") && evidence.contains(&decision_id),
+        "the evidence holds the executions"
+    );
 
     // No credentials, no answer; the metadata names the resource.
     let arn = format!("arn:aws:sts::{ACCOUNT}:assumed-role/meridian-loan-agent/s");

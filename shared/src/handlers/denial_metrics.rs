@@ -52,7 +52,8 @@ impl DenialMetricsHandler {
             let mut records = Vec::new();
             for d in decisions(event)? {
                 match d.kind.as_str() {
-                    "decision" => points.extend(datums(&d.record)),
+                    // An execution's datums are the gateway's upstream calls.
+                    "decision" | "execution" => points.extend(datums(&d.record)),
                     // An approval's closing record counts its outcome only:
                     // a denial's PolicyDenied comes from the state machine
                     // step that closes it, so nothing is counted twice.

@@ -90,7 +90,8 @@ fn split(
     let (mut controls, mut decisions) = (Vec::new(), Vec::new());
     for (event_id, kind, record) in images(event)? {
         match kind.as_str() {
-            "decision" | "approval" => {
+            // Executions (the MCP gateway's) are evidence like the rest.
+            "decision" | "approval" | "execution" => {
                 let record = serde_json::from_str(&record).map_err(|e| {
                     HandlerError::invalid(format!(
                         "stream record `{event_id}` holds no decision: {e}"

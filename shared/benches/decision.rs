@@ -201,6 +201,7 @@ fn registry(size: &Size, rng: &mut Lcg) -> Registry {
                 },
                 grants,
                 principals: Vec::new(),
+                oauth_clients: Vec::new(),
                 run_limits: None,
                 anomaly: None,
             }

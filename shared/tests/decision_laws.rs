@@ -599,6 +599,7 @@ fn resolve(w: &WorldGen) -> (Registry, Vec<Rule>) {
                 risk_ceiling: a.ceiling,
                 grants,
                 principals: Vec::new(),
+                oauth_clients: Vec::new(),
                 run_limits: None,
                 anomaly: None,
             }

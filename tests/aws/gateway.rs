@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 use serde_json::{json, Value};
 
 use crate::emulator::{workspace_root, ACCOUNT};
-use crate::stack::{HttpAnswer, Stack, UPSTREAM_SECRET};
+use crate::stack::{HttpAnswer, Stack, MCP_AUDIENCE, UPSTREAM_SECRET};
 
 /// The example upstream, started once per test binary; it exits when its
 /// stdin (held here) closes with the test process.
@@ -95,6 +95,12 @@ fn gateway_policies() -> tempfile::TempDir {
     let text = text.replace(
         &privacy,
         "  - id: privacy\n    description: Customer records (right to erasure)\n    endpoints:\n      prod: { url: \"https://privacy.internal.example/mcp\" }\n",
+    );
+    let loan_agent = "  - id: meridian-loan-agent\n";
+    assert!(text.contains(loan_agent));
+    let text = text.replace(
+        loan_agent,
+        "  - id: meridian-loan-agent\n    oauth_clients: [loan-agent-mcp-client]\n",
     );
     let flag = "  - id: flag_for_review\n";
     assert!(text.contains(flag));
@@ -370,6 +376,82 @@ fn the_gateway_function_governs_mcp_calls_on_aws() {
         evidence.contains("\"execution\"") && evidence.contains(&decision_id),
         "the evidence holds the executions"
     );
+
+    // An MCP client that speaks MCP authorization: an OAuth access token of
+    // the configured issuer at /oauth/mcp, its client mapped to the agent.
+    let oauth = |token: &str, method: &str, params: Value| {
+        stack.http(
+            "gateway",
+            "POST",
+            "/oauth/mcp",
+            None,
+            &[
+                ("content-type", "application/json"),
+                ("accept", "application/json, text/event-stream"),
+                ("mcp-protocol-version", "2025-06-18"),
+                ("authorization", &format!("Bearer {token}")),
+                ("x-on-behalf-of", &ana),
+                ("x-run-id", "run-oauth-1"),
+            ],
+            &json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string(),
+        )
+    };
+    let client_token = stack.user_token_for(MCP_AUDIENCE, "loan-agent-mcp-client", &[]);
+    let listed = oauth(&client_token, "tools/list", json!({}));
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    assert_eq!(
+        listed.json["result"]["tools"].as_array().map(Vec::len),
+        Some(4)
+    );
+    let before = executions("calculate_risk_score");
+    let scored = oauth(
+        &client_token,
+        "tools/call",
+        json!({"name": "calculate_risk_score", "arguments": {"application_id": "APP-5"}}),
+    );
+    assert_eq!(scored.json["result"]["isError"], false, "{}", scored.body);
+    assert_eq!(executions("calculate_risk_score"), before + 1);
+    assert!(
+        !stats().to_string().contains(&client_token),
+        "no token passthrough"
+    );
+    // A client no agent lists is an unknown agent; no token is a 401 that
+    // names this route's metadata.
+    let stranger = stack.user_token_for(MCP_AUDIENCE, "someone-else", &[]);
+    let refused = oauth(
+        &stranger,
+        "tools/call",
+        json!({"name": "calculate_risk_score", "arguments": {"application_id": "APP-5"}}),
+    );
+    assert_eq!(reasons(&refused.json["result"]), json!(["unknown_agent"]));
+    let wrong_audience = stack.user_token("loan-agent-mcp-client", &[]);
+    assert_eq!(oauth(&wrong_audience, "tools/list", json!({})).status, 401);
+    let anonymous = stack.http(
+        "gateway",
+        "POST",
+        "/oauth/mcp",
+        None,
+        &[
+            ("content-type", "application/json"),
+            ("accept", "application/json, text/event-stream"),
+        ],
+        &json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}).to_string(),
+    );
+    assert_eq!(anonymous.status, 401);
+    assert!(anonymous.headers["www-authenticate"]
+        .as_str()
+        .is_some_and(|c| c.contains("/.well-known/oauth-protected-resource/oauth/mcp")));
+    let metadata = stack.http(
+        "gateway",
+        "GET",
+        "/.well-known/oauth-protected-resource/oauth/mcp",
+        None,
+        &[],
+        "",
+    );
+    assert!(metadata.json["authorization_servers"]
+        .as_array()
+        .is_some_and(|a| !a.is_empty()));
 
     // No credentials, no answer; the metadata names the resource.
     let arn = format!("arn:aws:sts::{ACCOUNT}:assumed-role/meridian-loan-agent/s");

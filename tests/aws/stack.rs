@@ -20,7 +20,8 @@ use governance::auth::{ClaimMapping, Claims, TokenUse};
 use governance::handlers::approval_callback::ApprovalCallbackHandler;
 use governance::handlers::authorize::{app, AuthorizePorts};
 use governance::handlers::config::{
-    ApprovalCallbackConfig, AuthorizeConfig, DecisionLogConfig, DenialMetricsConfig, GatewayConfig,
+    AgentTokenConfig, ApprovalCallbackConfig, AuthorizeConfig, DecisionLogConfig,
+    DenialMetricsConfig, GatewayConfig,
 };
 use governance::handlers::decision_log::DecisionLogHandler;
 use governance::handlers::denial_metrics::DenialMetricsHandler;
@@ -38,6 +39,9 @@ pub const REFRESH: Duration = Duration::from_secs(1);
 /// The credential every stack's gateway presents to the credit bureau's
 /// upstream (its Secrets Manager secret `STACK/upstream/credit-bureau`).
 pub const UPSTREAM_SECRET: &str = "bureau-secret-on-aws";
+/// The audience of the OAuth access tokens MCP clients present at the
+/// gateway's `/oauth/mcp`.
+pub const MCP_AUDIENCE: &str = "agent-governance-mcp";
 
 /// What a test may configure differently from the template's defaults.
 #[derive(Clone)]
@@ -454,6 +458,14 @@ impl Stack {
             authorize: authorize.clone(),
             secrets_prefix: format!("{}/upstream", self.name),
             authorization_servers: Vec::new(),
+            // MCP clients' access tokens: the emulator's issuer, the client
+            // in `sub`.
+            agent_tokens: Some(AgentTokenConfig {
+                issuer: ISSUER.into(),
+                audience: MCP_AUDIENCE.into(),
+                jwks_url: self.emu.jwks_url(),
+                client_claim: "sub".into(),
+            }),
         };
         let mut gateway_ports =
             GatewayPorts::aws(&gateway_config, &self.sdk).expect("gateway ports");

@@ -193,6 +193,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             authorization_servers: Vec::new(),
             allowed_hosts: allowed_hosts(&args),
         },
+        // Agents present the control plane's own tokens at /mcp.
+        oauth: None,
     });
     let state = AppState {
         service,

@@ -49,6 +49,10 @@ struct Sinks {
     early: HashMap<String, (std::time::Instant, Vec<ProgressNotificationParam>)>,
 }
 
+/// How long a call that relays progress waits, after its result, for the
+/// notifications sent before it.
+const PROGRESS_GRACE: std::time::Duration = std::time::Duration::from_millis(25);
+
 /// How long a notification waits for its call's sink.
 const EARLY_KEPT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -286,10 +290,17 @@ impl Upstream for McpUpstream {
             .map_err(upstream_error)?;
         let relay = self.client.service();
         let key = token_key(&handle.progress_token);
+        let relaying = progress.is_some();
         if let Some(sink) = progress {
             relay.register(&key, sink);
         }
         let answer = handle.await_response().await;
+        if relaying {
+            // The SDK hands notifications to the handler on a task of their
+            // own, so the last ones a server sent before its result can
+            // still be on their way when the result is here.
+            tokio::time::sleep(PROGRESS_GRACE).await;
+        }
         relay.unregister(&key);
         let result = match answer.map_err(upstream_error)? {
             ServerResult::CallToolResult(result) => result,

@@ -135,6 +135,23 @@ pub struct GatewayConfig {
     /// `AUTHORIZATION_SERVERS`: comma-separated issuers MCP clients may get
     /// tokens from, published in the protected-resource metadata (optional).
     pub authorization_servers: Vec<String>,
+    /// OAuth access tokens for MCP clients at `/oauth/mcp`, when
+    /// `AGENT_TOKEN_ISSUER` is set.
+    pub agent_tokens: Option<AgentTokenConfig>,
+}
+
+/// The issuer of the access tokens MCP clients present at `/oauth/mcp`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentTokenConfig {
+    /// `AGENT_TOKEN_ISSUER`: the issuer (`iss`).
+    pub issuer: String,
+    /// `AGENT_TOKEN_AUDIENCE`: the audience the tokens carry.
+    pub audience: String,
+    /// `AGENT_TOKEN_JWKS_URL`: the issuer's key set.
+    pub jwks_url: String,
+    /// `AGENT_TOKEN_CLIENT_CLAIM`: the claim naming the client (default
+    /// `client_id`), which registry agents list in `oauth_clients`.
+    pub client_claim: String,
 }
 
 impl GatewayConfig {
@@ -149,6 +166,15 @@ impl GatewayConfig {
                 .filter(|s| !s.is_empty())
                 .map(str::to_owned)
                 .collect(),
+            agent_tokens: match var("AGENT_TOKEN_ISSUER") {
+                Err(_) => None,
+                Ok(issuer) => Some(AgentTokenConfig {
+                    issuer,
+                    audience: var("AGENT_TOKEN_AUDIENCE")?,
+                    jwks_url: var("AGENT_TOKEN_JWKS_URL")?,
+                    client_claim: var_or("AGENT_TOKEN_CLIENT_CLAIM", "client_id"),
+                }),
+            },
         })
     }
 }

@@ -21,7 +21,7 @@ use crate::adapters::aws::dynamodb::DynamoExecutionLedger;
 use crate::adapters::aws::secrets::SecretsManagerSecrets;
 use crate::adapters::mcp::McpUpstreams;
 use crate::gateway::Gateway;
-use crate::http::mcp::{router, McpOptions, McpState};
+use crate::http::mcp::{router, McpOptions, McpState, OAuthAgents};
 use crate::ports::{ExecutionLedger, Upstreams};
 
 /// What the gateway adds to the authorize function's ports.
@@ -32,6 +32,9 @@ pub struct GatewayPorts {
     pub upstreams: Arc<dyn Upstreams>,
     /// Exactly-once keys.
     pub ledger: Arc<dyn ExecutionLedger>,
+    /// Verifies MCP clients' OAuth access tokens (the client is the
+    /// "user" it returns), when an issuer is configured.
+    pub agent_tokens: Option<Arc<dyn crate::auth::UserVerifier>>,
 }
 
 impl GatewayPorts {
@@ -52,6 +55,18 @@ impl GatewayPorts {
                 aws_sdk_dynamodb::Client::new(sdk),
                 &config.authorize.counters_table,
             )),
+            agent_tokens: match &config.agent_tokens {
+                None => None,
+                Some(t) => Some(Arc::new(
+                    crate::auth::OidcVerifier::new(&t.jwks_url, &t.issuer, &t.audience, "roles")?
+                        .with_claims(crate::auth::ClaimMapping {
+                            user_id: t.client_claim.clone(),
+                            roles: crate::auth::ClaimMapping::DEFAULT_ROLES.to_owned(),
+                            organization: crate::auth::ClaimMapping::DEFAULT_ORGANIZATION
+                                .to_owned(),
+                        }),
+                )),
+            },
         })
     }
 }
@@ -59,14 +74,25 @@ impl GatewayPorts {
 /// The gateway function's router.
 pub async fn app(config: &GatewayConfig, ports: GatewayPorts) -> Result<Router, VersionError> {
     let a = assemble(&config.authorize, ports.authorize).await?;
+    let oauth = ports.agent_tokens.map(|verifier| OAuthAgents {
+        verifier,
+        engine: Arc::clone(&a.engine),
+    });
+    let mut authorization_servers = config.authorization_servers.clone();
+    if let Some(t) = &config.agent_tokens {
+        if !authorization_servers.contains(&t.issuer) {
+            authorization_servers.push(t.issuer.clone());
+        }
+    }
     let mcp = router(McpState {
         gateway: Arc::new(Gateway::new(a.service, ports.upstreams, ports.ledger)),
+        oauth,
         agents: Arc::new(IamAgentAuth::new(a.engine)),
         users: a.users,
         options: McpOptions {
             sessions: false,
             json_response: true,
-            authorization_servers: config.authorization_servers.clone(),
+            authorization_servers,
             // API Gateway answers only for the API's own host names.
             allowed_hosts: Vec::new(),
         },

@@ -39,7 +39,7 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{ErrorData as McpError, RoleServer};
 
-use super::{on_behalf_of, trace_id, AgentAuthenticator, ApiError};
+use super::{bearer, on_behalf_of, trace_id, AgentAuthenticator, ApiError};
 use crate::auth::UserVerifier;
 use crate::gateway::{Caller, Gateway, GatewayError};
 use crate::model::Forwarded;
@@ -68,6 +68,40 @@ pub struct McpOptions {
     pub allowed_hosts: Vec<String>,
 }
 
+/// Agents that authenticate with OAuth access tokens of a configured
+/// issuer: MCP clients that speak MCP authorization, at `/oauth/mcp` (the
+/// AWS gateway, where `/mcp` takes SigV4-signed requests).
+#[derive(Clone)]
+pub struct OAuthAgents {
+    /// Verifies access tokens. The "user" it returns is the client: its id
+    /// is the token's client claim (`client_id` by default).
+    pub verifier: Arc<dyn UserVerifier>,
+    /// The served registry, which maps clients to agents (`oauth_clients`).
+    pub engine: Arc<crate::service::EngineHandle>,
+}
+
+impl OAuthAgents {
+    /// The agent an access token's client is, or why there is none. A
+    /// verified client that no agent lists is decided (and recorded) as an
+    /// unknown agent, named so that no registered id can be it.
+    async fn authenticate(&self, headers: &HeaderMap) -> Result<String, ApiError> {
+        let client = self
+            .verifier
+            .verify_user(bearer(headers)?)
+            .await
+            .map_err(ApiError::InvalidCredentials)?
+            .id;
+        Ok(self
+            .engine
+            .current()
+            .agent_for_oauth_client(&client)
+            .map_or_else(|| format!("<unregistered client> {client}"), str::to_owned))
+    }
+}
+
+/// Where OAuth clients reach the gateway.
+pub const OAUTH_PATH: &str = "/oauth/mcp";
+
 /// What the endpoint needs.
 #[derive(Clone)]
 pub struct McpState {
@@ -79,6 +113,8 @@ pub struct McpState {
     pub users: Arc<dyn UserVerifier>,
     /// How it is served.
     pub options: McpOptions,
+    /// Agents with OAuth access tokens, at [`OAUTH_PATH`], when configured.
+    pub oauth: Option<OAuthAgents>,
 }
 
 /// The routes `/mcp` and its protected-resource metadata.
@@ -97,24 +133,28 @@ pub fn router(state: McpState) -> Router {
         Arc::new(LocalSessionManager::default()),
         config,
     );
-    let mcp =
-        Router::new()
-            .nest_service("/mcp", service)
-            .layer(axum::middleware::from_fn_with_state(
-                state.clone(),
-                authenticate,
-            ));
-    Router::new()
+    let mut mcp = Router::new().nest_service("/mcp", service.clone());
+    let mut metadata = Router::new()
         .route(
             "/.well-known/oauth-protected-resource/mcp",
-            get(resource_metadata),
+            get(|s, h| resource_metadata(s, h, "/mcp")),
         )
         .route(
             "/.well-known/oauth-protected-resource",
-            get(resource_metadata),
-        )
-        .with_state(state)
-        .merge(mcp)
+            get(|s, h| resource_metadata(s, h, "/mcp")),
+        );
+    if state.oauth.is_some() {
+        mcp = mcp.nest_service(OAUTH_PATH, service);
+        metadata = metadata.route(
+            "/.well-known/oauth-protected-resource/oauth/mcp",
+            get(|s, h| resource_metadata(s, h, OAUTH_PATH)),
+        );
+    }
+    let mcp = mcp.layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        authenticate,
+    ));
+    metadata.with_state(state).merge(mcp)
 }
 
 /// The base URL clients reached this host by.
@@ -131,11 +171,15 @@ fn base_url(headers: &HeaderMap) -> String {
     format!("{scheme}://{host}")
 }
 
-/// RFC 9728 protected-resource metadata of `/mcp`.
-async fn resource_metadata(State(state): State<McpState>, headers: HeaderMap) -> Response {
+/// RFC 9728 protected-resource metadata of the endpoint at `path`.
+async fn resource_metadata(
+    State(state): State<McpState>,
+    headers: HeaderMap,
+    path: &'static str,
+) -> Response {
     let base = base_url(&headers);
     Json(serde_json::json!({
-        "resource": format!("{base}/mcp"),
+        "resource": format!("{base}{path}"),
         "authorization_servers": state.options.authorization_servers,
         "bearer_methods_supported": ["header"],
         "resource_name": "agent-governance MCP gateway",
@@ -152,9 +196,18 @@ async fn authenticate(State(state): State<McpState>, mut request: Request, next:
     }
     let headers = request.headers().clone();
     let headers = &headers;
-    let agent = state.agents.authenticate(headers, request.extensions());
+    let oauth_path = request.uri().path().starts_with(OAUTH_PATH);
+    let agent = if oauth_path {
+        None
+    } else {
+        Some(state.agents.authenticate(headers, request.extensions()))
+    };
     let caller = async {
-        let agent_id = agent?;
+        let agent_id = match (agent, &state.oauth) {
+            (Some(agent), _) => agent?,
+            (None, Some(oauth)) => oauth.authenticate(headers).await?,
+            (None, None) => return Err(ApiError::NotFound),
+        };
         let user = on_behalf_of(state.users.as_ref(), headers).await?;
         let text = |name: &str| {
             headers
@@ -183,8 +236,9 @@ async fn authenticate(State(state): State<McpState>, mut request: Request, next:
             let mut response = e.into_response();
             if status == StatusCode::UNAUTHORIZED {
                 let challenge = format!(
-                    "Bearer resource_metadata=\"{}/.well-known/oauth-protected-resource/mcp\"",
-                    base_url(headers)
+                    "Bearer resource_metadata=\"{}/.well-known/oauth-protected-resource{}\"",
+                    base_url(headers),
+                    if oauth_path { OAUTH_PATH } else { "/mcp" }
                 );
                 if let Ok(v) = HeaderValue::from_str(&challenge) {
                     response.headers_mut().insert(header::WWW_AUTHENTICATE, v);

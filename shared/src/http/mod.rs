@@ -49,25 +49,29 @@ pub struct BearerAgentAuth(pub JwtVerifier);
 
 impl AgentAuthenticator for BearerAgentAuth {
     fn authenticate(&self, headers: &HeaderMap, _: &Extensions) -> Result<String, ApiError> {
-        let value = headers
-            .get(header::AUTHORIZATION)
-            .ok_or(ApiError::MissingCredentials)?;
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or(ApiError::InvalidCredentials(TokenError::Malformed(
-                "expected `Bearer <token>`".into(),
-            )))?;
         self.0
-            .verify_agent(token)
+            .verify_agent(bearer(headers)?)
             .map_err(ApiError::InvalidCredentials)
     }
+}
+
+/// The token of an `Authorization: Bearer` header.
+fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .ok_or(ApiError::MissingCredentials)?;
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or(ApiError::InvalidCredentials(TokenError::Malformed(
+            "expected `Bearer <token>`".into(),
+        )))
 }
 
 /// What the handlers share.

@@ -16,6 +16,7 @@ fn agent(limits: Option<RunLimits>) -> AgentSpec {
         risk_ceiling: Risk::High,
         grants: Vec::new(),
         principals: Vec::new(),
+        oauth_clients: Vec::new(),
         run_limits: limits,
         anomaly: None,
     }

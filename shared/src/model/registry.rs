@@ -569,6 +569,12 @@ pub struct AgentSpec {
     /// whoever API Gateway's IAM authorizer verified, mapped here.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub principals: Vec<String>,
+    /// The OAuth client ids its MCP client authenticates as at the AWS
+    /// gateway's `/oauth/mcp` (the access token's client claim, `client_id`
+    /// by default): for MCP clients that speak MCP authorization rather
+    /// than sign their requests with AWS credentials.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub oauth_clients: Vec<String>,
     /// Limits on each of its runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_limits: Option<RunLimits>,

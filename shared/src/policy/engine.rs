@@ -113,6 +113,8 @@ pub struct PolicyEngine {
     compiled: CompiledPolicies,
     agents: HashMap<String, AgentEntry>,
     principals: HashMap<String, String>,
+    /// OAuth client id → agent id.
+    oauth_clients: HashMap<String, String>,
     tools: HashMap<String, ToolEntry>,
     role_closure: HashMap<String, BTreeSet<String>>,
     entities: Entities,
@@ -267,8 +269,14 @@ impl PolicyEngine {
                     .map(|p| (p, a.id.clone()))
             })
             .collect();
+        let oauth_clients = reg
+            .agents
+            .iter()
+            .flat_map(|a| a.oauth_clients.iter().map(|c| (c.clone(), a.id.clone())))
+            .collect();
         Ok(PolicyEngine {
             principals,
+            oauth_clients,
             role_closure: role_closure(reg),
             version,
             agents,
@@ -305,6 +313,11 @@ impl PolicyEngine {
     pub fn agent_for_principal(&self, arn: &str) -> Option<&str> {
         let principal = crate::model::iam_principal(arn)?;
         self.principals.get(&principal).map(String::as_str)
+    }
+
+    /// The agent whose MCP client authenticates as OAuth client `client`.
+    pub fn agent_for_oauth_client(&self, client: &str) -> Option<&str> {
+        self.oauth_clients.get(client).map(String::as_str)
     }
 
     /// A registered agent.

@@ -140,6 +140,37 @@ pub(super) fn check_servers(
         }
     }
 
+    let mut clients = std::collections::HashMap::new();
+    for (i, agent) in reg.agents.iter().enumerate() {
+        for (j, client) in agent.oauth_clients.iter().enumerate() {
+            let at = [
+                Seg::Key("agents"),
+                Seg::Index(i),
+                Seg::Key("oauth_clients"),
+                Seg::Index(j),
+            ];
+            if client.trim().is_empty() || client.len() > 256 {
+                err(
+                    diags,
+                    &at,
+                    format!(
+                        "an OAuth client id of agent `{}` must be 1-256 characters",
+                        agent.id
+                    ),
+                );
+            } else if let Some(other) = clients.insert(client.as_str(), agent.id.as_str()) {
+                err(
+                    diags,
+                    &at,
+                    format!(
+                        "OAuth client `{client}` is mapped to both `{other}` and `{}`",
+                        agent.id
+                    ),
+                );
+            }
+        }
+    }
+
     let mut upstream_names = HashSet::new();
     for (i, tool) in reg.tools.iter().enumerate() {
         let at = |k: &'static str| [Seg::Key("tools"), Seg::Index(i), Seg::Key(k)];

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{CancellationReason, Put, ReturnValue, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 
-use super::{corrupt, get_s, n, opt_s, s, unavailable, Item};
+use super::{corrupt, get_s, is_condition_failure, n, opt_s, s, unavailable, Item};
 use crate::limits::Charge;
 use crate::model::{ApprovalStatus, DecisionRecord};
 use crate::ports::{
@@ -33,15 +33,6 @@ pub struct DynamoApprovals {
     decisions_table: Option<String>,
     /// Where a used grant's limit charges go, in the same transaction.
     counters_table: Option<String>,
-}
-
-fn is_condition_failure<E, R>(e: &aws_sdk_dynamodb::error::SdkError<E, R>) -> bool
-where
-    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
-{
-    e.as_service_error()
-        .and_then(aws_sdk_dynamodb::error::ProvideErrorMetadata::code)
-        == Some("ConditionalCheckFailedException")
 }
 
 fn call_pk(call: &CallKey) -> String {

@@ -7,7 +7,7 @@
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 
-use super::{n, opt_s, s, unavailable, Item};
+use super::{is_condition_failure, n, opt_s, s, unavailable, Item};
 use crate::ports::{Claimed, ExecutionLedger, Held, StoreError};
 
 /// Exactly-once keys in one DynamoDB table (the counters table).
@@ -29,15 +29,6 @@ impl DynamoExecutionLedger {
     fn key(&self, key: &str) -> (String, aws_sdk_dynamodb::types::AttributeValue) {
         (format!("exec#{key}"), n(0))
     }
-}
-
-fn is_condition_failure<E, R>(e: &aws_sdk_dynamodb::error::SdkError<E, R>) -> bool
-where
-    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
-{
-    e.as_service_error()
-        .and_then(aws_sdk_dynamodb::error::ProvideErrorMetadata::code)
-        == Some("ConditionalCheckFailedException")
 }
 
 fn number(item: &Item, name: &str) -> Option<i64> {

@@ -248,15 +248,19 @@ mod tests {
         .unwrap()
     }
 
+    fn in_dev<'a>(tool: &'a ToolSpec, server: &'a ServerSpec) -> Offered<'a> {
+        Offered {
+            tool,
+            server,
+            endpoint: server.endpoint(Environment::Dev).unwrap(),
+        }
+    }
+
     #[test]
     fn an_upstream_cannot_loosen_the_registry() {
         let t = tool(Category::Read);
         let s = server();
-        let o = Offered {
-            tool: &t,
-            server: &s,
-            endpoint: s.endpoint(Environment::Dev).unwrap(),
-        };
+        let o = in_dev(&t, &s);
         // An unannotated upstream tool counts as destructive.
         let shown = describe(&o, &json!({"name": "credit_report"}));
         assert_eq!(shown["name"], "pull_credit_report");
@@ -282,11 +286,7 @@ mod tests {
     fn filtered_fields_leave_the_output_schema() {
         let t = tool(Category::Read);
         let s = server();
-        let o = Offered {
-            tool: &t,
-            server: &s,
-            endpoint: s.endpoint(Environment::Dev).unwrap(),
-        };
+        let o = in_dev(&t, &s);
         let upstream = json!({"name": "credit_report", "inputSchema": {"type": "object"},
             "outputSchema": {"type": "object", "required": ["score", "raw_fico_model"], "properties": {
                 "score": {"type": "integer"}, "raw_fico_model": {"type": "object"},

@@ -35,6 +35,11 @@ use crate::service::{canonical_hash, AuthorizeService, Gate, ServiceError};
 
 use catalog::{Offered, Unroutable};
 
+/// Where a server's tool list is cached: the server and its endpoint.
+fn catalog_key(offered: &Offered<'_>) -> String {
+    format!("{}\u{0}{:?}", offered.server.id, offered.endpoint)
+}
+
 /// A server's tool list and when it was fetched.
 type Listed = (Instant, Arc<Vec<Value>>);
 
@@ -187,7 +192,7 @@ impl Gateway {
         let engine = self.service.engine.current();
         let tool = engine.tool(name)?;
         let route = catalog::route(engine.registry(), tool, self.service.environment).ok()?;
-        let key = format!("{}\u{0}{:?}", route.server.id, route.endpoint);
+        let key = catalog_key(&route);
         let cache = self.catalog.lock().ok()?;
         let (_, tools) = cache.get(&key)?;
         let upstream_name = tool.upstream_name();
@@ -199,7 +204,7 @@ impl Gateway {
 
     /// The tools `offered`'s server lists, cached for a short while.
     async fn server_tools(&self, offered: &Offered<'_>) -> Result<Arc<Vec<Value>>, UpstreamError> {
-        let key = format!("{}\u{0}{:?}", offered.server.id, offered.endpoint);
+        let key = catalog_key(offered);
         if let Ok(cache) = self.catalog.lock() {
             if let Some((at, tools)) = cache.get(&key) {
                 if at.elapsed() < CATALOG_TTL {

@@ -583,26 +583,76 @@ pub enum UpstreamError {
 /// message, as the upstream server sent them.
 pub type ProgressSink = std::sync::Arc<dyn Fn(f64, Option<f64>, Option<String>) + Send + Sync>;
 
+/// The agent's client, as an upstream server reaches it through the
+/// gateway: the notifications and requests a server sends its client
+/// (`notifications/message`, `sampling/createMessage`, `elicitation/create`,
+/// `roots/list`, …) are passed on to it unchanged.
+#[async_trait]
+pub trait ClientRelay: Send + Sync {
+    /// Passes a notification on.
+    async fn notify(&self, method: &str, params: serde_json::Value);
+    /// Passes a request on and returns the client's result.
+    async fn request(
+        &self,
+        method: &str,
+        params: serde_json::Value,
+    ) -> Result<serde_json::Value, UpstreamError>;
+}
+
+/// What one forwarded request carries besides its own parameters.
+#[derive(Clone, Default)]
+pub struct CallContext {
+    /// Where the call's progress notifications go, if the client asked.
+    pub progress: Option<ProgressSink>,
+    /// Where the server's requests during the call go (sampling,
+    /// elicitation, roots), when the client can answer them.
+    pub client: Option<std::sync::Arc<dyn ClientRelay>>,
+    /// `_meta` entries of the client's request that the server must see as
+    /// the client's own: from 2026-07-28 on a client declares its
+    /// capabilities in every request, and a server asks only for what they
+    /// allow.
+    pub meta: serde_json::Map<String, serde_json::Value>,
+    /// A repeated call's answers to the server's input requests (SEP-2322).
+    pub input_responses: Option<serde_json::Value>,
+    /// The state the server handed out with those requests, echoed as it came.
+    pub request_state: Option<String>,
+}
+
+/// A client session of a revision before 2026-07-28, which the gateway
+/// keeps open (`initialize` and `Mcp-Session-Id`): its upstream servers get
+/// connections of their own that speak the client's revision, declare its
+/// capabilities, and relay what the servers send to it.
+#[derive(Clone)]
+pub struct ClientSession {
+    /// The client's `initialize` parameters (revision, capabilities, info).
+    pub initialize: serde_json::Value,
+    /// Where the servers' notifications and requests not tied to a call go.
+    pub relay: std::sync::Arc<dyn ClientRelay>,
+}
+
 /// One upstream MCP server, connected. Requests and results are the
 /// protocol's JSON objects, so that the domain does not depend on an SDK.
 #[async_trait]
 pub trait Upstream: Send + Sync {
     /// Every tool the server offers (all pages): MCP `Tool` objects.
     async fn list_tools(&self) -> Result<Vec<serde_json::Value>, UpstreamError>;
-    /// Calls the tool `name` and returns its MCP `CallToolResult`; the
-    /// server's progress notifications for the call go to `progress`.
+    /// Calls the tool `name` and returns its MCP `CallToolResult`, or the
+    /// `InputRequiredResult` of a server that needs the client's input first
+    /// (SEP-2322); the server's messages during the call go where `context`
+    /// says.
     async fn call_tool(
         &self,
         name: &str,
         arguments: serde_json::Map<String, serde_json::Value>,
-        progress: Option<ProgressSink>,
+        context: CallContext,
     ) -> Result<serde_json::Value, UpstreamError>;
     /// Sends any other request (`resources/read`, `prompts/get`, …) and
-    /// returns its result.
+    /// returns its result; `meta` as in [`CallContext::meta`].
     async fn request(
         &self,
         method: &str,
         params: serde_json::Value,
+        meta: serde_json::Map<String, serde_json::Value>,
     ) -> Result<serde_json::Value, UpstreamError>;
 }
 
@@ -616,6 +666,12 @@ pub trait Upstreams: Send + Sync {
         server: &crate::model::ServerSpec,
         endpoint: &crate::model::Endpoint,
     ) -> Result<std::sync::Arc<dyn Upstream>, UpstreamError>;
+
+    /// Connections that belong to one client session, closed with it; none
+    /// where this host shares its connections among all clients.
+    fn session(&self, _client: ClientSession) -> Option<std::sync::Arc<dyn Upstreams>> {
+        None
+    }
 }
 
 /// The secrets the gateway presents to upstream servers, from the host's

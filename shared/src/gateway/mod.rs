@@ -28,7 +28,7 @@ use crate::model::{
     Forwarded, Reason, ReasonCode, ToolSpec, UserContext,
 };
 use crate::ports::{
-    ApprovalItem, CallKey, Claimed, ExecutionLedger, ProgressSink, StoreError, UpstreamError,
+    ApprovalItem, CallContext, CallKey, Claimed, ExecutionLedger, StoreError, UpstreamError,
     Upstreams,
 };
 use crate::service::{canonical_hash, AuthorizeService, Gate, ServiceError};
@@ -59,6 +59,17 @@ pub struct Caller {
     pub run_id: Option<String>,
     /// The trace.
     pub trace_id: String,
+}
+
+/// How a request reaches upstream servers: what it carries besides its
+/// parameters, and the connections of the client's session where it has
+/// its own (see [`Upstreams::session`]).
+#[derive(Clone, Default)]
+pub struct Via {
+    /// The request's context for the server.
+    pub context: CallContext,
+    /// The session's own connections; otherwise the shared ones.
+    pub session: Option<Arc<dyn Upstreams>>,
 }
 
 /// The registry's view of a called tool: its entry, where it runs, and why
@@ -244,7 +255,7 @@ impl Gateway {
         caller: &Caller,
         name: &str,
         arguments: Option<Map<String, Value>>,
-        progress: Option<ProgressSink>,
+        via: Via,
     ) -> Result<Value, GatewayError> {
         let arguments = Value::Object(arguments.unwrap_or_default());
         let engine = self.service.engine.current();
@@ -333,12 +344,15 @@ impl Gateway {
                     unavailable: unavailable_reason,
                 },
                 claim.as_ref(),
-                progress,
+                via,
             )
             .await;
         if let Some((key, attempt, _)) = &claim {
-            // Anything but a carried-out call gives the key up.
-            let carried_out = matches!(&answer, Ok((_, true)));
+            // Anything but a carried-out call gives the key up: a call
+            // whose server asked for the client's input first has not run,
+            // and its repetition with the answers claims the key again.
+            let carried_out =
+                matches!(&answer, Ok((result, true)) if !outcome::is_input_required(result));
             if !carried_out {
                 if let Err(e) = self.ledger.release(key, attempt).await {
                     tracing::warn!(key = %key, error = %e, "cannot release an exactly-once key; it lapses with its lease");
@@ -358,7 +372,7 @@ impl Gateway {
         arguments: Value,
         target: Target<'_>,
         claim: Option<&(String, String, u64)>,
-        progress: Option<ProgressSink>,
+        via: Via,
     ) -> Result<(Value, bool), GatewayError> {
         let Target {
             tool,
@@ -401,11 +415,10 @@ impl Gateway {
         };
         match (record.decision, route, tool) {
             (Decision::Allow, Some(Ok(route)), Some(tool)) => {
-                let (result, reached) = self
-                    .execute(&route, tool, &record, arguments, progress)
-                    .await;
+                let (result, reached) = self.execute(&route, tool, &record, arguments, via).await;
                 let result = result?;
-                if let (Some((key, attempt, window)), true) = (claim, reached) {
+                let ran = reached && !outcome::is_input_required(&result);
+                if let (Some((key, attempt, window)), true) = (claim, ran) {
                     let until = self
                         .service
                         .clock
@@ -487,6 +500,7 @@ impl Gateway {
         feature: Forwarded,
         method: &str,
         params: Value,
+        via: &Via,
     ) -> Result<Value, GatewayError> {
         let engine = self.service.engine.current();
         let agent = engine.agent(&caller.agent_id);
@@ -551,10 +565,13 @@ impl Gateway {
         let mut last_error = None;
         for o in &servers {
             let answer = async {
-                let upstream = self.upstreams.connect(o.server, o.endpoint).await?;
-                tokio::time::timeout(o.server.timeout(), upstream.request(method, params.clone()))
-                    .await
-                    .map_err(|_| UpstreamError::Timeout(o.server.timeout().as_secs()))?
+                let upstream = self.connect(via, o).await?;
+                tokio::time::timeout(
+                    o.server.timeout(),
+                    upstream.request(method, params.clone(), via.context.meta.clone()),
+                )
+                .await
+                .map_err(|_| UpstreamError::Timeout(o.server.timeout().as_secs()))?
             }
             .await;
             match (answer, list_key) {
@@ -590,6 +607,20 @@ impl Gateway {
         }
     }
 
+    /// The connection to `offered`'s server: the client session's own, if
+    /// it has them, otherwise the shared one.
+    async fn connect(
+        &self,
+        via: &Via,
+        offered: &Offered<'_>,
+    ) -> Result<Arc<dyn crate::ports::Upstream>, UpstreamError> {
+        via.session
+            .as_deref()
+            .unwrap_or(self.upstreams.as_ref())
+            .connect(offered.server, offered.endpoint)
+            .await
+    }
+
     /// Whether an open approval still waits for a human (not expired).
     fn still_waiting(&self, item: &ApprovalItem) -> bool {
         matches!(
@@ -605,7 +636,7 @@ impl Gateway {
         tool: &ToolSpec,
         decision: &DecisionRecord,
         arguments: Value,
-        progress: Option<ProgressSink>,
+        via: Via,
     ) -> (Result<Value, GatewayError>, bool) {
         let upstream_tool = tool.upstream_name().to_owned();
         let arguments = match arguments {
@@ -614,10 +645,10 @@ impl Gateway {
         };
         let started = Instant::now();
         let answer = async {
-            let upstream = self.upstreams.connect(route.server, route.endpoint).await?;
+            let upstream = self.connect(&via, route).await?;
             tokio::time::timeout(
                 route.server.timeout(),
-                upstream.call_tool(&upstream_tool, arguments, progress),
+                upstream.call_tool(&upstream_tool, arguments, via.context),
             )
             .await
             .map_err(|_| UpstreamError::Timeout(route.server.timeout().as_secs()))?
@@ -635,9 +666,18 @@ impl Gateway {
         let (execution, reply) = match answer {
             Ok(mut result) => {
                 let result_hash = canonical_hash(&result);
-                let removed_paths = filter::strip(&mut result, &tool.response_filter);
+                // The server's questions for the client (SEP-2322) are no
+                // tool output: they go to the client as they came.
+                let input_required = outcome::is_input_required(&result);
+                let removed_paths = if input_required {
+                    Vec::new()
+                } else {
+                    filter::strip(&mut result, &tool.response_filter)
+                };
                 outcome::annotate(&mut result, decision, &removed_paths);
-                let status = if result.get("isError").and_then(Value::as_bool) == Some(true) {
+                let status = if input_required {
+                    ExecutionStatus::InputRequired
+                } else if result.get("isError").and_then(Value::as_bool) == Some(true) {
                     ExecutionStatus::ToolError
                 } else {
                     ExecutionStatus::Succeeded

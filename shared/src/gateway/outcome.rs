@@ -121,6 +121,12 @@ pub fn annotate(result: &mut Value, record: &DecisionRecord, removed_paths: &[St
     }
 }
 
+/// Whether a server's answer to a call is an `InputRequiredResult`
+/// (SEP-2322): questions for the client, not the tool's result.
+pub fn is_input_required(result: &Value) -> bool {
+    result.get("resultType").and_then(Value::as_str) == Some("input_required")
+}
+
 /// The result of a forwarded call whose upstream gave no answer.
 pub fn upstream_failed(record: &DecisionRecord, error: &str) -> Value {
     json!({

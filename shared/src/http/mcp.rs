@@ -30,20 +30,23 @@ use rmcp::handler::server::ServerHandler;
 use rmcp::model::{
     CacheScope, CallToolRequestParams, CallToolResponse, CallToolResult, CompleteRequestParams,
     CompleteResult, GetPromptRequestParams, GetPromptResponse, GetPromptResult, Implementation,
-    InitializeResult, ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult,
-    ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, ReadResourceRequestParams,
-    ReadResourceResponse, ReadResourceResult, ResultType, ServerCapabilities, Tool,
+    InitializeResult, InputRequiredResult, ListPromptsResult, ListResourceTemplatesResult,
+    ListResourcesResult, ListToolsResult, PaginatedRequestParams, ProgressNotificationParam,
+    ProtocolVersion, ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult,
+    ResultType, ServerCapabilities, ServerNotification, ServerRequest, Tool,
 };
-use rmcp::service::RequestContext;
+use rmcp::service::{Peer, RequestContext, ServiceError};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{ErrorData as McpError, RoleServer};
+use serde_json::Value;
 
 use super::{bearer, on_behalf_of, trace_id, AgentAuthenticator, ApiError};
 use crate::auth::UserVerifier;
-use crate::gateway::{Caller, Gateway, GatewayError};
+use crate::gateway::outcome::is_input_required;
+use crate::gateway::{Caller, Gateway, GatewayError, Via};
 use crate::model::Forwarded;
-use crate::ports::ProgressSink;
+use crate::ports::{ClientRelay, ClientSession, ProgressSink, UpstreamError, Upstreams};
 
 /// The header an agent names its run in (run limits count per run).
 pub const RUN_ID: &str = "x-run-id";
@@ -124,10 +127,15 @@ pub fn router(state: McpState) -> Router {
         .with_json_response(state.options.json_response)
         .with_allowed_hosts(state.options.allowed_hosts.clone());
     let gateway = Arc::clone(&state.gateway);
+    let sessions = state.options.sessions;
+    // Called once per client session (or per request, without sessions):
+    // each handler keeps its session's own upstream connections.
     let service = StreamableHttpService::new(
         move || {
             Ok(GatewayHandler {
                 gateway: Arc::clone(&gateway),
+                sessions,
+                upstreams: Arc::default(),
             })
         },
         Arc::new(LocalSessionManager::default()),
@@ -253,6 +261,102 @@ async fn authenticate(State(state): State<McpState>, mut request: Request, next:
 #[derive(Clone)]
 struct GatewayHandler {
     gateway: Arc<Gateway>,
+    /// Whether client sessions are kept (see [`McpOptions::sessions`]).
+    sessions: bool,
+    /// The session's own upstream connections, made on its first request
+    /// (none for a client of 2026-07-28 or later, or where the host shares
+    /// its connections).
+    upstreams: Arc<tokio::sync::OnceCell<Option<Arc<dyn Upstreams>>>>,
+}
+
+/// The `_meta` entry in which a client of 2026-07-28 or later declares its
+/// capabilities with each request; the upstream server must see the
+/// client's, not the gateway's, to ask only for what the client can answer.
+const CLIENT_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
+
+/// A client session as upstream servers reach it: their notifications and
+/// requests not tied to a call go to the session's own stream.
+struct SessionClient {
+    peer: Peer<RoleServer>,
+}
+
+/// A JSON-RPC message of `method` with `params`, typed for the SDK.
+fn message<T: serde::de::DeserializeOwned>(method: &str, params: Value) -> Result<T, String> {
+    serde_json::from_value(serde_json::json!({ "method": method, "params": params }))
+        .map_err(|e| format!("{method}: {e}"))
+}
+
+/// Sends `request` to the client and returns its result as JSON.
+async fn ask_client(
+    peer: &Peer<RoleServer>,
+    method: &str,
+    params: Value,
+) -> Result<Value, UpstreamError> {
+    let request: ServerRequest = message(method, params).map_err(UpstreamError::Unusable)?;
+    match peer.send_request(request).await {
+        Ok(result) => serde_json::to_value(result)
+            .map_err(|e| UpstreamError::Unusable(format!("the client's answer to {method}: {e}"))),
+        Err(ServiceError::McpError(e)) => Err(UpstreamError::Rpc {
+            code: e.code.0,
+            message: e.message.to_string(),
+            data: e.data,
+        }),
+        Err(e) => Err(UpstreamError::Unavailable(format!(
+            "the client did not answer {method}: {e}"
+        ))),
+    }
+}
+
+#[async_trait::async_trait]
+impl ClientRelay for SessionClient {
+    async fn notify(&self, method: &str, params: Value) {
+        let sent = match message::<ServerNotification>(method, params) {
+            Ok(n) => self
+                .peer
+                .send_notification(n)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = sent {
+            tracing::debug!(method, error = %e, "a server's notification could not be relayed");
+        }
+    }
+
+    async fn request(&self, method: &str, params: Value) -> Result<Value, UpstreamError> {
+        ask_client(&self.peer, method, params).await
+    }
+}
+
+/// What a call's upstream sends for its client while it runs, handed to the
+/// task that serves the call: requests sent from there ride the call's own
+/// response stream.
+enum CallEvent {
+    Progress(ProgressNotificationParam),
+    Request(
+        String,
+        Value,
+        tokio::sync::oneshot::Sender<Result<Value, UpstreamError>>,
+    ),
+}
+
+/// The client of one call in flight.
+struct CallClient {
+    events: tokio::sync::mpsc::UnboundedSender<CallEvent>,
+}
+
+#[async_trait::async_trait]
+impl ClientRelay for CallClient {
+    async fn notify(&self, _method: &str, _params: Value) {}
+
+    async fn request(&self, method: &str, params: Value) -> Result<Value, UpstreamError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.events
+            .send(CallEvent::Request(method.to_owned(), params, tx))
+            .map_err(|_| UpstreamError::Unavailable("the call has ended".into()))?;
+        rx.await
+            .map_err(|_| UpstreamError::Unavailable("the call has ended".into()))?
+    }
 }
 
 /// The caller the authentication layer established for this request.
@@ -283,6 +387,38 @@ fn gateway_error(e: GatewayError) -> McpError {
 }
 
 impl GatewayHandler {
+    /// How this request reaches upstream servers: the client's declared
+    /// capabilities, and its session's own connections if it has a session
+    /// of a revision before 2026-07-28.
+    async fn via(&self, context: &RequestContext<RoleServer>) -> Via {
+        let mut via = Via::default();
+        if let Some(caps) = context.meta.get(CLIENT_CAPABILITIES) {
+            via.context
+                .meta
+                .insert(CLIENT_CAPABILITIES.into(), caps.clone());
+        }
+        let info = context.peer.peer_info();
+        let legacy = info
+            .as_deref()
+            .is_some_and(|i| i.protocol_version < ProtocolVersion::V_2026_07_28);
+        if self.sessions && legacy {
+            via.session = self
+                .upstreams
+                .get_or_init(|| async {
+                    let initialize = serde_json::to_value(info.as_deref()).ok()?;
+                    self.gateway.upstreams.session(ClientSession {
+                        initialize,
+                        relay: Arc::new(SessionClient {
+                            peer: context.peer.clone(),
+                        }),
+                    })
+                })
+                .await
+                .clone();
+        }
+        via
+    }
+
     /// Forwards a request other than a tool call through the gateway, as JSON.
     async fn forward<P: serde::Serialize, R: serde::de::DeserializeOwned>(
         &self,
@@ -297,18 +433,33 @@ impl GatewayHandler {
         if params.is_null() {
             params = serde_json::json!({});
         }
+        let via = self.via(context).await;
         let result = self
             .gateway
-            .forward(&caller, feature, method, params)
+            .forward(&caller, feature, method, params, &via)
             .await
             .map_err(gateway_error)?;
-        serde_json::from_value(result).map_err(|e| {
-            McpError::internal_error(
-                format!("the upstream answer to {method} is not valid: {e}"),
-                None,
-            )
-        })
+        upstream_result(method, result)
     }
+}
+
+/// An upstream's answer to `method`, typed.
+fn upstream_result<R: serde::de::DeserializeOwned>(
+    method: &str,
+    result: Value,
+) -> Result<R, McpError> {
+    serde_json::from_value(result).map_err(|e| {
+        McpError::internal_error(
+            format!("the upstream answer to {method} is not valid: {e}"),
+            None,
+        )
+    })
+}
+
+/// An upstream's `InputRequiredResult` (SEP-2322), passed to the client as
+/// it came: the client answers and repeats its request.
+fn input_required(result: Value) -> Result<InputRequiredResult, McpError> {
+    upstream_result("an input request", result)
 }
 
 impl ServerHandler for GatewayHandler {
@@ -379,9 +530,13 @@ impl ServerHandler for GatewayHandler {
         request: ReadResourceRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, McpError> {
-        let mut result: ReadResourceResult = self
+        let result: Value = self
             .forward(&context, Forwarded::Resources, "resources/read", &request)
             .await?;
+        if is_input_required(&result) {
+            return input_required(result).map(ReadResourceResponse::InputRequired);
+        }
+        let mut result: ReadResourceResult = upstream_result("resources/read", result)?;
         result.result_type.get_or_insert(ResultType::COMPLETE);
         Ok(ReadResourceResponse::Complete(result))
     }
@@ -402,9 +557,13 @@ impl ServerHandler for GatewayHandler {
         request: GetPromptRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, McpError> {
-        let mut result: GetPromptResult = self
+        let result: Value = self
             .forward(&context, Forwarded::Prompts, "prompts/get", &request)
             .await?;
+        if is_input_required(&result) {
+            return input_required(result).map(GetPromptResponse::InputRequired);
+        }
+        let mut result: GetPromptResult = upstream_result("prompts/get", result)?;
         result.result_type.get_or_insert(ResultType::COMPLETE);
         Ok(GetPromptResponse::Complete(result))
     }
@@ -457,9 +616,13 @@ impl ServerHandler for GatewayHandler {
         Ok(())
     }
 
-    /// Accepted, so that clients that set a level work; the gateway relays
-    /// no upstream log messages (they are not tied to a call). Logging is
-    /// deprecated from 2026-07-28 on, but the earlier revisions have it.
+    /// Accepted, so that clients that set a level work. A session's log
+    /// messages come from its own upstream connections, at the level each
+    /// server logs by default; the level is not passed on. Logging is
+    /// deprecated from 2026-07-28 on (where a request opts in to log
+    /// messages itself; the shared connections relay none, as they cannot
+    /// tell which call a message belongs to), but the earlier revisions
+    /// have it.
     #[allow(deprecated)]
     async fn set_level(
         &self,
@@ -506,42 +669,68 @@ impl ServerHandler for GatewayHandler {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let caller = caller(&context)?;
+        let mut via = self.via(&context).await;
+        via.context.input_responses = request
+            .input_responses
+            .map(|r| serde_json::to_value(r).unwrap_or_default());
+        via.context.request_state = request.request_state;
+        // What the upstream sends for this client while the call runs comes
+        // here, to be sent from this task: the SDK puts what a request's
+        // handler sends on that request's own response stream.
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<CallEvent>();
         // The client's progress token, if it asked for progress: the
         // upstream's notifications for this call are relayed under it, in
         // order, and all of them before the result.
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<ProgressNotificationParam>();
-        let progress: Option<ProgressSink> = context.meta.get_progress_token().map(|token| {
+        if let Some(token) = context.meta.get_progress_token() {
+            let tx = tx.clone();
             let sink: ProgressSink = Arc::new(move |progress, total, message| {
                 let mut params = ProgressNotificationParam::new(token.clone(), progress);
                 params.total = total;
                 params.message = message;
-                let _ = tx.send(params);
+                let _ = tx.send(CallEvent::Progress(params));
             });
-            sink
-        });
+            via.context.progress = Some(sink);
+        }
+        // A session's own connections carry the server's requests (sampling,
+        // elicitation, roots) to this client.
+        if via.session.is_some() {
+            via.context.client = Some(Arc::new(CallClient { events: tx }));
+        } else {
+            drop(tx);
+        }
         let call = self
             .gateway
-            .call_tool(&caller, &request.name, request.arguments, progress);
+            .call_tool(&caller, &request.name, request.arguments, via);
         tokio::pin!(call);
-        let relay = |params: ProgressNotificationParam| {
+        let relay = |event: CallEvent| {
             let peer = context.peer.clone();
             async move {
-                if let Err(e) = peer.notify_progress(params).await {
-                    tracing::debug!(error = %e, "a progress notification could not be relayed");
+                match event {
+                    CallEvent::Progress(params) => {
+                        if let Err(e) = peer.notify_progress(params).await {
+                            tracing::debug!(error = %e, "a progress notification could not be relayed");
+                        }
+                    }
+                    CallEvent::Request(method, params, answer) => {
+                        let _ = answer.send(ask_client(&peer, &method, params).await);
+                    }
                 }
             }
         };
         let result = loop {
             tokio::select! {
                 result = &mut call => break result,
-                Some(params) = rx.recv() => relay(params).await,
+                Some(event) = rx.recv() => relay(event).await,
             }
         };
-        // The sink is gone with the call: what it sent is all there is.
-        while let Ok(params) = rx.try_recv() {
-            relay(params).await;
+        // The sinks are gone with the call: what they sent is all there is.
+        while let Ok(event) = rx.try_recv() {
+            relay(event).await;
         }
         let result = result.map_err(gateway_error)?;
+        if is_input_required(&result) {
+            return input_required(result).map(CallToolResponse::InputRequired);
+        }
         let mut result: CallToolResult = serde_json::from_value(result).map_err(|e| {
             McpError::internal_error(
                 format!("the upstream result is not a valid tool result: {e}"),

@@ -318,6 +318,10 @@ pub enum ExecutionStatus {
     /// The upstream server did not answer with a result: unreachable, timed
     /// out, or a JSON-RPC error. Whether the tool ran is unknown.
     UpstreamError,
+    /// The server asked for the client's input before it would run the
+    /// tool (an `InputRequiredResult`, SEP-2322); the client repeats the
+    /// call with its answers, and that repetition is decided anew.
+    InputRequired,
 }
 
 impl ExecutionStatus {
@@ -327,6 +331,7 @@ impl ExecutionStatus {
             ExecutionStatus::Succeeded => "succeeded",
             ExecutionStatus::ToolError => "tool_error",
             ExecutionStatus::UpstreamError => "upstream_error",
+            ExecutionStatus::InputRequired => "input_required",
         }
     }
 }

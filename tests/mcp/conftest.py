@@ -168,12 +168,12 @@ class Gateway:
         return [json.loads(line) for line in out.splitlines() if line.strip()]
 
     @asynccontextmanager
-    async def client(self, agent_token, user_token, run_id=None, mode="auto"):
+    async def client(self, agent_token, user_token, run_id=None, mode="auto", **callbacks):
         headers = {"Authorization": f"Bearer {agent_token}", "X-On-Behalf-Of": user_token}
         if run_id:
             headers["X-Run-Id"] = run_id
         transport = streamable_http_client(self.url, http_client=create_mcp_http_client(headers=headers))
-        async with Client(transport, raise_exceptions=True, mode=mode) as c:
+        async with Client(transport, raise_exceptions=True, mode=mode, **callbacks) as c:
             yield c
 
     def stop(self):

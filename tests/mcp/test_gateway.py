@@ -7,6 +7,7 @@ import asyncio
 import json
 
 import pytest
+from mcp.types import ElicitResult
 
 from conftest import BUREAU_SECRET, http, wait_for
 
@@ -219,6 +220,48 @@ async def test_the_initialize_handshake_revisions_work_too(gateway):
     # The registry strips the customer's payment method before the agent sees it.
     assert "payment_method" not in result.structured_content["customer"]
     assert result.structured_content["customer"]["name"] == "Dana Smith"
+
+
+async def test_a_servers_question_reaches_the_client_in_every_revision(gateway, upstream):
+    """A server that asks the user something mid-call: a 2026-07-28 client
+    gets its InputRequiredResult and repeats the call with the answer (each
+    round decided and recorded); a client of a revision with sessions gets
+    the server's elicitation request relayed during the one call."""
+    agent = gateway.agent("meridian-loan-agent")
+    user = gateway.user("ana", "underwriter", org=MERIDIAN)
+    asked = []
+
+    async def answer(context, params):
+        asked.append(params.message)
+        return ElicitResult(action="accept", content={"reason": "income does not match the payslips"})
+
+    def records_for(application_id):
+        return [r for r in decision_records(gateway)
+                if r.get("tool_id") == "flag_for_review" and application_id in json.dumps(r.get("arguments"))]
+
+    for mode, application_id in (("auto", "APP-ASK-1"), ("legacy", "APP-ASK-2")):
+        before = upstream.executions("flag_for_review")
+        async with gateway.client(agent, user, run_id=f"run-ask-{mode}", mode=mode,
+                                  elicitation_callback=answer) as c:
+            result = await c.call_tool("flag_for_review", {"application_id": application_id})
+        assert not result.is_error, text(result)
+        assert result.structured_content["reason"] == "income does not match the payslips"
+        assert asked[-1] == f"Why should {application_id} be reviewed?"
+        assert upstream.executions("flag_for_review") == before + 1
+
+        def executions():
+            return sorted((r.get("execution") or {}).get("status") for r in records_for(application_id)
+                          if r.get("execution"))
+
+        if mode == "auto":
+            # Two rounds, two decisions; the first round's execution asked.
+            expected = ["input_required", "succeeded"]
+        else:
+            expected = ["succeeded"]
+        wait_for(f"{mode} executions recorded", lambda: executions() == expected, timeout=10)
+        decisions = [r for r in records_for(application_id) if not r.get("execution")]
+        assert len(decisions) == len(expected) and all(d["decision"] == "allow" for d in decisions)
+    assert len(asked) == 2
 
 
 def test_mcp_refuses_callers_without_credentials_and_names_its_metadata(gateway):

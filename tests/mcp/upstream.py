@@ -19,13 +19,21 @@ import sys
 import threading
 from typing import Any
 
-from mcp.server.mcpserver import MCPServer
-from mcp.types import ToolAnnotations
+from pydantic import BaseModel
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.types import ElicitRequest, ElicitRequestFormParams, ElicitResult, InputRequiredResult, ToolAnnotations
 
 # Read tools say so; the rest say nothing (MCP's default: destructive), but
 # for one that says it only adds.
 READ_ONLY = ToolAnnotations(readOnlyHint=True)
 NOT_DESTRUCTIVE = ToolAnnotations(readOnlyHint=False, destructiveHint=False)
+
+class Reason(BaseModel):
+    reason: str
+
+
+REASON_SCHEMA = {"type": "object", "properties": {"reason": {"type": "string"}}, "required": ["reason"]}
 
 STATS: dict[str, Any] = {"executions": {}, "authorization": [], "on_behalf_of": [], "requests": 0}
 LOCK = threading.Lock()
@@ -95,8 +103,22 @@ def build(name: str) -> MCPServer:
         await asyncio.sleep(0.5)
         return {"application_id": application_id, "recommendation": recommendation, "write": ran("generate_recommendation")}
 
-    @app.tool(description="Flag an application for manual review", annotations=NOT_DESTRUCTIVE)
-    def flag_for_review(application_id: str, reason: str = "") -> dict[str, Any]:
+    @app.tool(description="Flag an application for manual review; without a reason, asks the user for one", annotations=NOT_DESTRUCTIVE)
+    async def flag_for_review(application_id: str, ctx: Context, reason: str = "") -> dict[str, Any] | InputRequiredResult:
+        if not reason:
+            question = f"Why should {application_id} be reviewed?"
+            if ctx.session.protocol_version >= "2026-07-28":
+                # Stateless: the question is a result; the client repeats
+                # the call with its answer (SEP-2322).
+                answer = (ctx.input_responses or {}).get("reason")
+                if not isinstance(answer, ElicitResult):
+                    return InputRequiredResult(input_requests={"reason": ElicitRequest(
+                        params=ElicitRequestFormParams(message=question, requested_schema=REASON_SCHEMA))})
+                reason = (answer.content or {}).get("reason", "") if answer.action == "accept" else ""
+            else:
+                # A session: the question is a request to the client during the call.
+                answer = await ctx.elicit(message=question, schema=Reason)
+                reason = answer.data.reason if answer.action == "accept" else ""
         return {"application_id": application_id, "task": f"REV-{ran('flag_for_review')}", "reason": reason}
 
     @app.tool(description="Erase a customer's record")

@@ -8,7 +8,8 @@
 //! authorization service ([`service`]) and the HTTP surface ([`http`]) that
 //! both `govctl serve` and the Lambda functions mount. The handlers of
 //! the approval workflow's steps and of the Lambda functions are in
-//! [`handlers`]; with the `aws` feature the crate also holds the AWS adapters.
+//! [`handlers`], and the hosts that run them in process for `govctl serve`
+//! in [`hosts`]; with the `aws` feature the crate also holds the AWS adapters.
 
 pub mod adapters;
 pub mod anomaly;
@@ -18,6 +19,7 @@ pub mod auth;
 pub mod clock;
 pub mod gateway;
 pub mod handlers;
+pub mod hosts;
 pub mod http;
 pub mod killswitch;
 pub mod limits;

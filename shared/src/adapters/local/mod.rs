@@ -1,12 +1,12 @@
 //! In-process adapters for the local control plane: metrics counted in
-//! memory, notifications written to the log, and the approval workflow run
-//! in process ([`workflow`]), and the owner-only files of the data
-//! directory ([`files`]).
+//! memory, notifications written to the log, secrets from the environment
+//! or the data directory ([`secrets`]), and the owner-only files of the
+//! data directory ([`files`]). The approval workflow run in process is a
+//! host, in [`crate::hosts::workflow`].
 
 pub mod files;
 pub mod prometheus;
 pub mod secrets;
-pub mod workflow;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};

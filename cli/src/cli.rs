@@ -136,6 +136,13 @@ pub struct ServeArgs {
     /// rebinding); repeat for several.
     #[arg(long, value_name = "HOST")]
     pub mcp_allowed_host: Vec<String>,
+    /// Hold an MCP tool call that waits for human approval open for up to
+    /// this many seconds, when its client asked for progress: it is told
+    /// every 5 s that the call still waits, and gets the call's result as
+    /// soon as the approval is granted. 0 (the default): answer at once
+    /// that the call waits, and let the client repeat it once approved.
+    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    pub mcp_hold_approval: u64,
     /// For tests of time-bound limits only: a file holding seconds to add
     /// to the clock decisions are made by (read at each decision).
     #[arg(long, hide = true, value_name = "FILE")]

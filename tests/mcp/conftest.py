@@ -125,7 +125,9 @@ class Gateway:
         env = dict(os.environ, GOVCTL_SECRET_CREDIT_BUREAU=BUREAU_SECRET)
         self.proc = subprocess.Popen(
             [govctl, "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir", str(self.data),
-             "--policy", str(policies), "--environment", "dev"],
+             "--policy", str(policies), "--environment", "dev",
+             # Calls with progress that wait for approval are held open.
+             "--mcp-hold-approval", "60"],
             stdout=subprocess.DEVNULL, stderr=open(self.log_path, "w"), env=env,
         )
         wait_for("govctl serve", lambda: http(f"{self.base}/healthz")[0] == 200)

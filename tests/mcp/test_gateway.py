@@ -140,6 +140,33 @@ async def test_approval_then_the_same_call_again_executes_once(gateway, upstream
     assert upstream.executions("transfer_funds") == 1
 
 
+async def test_a_call_with_progress_is_held_open_until_its_approval_is_granted(gateway, upstream):
+    agent, user = gateway.agent("agent-treasury-1"), gateway.user("tom", "treasury_operator")
+    transfer = {"amount": 75.0, "currency": "EUR", "to_account": "FR7630006000011234567890189"}
+    links = len(gateway.links())
+    before = upstream.executions("transfer_funds")
+    updates = []
+
+    async def on_progress(progress, total, message):
+        updates.append((progress, total, message))
+
+    async with gateway.client(agent, user) as c:
+        held = asyncio.create_task(c.call_tool("transfer_funds", transfer, progress_callback=on_progress))
+        await asyncio.to_thread(wait_for, "the approvers' link", lambda: len(gateway.links()) > links)
+        # Still open, and told so, while nobody has answered.
+        await asyncio.to_thread(wait_for, "a progress update", lambda: updates, 15)
+        assert not held.done()
+        assert updates[0][1] == 60 and "waiting for approval" in updates[0][2]
+        assert "treasury-approvers" in updates[0][2]
+        assert upstream.executions("transfer_funds") == before
+        await asyncio.to_thread(gateway.approve, links, "treasury-approvers")
+        done = await asyncio.wait_for(held, 20)
+    assert not done.is_error, text(done)
+    assert done.structured_content["amount"] == 75.0
+    assert meta(done)["reasons"] == ["approved_call"]
+    assert upstream.executions("transfer_funds") == before + 1
+
+
 async def test_limits_apply_on_the_call_path(gateway):
     agent = gateway.agent("agent-ops-1")
     user = gateway.user("ops", "sre")

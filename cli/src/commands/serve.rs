@@ -181,7 +181,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mcp = mcp::router(McpState {
         gateway: Arc::new(
             Gateway::new(Arc::clone(&service), Arc::new(upstreams), store.clone())
-                .deferring_outcomes(),
+                .deferring_outcomes()
+                .holding_approvals(std::time::Duration::from_secs(args.mcp_hold_approval)),
         ),
         agents: Arc::clone(&agents),
         users: Arc::clone(&users),

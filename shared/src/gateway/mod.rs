@@ -119,7 +119,16 @@ pub struct Gateway {
     /// Whether a forwarded call's execution record may be written after
     /// its result is answered (see [`Gateway::deferring_outcomes`]).
     defer_outcomes: bool,
+    /// How long a call that waits for approval is held open (see
+    /// [`Gateway::holding_approvals`]).
+    hold_approvals: Option<Duration>,
 }
+
+/// How often a held call looks at its approval.
+const HOLD_POLL: Duration = Duration::from_millis(500);
+
+/// How often a held call tells its client it is still waiting.
+const HOLD_PROGRESS: Duration = Duration::from_secs(5);
 
 impl Gateway {
     /// A gateway deciding with `service`, forwarding through `upstreams`,
@@ -135,7 +144,23 @@ impl Gateway {
             ledger,
             catalog: Mutex::new(HashMap::new()),
             defer_outcomes: false,
+            hold_approvals: None,
         }
+    }
+
+    /// The same, holding a call that waits for human approval open for up
+    /// to `bound` (never past the approval's expiry) when its client asked
+    /// for progress notifications: they tell it every few seconds that the
+    /// call still waits, and once the approval is granted the call is
+    /// carried out with its grant and answered with its result, as if the
+    /// client had repeated it. Otherwise (a client without progress, a
+    /// rejection, the bound) the answer is the one it would have had
+    /// without holding. For a host that keeps requests open: `govctl
+    /// serve`, where it is off unless configured.
+    #[must_use]
+    pub fn holding_approvals(mut self, bound: Duration) -> Self {
+        self.hold_approvals = (!bound.is_zero()).then_some(bound);
+        self
     }
 
     /// The same, writing each execution record beside the answer rather
@@ -249,8 +274,71 @@ impl Gateway {
     }
 
     /// Decides, records and, if allowed, carries out one `tools/call`; the
-    /// MCP `CallToolResult` the agent gets.
+    /// MCP `CallToolResult` the agent gets (or the server's
+    /// `InputRequiredResult`).
     pub async fn call_tool(
+        &self,
+        caller: &Caller,
+        name: &str,
+        arguments: Option<Map<String, Value>>,
+        via: Via,
+    ) -> Result<Value, GatewayError> {
+        let first = self
+            .call_tool_once(caller, name, arguments.clone(), via.clone())
+            .await?;
+        let (Some(bound), Some(progress), Some(approval_id)) = (
+            self.hold_approvals,
+            via.context.progress.clone(),
+            outcome::waiting_approval_id(&first),
+        ) else {
+            return Ok(first);
+        };
+        let held = Instant::now();
+        let mut told = held;
+        loop {
+            tokio::time::sleep(HOLD_POLL).await;
+            let item = self
+                .service
+                .grants
+                .get(&approval_id)
+                .await
+                .map_err(unavailable)?;
+            let Some(item) = item else {
+                return Ok(first);
+            };
+            match item.status {
+                // Carried out with the grant, exactly as a repetition is.
+                ApprovalStatus::Granted => {
+                    return self.call_tool_once(caller, name, arguments, via).await
+                }
+                _ if self.still_waiting(&item) && held.elapsed() < bound => {
+                    if told.elapsed() >= HOLD_PROGRESS {
+                        told = Instant::now();
+                        let group = item
+                            .request
+                            .approver_group
+                            .as_deref()
+                            .unwrap_or("the tool's approvers");
+                        #[allow(clippy::cast_precision_loss)] // seconds
+                        progress(
+                            held.elapsed().as_secs() as f64,
+                            Some(bound.as_secs() as f64),
+                            Some(format!(
+                                "waiting for approval {approval_id} by a member of `{group}` \
+                                 (until {})",
+                                item.request.expires_at
+                            )),
+                        );
+                    }
+                }
+                ApprovalStatus::Pending | ApprovalStatus::Approved => return Ok(first),
+                _ => return Ok(outcome::not_approved(&first, &item)),
+            }
+        }
+    }
+
+    /// One decision and, if allowed, its execution.
+    async fn call_tool_once(
         &self,
         caller: &Caller,
         name: &str,

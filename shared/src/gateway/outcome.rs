@@ -102,6 +102,49 @@ pub fn waiting(record: &DecisionRecord, item: Option<&ApprovalItem>) -> Value {
     })
 }
 
+/// The approval a call's answer says it waits for, if it does.
+pub fn waiting_approval_id(result: &Value) -> Option<String> {
+    let m = result.get("_meta")?.get(META_KEY)?;
+    if m.get("decision").and_then(Value::as_str) != Some("pending_approval") {
+        return None;
+    }
+    m.get("approval")?
+        .get("approval_id")?
+        .as_str()
+        .map(str::to_owned)
+}
+
+/// The answer to a held call whose approval ended without a grant
+/// (rejected, expired, failed): the waiting answer, saying how it ended.
+pub fn not_approved(waiting: &Value, item: &ApprovalItem) -> Value {
+    let mut result = waiting.clone();
+    let text = format!(
+        "The call to `{tool}` was not executed: approval {id} was {status}{by}. Nothing was \
+         forwarded.",
+        tool = item.request.decision.tool_id,
+        id = item.request.approval_id,
+        status = item.status.as_str(),
+        by = item
+            .approver
+            .as_deref()
+            .map(|a| format!(" by {a}"))
+            .unwrap_or_default(),
+    );
+    if let Some(obj) = result.as_object_mut() {
+        obj.insert("content".into(), json!([{"type": "text", "text": text}]));
+    }
+    if let Some(approval) = result
+        .get_mut("_meta")
+        .and_then(|m| m.get_mut(META_KEY))
+        .and_then(|m| m.get_mut("approval"))
+    {
+        if let Some(approval) = approval.as_object_mut() {
+            approval.insert("status".into(), json!(item.status.as_str()));
+        }
+    }
+    result
+}
+
 /// Marks a forwarded call's result with its decision, so that the agent
 /// (and whoever reads its transcript) can find the evidence.
 pub fn annotate(result: &mut Value, record: &DecisionRecord, removed_paths: &[String]) {

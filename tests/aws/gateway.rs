@@ -7,6 +7,7 @@
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
@@ -152,20 +153,35 @@ fn mcp(stack: &Stack, role: &str, user: &str, method: &str, params: Value) -> Va
 }
 
 fn mcp_raw(stack: &Stack, role: &str, user: &str, method: &str, params: Value) -> HttpAnswer {
+    mcp_in_run(stack, role, user, Some("run-aws-1"), method, params)
+}
+
+/// [`mcp_raw`] in the run `run` (none: without `X-Run-Id`).
+fn mcp_in_run(
+    stack: &Stack,
+    role: &str,
+    user: &str,
+    run: Option<&str>,
+    method: &str,
+    params: Value,
+) -> HttpAnswer {
     let arn = format!("arn:aws:sts::{ACCOUNT}:assumed-role/{role}/session-1");
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+    let mut headers = vec![
+        ("content-type", "application/json"),
+        ("accept", "application/json, text/event-stream"),
+        ("mcp-protocol-version", "2025-06-18"),
+        ("x-on-behalf-of", user),
+    ];
+    if let Some(run) = run {
+        headers.push(("x-run-id", run));
+    }
     stack.http(
         "gateway",
         "POST",
         "/mcp",
         Some(&arn),
-        &[
-            ("content-type", "application/json"),
-            ("accept", "application/json, text/event-stream"),
-            ("mcp-protocol-version", "2025-06-18"),
-            ("x-on-behalf-of", user),
-            ("x-run-id", "run-aws-1"),
-        ],
+        &headers,
         &body.to_string(),
     )
 }
@@ -181,8 +197,127 @@ fn call(stack: &Stack, role: &str, user: &str, tool: &str, arguments: Value) -> 
     answer["result"].clone()
 }
 
+/// [`call`] in the run `run` (none: without `X-Run-Id`).
+fn call_in_run(
+    stack: &Stack,
+    role: &str,
+    user: &str,
+    run: Option<&str>,
+    tool: &str,
+    arguments: Value,
+) -> Value {
+    let answer = mcp_in_run(
+        stack,
+        role,
+        user,
+        run,
+        "tools/call",
+        json!({"name": tool, "arguments": arguments}),
+    );
+    assert_eq!(answer.status, 200, "tools/call {tool}: {}", answer.body);
+    answer.json["result"].clone()
+}
+
+/// The decision a result carries.
+fn meta(result: &Value) -> &Value {
+    &result["_meta"]["agent-governance/decision"]
+}
+
 fn reasons(result: &Value) -> Value {
-    result["_meta"]["agent-governance/decision"]["reasons"].clone()
+    meta(result)["reasons"].clone()
+}
+
+/// The text content of a tool result.
+fn text(result: &Value) -> String {
+    result["content"]
+        .as_array()
+        .map(|c| {
+            c.iter()
+                .filter_map(|c| c["text"].as_str())
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_default()
+}
+
+/// The review id of the notification to the stack's approvers that follows
+/// the first `after`, once delivered.
+fn review_after(stack: &Stack, after: usize) -> String {
+    let prefix = format!("https://{}.approvals.test/v1/reviews/", stack.name);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(m) = stack.emu.sns_messages(&stack.name).get(after) {
+            let text = m["Message"].as_str().unwrap_or_default();
+            return text
+                .lines()
+                .find_map(|l| l.strip_prefix(&prefix))
+                .unwrap_or_else(|| panic!("the message carries the review link: {text}"))
+                .to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no notification to the approvers after the first {after}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Approves `review_id` as `approver`, a member of `group`, as in a
+/// browser: opens the review page (its CSRF field and cookie), then posts
+/// the answer. The page, which shows what is approved.
+fn approve(stack: &Stack, review_id: &str, approver: &str, group: &str) -> String {
+    let page = stack.http(
+        "approval-callback",
+        "GET",
+        &format!("/v1/reviews/{review_id}"),
+        None,
+        &[("x-forwarded-proto", "https")],
+        "",
+    );
+    assert_eq!(page.status, 200, "{}", page.body);
+    let csrf = page
+        .body
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("the page has a CSRF field: {}", page.body));
+    let cookie = page
+        .cookies
+        .iter()
+        .find(|c| c.starts_with("agov_csrf="))
+        .and_then(|c| c.split(';').next())
+        .unwrap_or_else(|| panic!("the page sets the CSRF cookie: {:?}", page.cookies));
+    let token = stack.approver_token(approver, &[group]);
+    let answered = stack.http(
+        "approval-callback",
+        "POST",
+        &format!("/v1/reviews/{review_id}/approve"),
+        None,
+        &[
+            ("content-type", "application/x-www-form-urlencoded"),
+            ("cookie", cookie),
+        ],
+        &format!("csrf={csrf}&approver_token={token}&comment=checked"),
+    );
+    assert_eq!(answered.status, 200, "{}", answered.body);
+    page.body
+}
+
+/// The approval ids of the stack's pending decisions of `tool`.
+fn pending_approvals(stack: &Stack, tool: &str) -> Vec<String> {
+    let mut ids: Vec<String> = stack
+        .decision_items()
+        .iter()
+        .filter(|r| r["tool_id"] == tool && r["decision"] == "pending_approval")
+        .map(|r| {
+            r["approval_id"]
+                .as_str()
+                .expect("a pending decision names its approval")
+                .to_owned()
+        })
+        .collect();
+    ids.sort_unstable();
+    ids
 }
 
 #[test]
@@ -480,4 +615,189 @@ fn the_gateway_function_governs_mcp_calls_on_aws() {
         .as_str()
         .expect("resource")
         .ends_with("/mcp"));
+}
+
+/// A call that waits for a human, then the same call again once approved;
+/// and limits on the call path. A stack of its own, on the shared emulator
+/// and upstream.
+#[test]
+fn the_gateway_function_waits_for_approval_and_applies_limits_on_aws() {
+    let policies = gateway_policies();
+    let stack = Stack::new("gateway-gov", policies.path());
+
+    // A transfer waits for a treasury approver: the model is told which
+    // approval, and nothing reaches the upstream.
+    let tom = stack.user_token("tom", &["treasury_operator"]);
+    let transfer =
+        json!({"amount": 250.0, "currency": "EUR", "to_account": "DE89370400440532013000"});
+    let transfer_call = |arguments: &Value| {
+        call(
+            &stack,
+            "agent-treasury-1",
+            &tom,
+            "transfer_funds",
+            arguments.clone(),
+        )
+    };
+    let before = executions("transfer_funds");
+    let notified = stack.emu.sns_messages(&stack.name).len();
+    let waiting = transfer_call(&transfer);
+    assert_eq!(waiting["isError"], true, "{waiting}");
+    assert_eq!(meta(&waiting)["decision"], "pending_approval", "{waiting}");
+    let approval = meta(&waiting)["approval"].clone();
+    let approval_id = approval["approval_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the result names its approval: {waiting}"))
+        .to_owned();
+    assert_eq!(approval["approver_group"], "treasury-approvers");
+    assert!(approval["expires_at"].is_string(), "{waiting}");
+    let said = text(&waiting);
+    assert!(
+        said.contains(&approval_id) && said.contains("repeat exactly the same call"),
+        "{said}"
+    );
+    assert_eq!(executions("transfer_funds"), before);
+    // Asking again while it waits: the same approval, no second one, and
+    // still nothing executed.
+    let again = transfer_call(&transfer);
+    assert_eq!(again["isError"], true, "{again}");
+    assert_eq!(meta(&again)["decision"], "pending_approval", "{again}");
+    assert_eq!(
+        meta(&again)["approval"]["approval_id"],
+        approval_id.as_str()
+    );
+    assert_eq!(executions("transfer_funds"), before);
+    assert_eq!(
+        pending_approvals(&stack, "transfer_funds"),
+        [approval_id.as_str()]
+    );
+
+    // A treasury approver approves it on the page the notification links.
+    let page = approve(
+        &stack,
+        &review_after(&stack, notified),
+        "alice",
+        "treasury-approvers",
+    );
+    assert!(
+        page.contains("transfer_funds") && page.contains("DE89370400440532013000"),
+        "the page shows the call: {page}"
+    );
+    let (status, error) = stack.wait_for_execution(&approval_id, Duration::from_secs(30));
+    assert_eq!((status.as_str(), error), ("SUCCEEDED", None));
+    assert_eq!(
+        stack.emu.sns_messages(&stack.name).len(),
+        notified + 1,
+        "one approval, one notification"
+    );
+
+    // The grant is bound to the arguments: another amount waits for an
+    // approval of its own.
+    let mut other_amount = transfer.clone();
+    other_amount["amount"] = json!(251.0);
+    let other = transfer_call(&other_amount);
+    assert_eq!(meta(&other)["decision"], "pending_approval", "{other}");
+    let other_id = meta(&other)["approval"]["approval_id"].clone();
+    assert!(
+        other_id.is_string() && other_id != approval_id.as_str(),
+        "{other}"
+    );
+    assert_eq!(executions("transfer_funds"), before);
+
+    // The approved call, repeated exactly: executed once, its result back.
+    let done = transfer_call(&transfer);
+    assert_eq!(done["isError"], false, "{done}");
+    assert_eq!(done["structuredContent"]["amount"], 250.0, "{done}");
+    assert_eq!(
+        done["structuredContent"]["to_account"],
+        "DE89370400440532013000"
+    );
+    assert_eq!(meta(&done)["decision"], "allow");
+    assert_eq!(reasons(&done), json!(["approved_call"]));
+    assert_eq!(meta(&done)["approval_id"], approval_id.as_str());
+    assert_eq!(executions("transfer_funds"), before + 1);
+    let decision_id = meta(&done)["decision_id"].clone();
+    let records = stack.decision_items();
+    let execution = records
+        .iter()
+        .find(|r| r["execution"]["decision_id"] == decision_id)
+        .unwrap_or_else(|| panic!("an execution record of {decision_id}"));
+    assert_eq!(execution["execution"]["status"], "succeeded");
+    assert_eq!(execution["execution"]["server"], "treasury");
+
+    // Single use: the same call again asks a human again.
+    let next = transfer_call(&transfer);
+    assert_eq!(next["isError"], true, "{next}");
+    assert_eq!(meta(&next)["decision"], "pending_approval", "{next}");
+    let next_id = meta(&next)["approval"]["approval_id"].clone();
+    assert!(
+        next_id.is_string() && next_id != approval_id.as_str() && next_id != other_id,
+        "{next}"
+    );
+    assert_eq!(executions("transfer_funds"), before + 1);
+
+    // A tool's rate limit: ten incidents an hour for the agent; the
+    // eleventh is refused, says when to retry, and is not executed.
+    let ops = stack.user_token("ops", &["sre"]);
+    let before = executions("open_incident");
+    let incidents: Vec<Value> = (0..11)
+        .map(|i| {
+            call(
+                &stack,
+                "agent-ops-1",
+                &ops,
+                "open_incident",
+                json!({"title": format!("disk {i}"), "severity": 2}),
+            )
+        })
+        .collect();
+    let errors: Vec<Option<bool>> = incidents.iter().map(|r| r["isError"].as_bool()).collect();
+    assert_eq!(
+        errors,
+        [vec![Some(false); 10], vec![Some(true)]].concat(),
+        "{incidents:?}"
+    );
+    let limited = &incidents[10];
+    assert_eq!(reasons(limited), json!(["rate_limited"]), "{limited}");
+    assert!(
+        meta(limited)["retry_after_seconds"]
+            .as_u64()
+            .is_some_and(|s| s > 0),
+        "{limited}"
+    );
+    assert_eq!(executions("open_incident"), before + 10);
+
+    // An agent's run limits: a loan-processing run may make 20 calls; the
+    // 21st of the run is refused and not executed, another run is not
+    // affected, and a call that names no run is refused.
+    let ana = stack.user_token_in("ana", &["underwriter"], Some("meridian-capital"));
+    let lookup = |run: Option<&str>| {
+        call_in_run(
+            &stack,
+            "meridian-loan-agent",
+            &ana,
+            run,
+            "lookup_regulatory_requirements",
+            json!({"state": "NY", "product": "auto"}),
+        )
+    };
+    let before = executions("lookup_regulatory_requirements");
+    for i in 0..20 {
+        let allowed = lookup(Some("run-aws-limits"));
+        assert_eq!(allowed["isError"], false, "call {i}: {allowed}");
+    }
+    assert_eq!(executions("lookup_regulatory_requirements"), before + 20);
+    let over = lookup(Some("run-aws-limits"));
+    assert_eq!(over["isError"], true, "{over}");
+    assert_eq!(meta(&over)["decision"], "deny", "{over}");
+    assert_eq!(reasons(&over), json!(["run_call_limit"]), "{over}");
+    assert!(text(&over).contains("run_call_limit"), "{over}");
+    assert_eq!(executions("lookup_regulatory_requirements"), before + 20);
+    let fresh = lookup(Some("run-aws-limits-2"));
+    assert_eq!(fresh["isError"], false, "{fresh}");
+    assert_eq!(executions("lookup_regulatory_requirements"), before + 21);
+    let no_run = lookup(None);
+    assert_eq!(no_run["isError"], true, "{no_run}");
+    assert_eq!(reasons(&no_run), json!(["run_id_required"]), "{no_run}");
+    assert_eq!(executions("lookup_regulatory_requirements"), before + 21);
 }

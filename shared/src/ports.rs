@@ -158,13 +158,6 @@ pub trait DecisionLog: Send + Sync {
     async fn append(&self, record: &DecisionRecord) -> Result<Appended, StoreError> {
         self.append_charged(record, None, &[]).await
     }
-    /// Durably appends a record whose caller has already been answered (a
-    /// forwarded call's outcome under `govctl serve`): a store may hold it
-    /// for a few milliseconds to commit it with the next decisions instead
-    /// of on its own, so that it takes no durable write of theirs.
-    async fn append_unhurried(&self, record: &DecisionRecord) -> Result<Appended, StoreError> {
-        self.append(record).await
-    }
     /// Durably appends a record that takes the agent's idempotency key over
     /// from the decision `previous` (see [`DecisionLog::append_charged`]).
     async fn append_superseding(

@@ -816,9 +816,9 @@ impl Gateway {
             Arc::clone(&self.service.metrics),
         );
         if self.defer_outcomes {
-            tokio::spawn(record_execution(log, metrics, record, true));
+            tokio::spawn(record_execution(log, metrics, record));
         } else {
-            record_execution(log, metrics, record, false).await;
+            record_execution(log, metrics, record).await;
         }
         (reply, reached)
     }
@@ -831,16 +831,10 @@ async fn record_execution(
     log: Arc<dyn crate::ports::DecisionLog>,
     metrics: Arc<dyn crate::ports::Metrics>,
     record: DecisionRecord,
-    answered: bool,
 ) {
     let mut delay = Duration::from_millis(50);
     for attempt in 1..=3 {
-        let appended = if answered {
-            log.append_unhurried(&record).await
-        } else {
-            log.append(&record).await
-        };
-        match appended {
+        match log.append(&record).await {
             Ok(_) => {
                 metrics.record_decision(&record);
                 log_execution(&record);

@@ -90,13 +90,7 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
 struct Job {
     record: PreparedRecord,
     reply: oneshot::Sender<Result<Appended, StoreError>>,
-    /// Whether the record may wait for the next group commit (see
-    /// [`DecisionLog::append_unhurried`]).
-    unhurried: bool,
 }
-
-/// How long an unhurried record waits for a decision to commit with.
-const UNHURRIED_WAIT: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// A record serialized by the caller, so the writer thread only writes.
 struct PreparedRecord {
@@ -342,22 +336,7 @@ fn write_loop(mut conn: Connection, rx: &mpsc::Receiver<Job>, restart_after_fram
         if WAL_FRAMES.with(Cell::get) > restart_after_frames {
             restart_wal(&conn);
         }
-        let mut hurried = !first.unhurried;
         batch.push(first);
-        // Records whose callers were answered already wait a little for a
-        // decision to share its commit (one fsync for both) rather than
-        // take one of their own that the next decision would queue behind.
-        let until = std::time::Instant::now() + UNHURRIED_WAIT;
-        while !hurried && batch.len() < MAX_BATCH {
-            let left = until.saturating_duration_since(std::time::Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(job) => {
-                    hurried = !job.unhurried;
-                    batch.push(job);
-                }
-                Err(_) => break,
-            }
-        }
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
                 Ok(job) => batch.push(job),
@@ -672,7 +651,6 @@ impl SqliteStore {
         record: &DecisionRecord,
         supersedes: Option<&str>,
         charges: &[Charge],
-        unhurried: bool,
     ) -> Result<Appended, StoreError> {
         let json = serde_json::to_string(record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let claim = match &record.idempotency_key {
@@ -700,7 +678,6 @@ impl SqliteStore {
                 charges: charges.to_vec(),
             },
             reply,
-            unhurried,
         };
         match self.writer.try_send(job) {
             Ok(()) => {}
@@ -729,12 +706,7 @@ impl DecisionLog for SqliteStore {
         supersedes: Option<&str>,
         charges: &[Charge],
     ) -> Result<Appended, StoreError> {
-        self.append_claiming(record, supersedes, charges, false)
-            .await
-    }
-
-    async fn append_unhurried(&self, record: &DecisionRecord) -> Result<Appended, StoreError> {
-        self.append_claiming(record, None, &[], true).await
+        self.append_claiming(record, supersedes, charges).await
     }
 
     async fn get(&self, decision_id: &str) -> Result<Option<DecisionRecord>, StoreError> {

@@ -132,36 +132,6 @@ async fn concurrent_appends_are_all_durable_and_keys_are_unique() {
 }
 
 #[tokio::test]
-async fn unhurried_records_are_committed_alone_or_with_the_next_decision() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
-    // Alone: committed once its wait is over.
-    assert_eq!(
-        store.append_unhurried(&record("u1", None)).await.unwrap(),
-        Appended::Stored
-    );
-    // Beside a decision: both committed, the unhurried one first (in the
-    // chain's order).
-    let s = Arc::clone(&store);
-    let unhurried = tokio::spawn(async move { s.append_unhurried(&record("u2", None)).await });
-    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-    assert_eq!(
-        store.append(&record("d1", None)).await.unwrap(),
-        Appended::Stored
-    );
-    assert_eq!(unhurried.await.unwrap().unwrap(), Appended::Stored);
-    let conn = rusqlite::Connection::open(store.path()).unwrap();
-    let ids: Vec<String> = conn
-        .prepare("SELECT decision_id FROM decisions ORDER BY rowid")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    assert_eq!(ids, ["u1", "u2", "d1"]);
-}
-
-#[tokio::test]
 async fn a_locked_database_fails_the_append_instead_of_losing_it() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path()).unwrap();

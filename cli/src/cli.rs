@@ -59,9 +59,15 @@ pub enum Command {
     /// Recorded decisions.
     #[command(subcommand)]
     Decision(DecisionCommand),
-    /// The registry's upstream MCP servers.
+    /// The registry: the agent inventory, and entries from upstream MCP servers.
     #[command(subcommand)]
     Registry(RegistryCommand),
+    /// Incident response: one agent's timeline.
+    #[command(subcommand)]
+    Incident(IncidentCommand),
+    /// Access reviews computed from the decision log.
+    #[command(subcommand)]
+    Review(ReviewCommand),
     /// Every agent version's call rate this hour against its 7-day hourly
     /// average, and the anomaly alerts raised.
     Anomalies {
@@ -94,6 +100,99 @@ pub enum RegistryCommand {
         environment: Environment,
         /// Where the server's credential is (`secrets/NAME`), when the
         /// environment does not hold it.
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// The agent inventory, for the model-inventory feed: every agent with
+    /// its version, owner, team, environment, principals, tools (with risk
+    /// and classification), limits and last activity (its newest decision
+    /// in the data directory's log).
+    Export {
+        /// `csv` (one row per agent) or `json`.
+        #[arg(long, default_value = "csv", value_parser = ["csv", "json"])]
+        format: String,
+        /// The policy directory whose registry to list; default: the
+        /// version active in the data directory.
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// Write to this file instead of standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        data: DataDir,
+    },
+}
+
+/// `govctl review …`.
+#[derive(Debug, Subcommand)]
+pub enum ReviewCommand {
+    /// Per agent: grants never or rarely used and their last use, denials
+    /// by reason, rate-limit and run-limit utilisation (peak against
+    /// limit), tools whose classification changed since the grant, and
+    /// agents without an owner; for the active policy version, from the
+    /// decisions in the window.
+    Access {
+        /// Start, inclusive: RFC 3339, a date, or an age (`90d` ago).
+        #[arg(long, default_value = "90d")]
+        since: String,
+        /// End, exclusive, in the same forms; default: now.
+        #[arg(long)]
+        until: Option<String>,
+        /// `md`, `csv` (one row per grant) or `json`.
+        #[arg(long, default_value = "md", value_parser = ["md", "csv", "json"])]
+        format: String,
+        /// Write to this file instead of standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Record a reviewer's outcome for one grant, as a control event in the
+    /// audit trail (`access_reviewed`).
+    Record {
+        /// The agent.
+        #[arg(long)]
+        agent: String,
+        /// The granted tool.
+        #[arg(long)]
+        tool: String,
+        /// What to do with the grant.
+        #[arg(long, value_parser = ["keep", "revoke", "recalibrate"])]
+        outcome: String,
+        /// Why.
+        #[arg(long)]
+        comment: Option<String>,
+        /// Who reviewed (default: $USER).
+        #[arg(long)]
+        by: Option<String>,
+        #[command(flatten)]
+        data: DataDir,
+    },
+}
+
+/// `govctl incident …`.
+#[derive(Debug, Subcommand)]
+pub enum IncidentCommand {
+    /// Every decision, execution, approval outcome and control event of one
+    /// agent in a window, in order, with the chain positions that show the
+    /// list is complete, and the containment at hand (disable, rollback).
+    /// Exits 1 when a chain run does not verify.
+    Timeline {
+        /// The agent.
+        #[arg(long)]
+        agent: String,
+        /// Only this registered version of it.
+        #[arg(long, value_name = "VERSION")]
+        agent_version: Option<String>,
+        /// Start, inclusive: RFC 3339, a date, or an age (`90m`, `24h`, `7d` ago).
+        #[arg(long, default_value = "24h")]
+        since: String,
+        /// End, exclusive, in the same forms; default: now.
+        #[arg(long)]
+        until: Option<String>,
+        /// `text` or `json`.
+        #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+        format: String,
         #[command(flatten)]
         data: DataDir,
     },

@@ -187,6 +187,7 @@ fn registry(size: &Size, rng: &mut Lcg) -> Registry {
                 id: agent_id(i),
                 description: None,
                 team: team_of(i, size.agents),
+                owner: None,
                 environment: Environment::Dev,
                 status: if i % 50 == 49 {
                     AgentStatus::Disabled

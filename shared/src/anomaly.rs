@@ -312,6 +312,7 @@ pub async fn watch(
                 changes: Vec::new(),
                 agent_id: Some(rate.agent_id.clone()),
                 agent_version: Some(rate.version.clone()),
+                review: None,
             })
             .await?;
         let auto_disable = registry

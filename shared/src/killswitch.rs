@@ -126,6 +126,7 @@ impl Switch {
             changes: Vec::new(),
             agent_id: Some(agent_id.to_owned()),
             agent_version: version.map(str::to_owned),
+            review: None,
         }
     }
 }

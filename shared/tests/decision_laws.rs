@@ -593,6 +593,7 @@ fn resolve(w: &WorldGen) -> (Registry, Vec<Rule>) {
                 id: agent_id(i),
                 description: None,
                 team: team_name(a.team % 3).to_owned(),
+                owner: None,
                 environment: a.environment,
                 status: a.status,
                 version: format!("1.0.{i}"),

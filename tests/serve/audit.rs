@@ -328,3 +328,211 @@ fn the_trail_verifies_exports_and_counts() {
         "{text}"
     );
 }
+
+/// Seed 003's incident response: contain (the kill switch), then trace the
+/// agent's every record in order, with the chain runs that show nothing of
+/// it was left out, and find the agent in the inventory.
+#[test]
+fn an_incident_timeline_lists_every_record_of_the_agent_and_proves_it_complete() {
+    let host = Local(Server::start());
+    let server = &host.0;
+    meridian_loan(&host);
+    // Another agent's records share the window (and maybe the chain).
+    let compliance = server.agent_token("meridian-compliance-agent");
+    let uma = server.user_token("uma", &["underwriter"], Some("meridian-capital"));
+    server
+        .authorize(
+            &compliance,
+            &uma,
+            &json!({"tool_id": "lookup_regulatory_requirements",
+                    "arguments": {"state": "NY", "product": "auto"}, "run_id": "run-c-1"}),
+        )
+        .expect_decision(200, "allow", None, "the compliance agent's call");
+    server.govctl(&[
+        "agent",
+        "disable",
+        "meridian-loan-agent",
+        "--version",
+        "3.0.1",
+        "--reason",
+        "INC-42: recommendations without review",
+        "--by",
+        "oncall",
+    ]);
+
+    let text = server.govctl(&[
+        "incident",
+        "timeline",
+        "--agent",
+        "meridian-loan-agent",
+        "--since",
+        "1h",
+    ]);
+    let kinds_and_tools: Vec<(&str, &str)> = text
+        .lines()
+        .filter(|l| l.starts_with("20"))
+        .map(|l| {
+            let mut words = l.split_whitespace().skip(1);
+            let kind = words.next().unwrap_or_default();
+            let what = match kind {
+                "approval" => words.nth(1),
+                _ => words.nth(2),
+            }
+            .unwrap_or_default();
+            (kind, what)
+        })
+        .collect();
+    assert_eq!(
+        kinds_and_tools,
+        [
+            // The example set at start, then the Meridian rules.
+            ("control", "by"),
+            ("control", "by"),
+            ("decision", "pull_credit_report"),
+            ("decision", "calculate_risk_score"),
+            ("decision", "lookup_regulatory_requirements"),
+            ("decision", "generate_recommendation"),
+            // Requested, then approved.
+            ("approval", "generate_recommendation"),
+            ("approval", "generate_recommendation"),
+            ("decision", "generate_recommendation"),
+            ("control", "by"),
+        ],
+        "{text}"
+    );
+    for needed in [
+        "policy_activated by ana.risk",
+        "pending_approval generate_recommendation for user sofia",
+        "approved by rita",
+        "govctl agent disable meridian-loan-agent --version 3.0.1",
+        "allow generate_recommendation for user sofia (approved_call)",
+        "agent_disabled by oncall (version 3.0.1): INC-42: recommendations without review",
+        "every link verifies",
+        "govctl agent disable meridian-loan-agent",
+    ] {
+        assert!(text.contains(needed), "`{needed}` missing from:\n{text}");
+    }
+    assert!(
+        !text.contains("uma"),
+        "another agent's record is listed:\n{text}"
+    );
+    let json: Value = serde_json::from_str(&server.govctl(&[
+        "incident",
+        "timeline",
+        "--agent",
+        "meridian-loan-agent",
+        "--since",
+        "1h",
+        "--format",
+        "json",
+    ]))
+    .unwrap();
+    let listed: u64 = json["chains"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["listed"].as_u64().unwrap())
+        .sum();
+    assert_eq!(listed, 10, "{json}");
+
+    // The inventory names its owner and its last activity; an agent that
+    // never acted has none.
+    let inventory: Value =
+        serde_json::from_str(&server.govctl(&["registry", "export", "--format", "json"])).unwrap();
+    let agent = |id: &str| {
+        inventory
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["agent_id"] == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("{id} missing from {inventory}"))
+    };
+    let loan = agent("meridian-loan-agent");
+    assert_eq!(loan["owner"], "priya.shah@meridian.example");
+    assert!(loan["last_activity"].as_str().unwrap().starts_with("20"));
+    assert_eq!(agent("agent-ops-1")["last_activity"], Value::Null);
+    let csv = server.govctl(&["registry", "export"]);
+    assert!(
+        csv.lines()
+            .any(|l| l.starts_with("meridian-loan-agent,3.0.1,priya.shah@meridian.example,")),
+        "{csv}"
+    );
+
+    // The access review counts the window's decisions; a reviewer's outcome
+    // is a control event, in the agent's timeline too.
+    let review: Value = serde_json::from_str(
+        &server.govctl(&["review", "access", "--since", "1h", "--format", "json"]),
+    )
+    .unwrap();
+    let loan = review["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["agent_id"] == "meridian-loan-agent")
+        .unwrap();
+    let grant = |tool: &str| {
+        loan["grants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["tool_id"] == tool)
+            .unwrap_or_else(|| panic!("{tool} not reviewed: {loan}"))
+            .clone()
+    };
+    assert_eq!(grant("pull_credit_report")["allowed"], 1);
+    assert_eq!(grant("generate_recommendation")["allowed"], 1);
+    assert_eq!(grant("flag_for_review")["findings"], json!(["unused"]));
+    assert_eq!(loan["run_limit"]["peak"], 4, "{loan}");
+    let markdown = server.govctl(&["review", "access", "--since", "1h"]);
+    assert!(
+        markdown.contains("## meridian-loan-agent (version 3.0.1)")
+            && markdown.contains("Owner: priya.shah@meridian.example"),
+        "{markdown}"
+    );
+    server.govctl(&[
+        "review",
+        "record",
+        "--agent",
+        "meridian-loan-agent",
+        "--tool",
+        "flag_for_review",
+        "--outcome",
+        "revoke",
+        "--comment",
+        "never used this quarter",
+        "--by",
+        "risk-lead",
+    ]);
+    let text = server.govctl(&[
+        "incident",
+        "timeline",
+        "--agent",
+        "meridian-loan-agent",
+        "--since",
+        "1h",
+    ]);
+    assert!(text.contains("access_reviewed by risk-lead"), "{text}");
+
+    // A record of the agent taken out of the log breaks its chain's run.
+    let db = rusqlite::Connection::open(server.db_path()).unwrap();
+    db.execute_batch(
+        "DROP TRIGGER IF EXISTS decisions_no_delete;
+         DELETE FROM decisions WHERE json_extract(record, '$.tool_id') = 'calculate_risk_score';",
+    )
+    .unwrap();
+    let out = crate::common::run_govctl(&[
+        "incident",
+        "timeline",
+        "--agent",
+        "meridian-loan-agent",
+        "--since",
+        "1h",
+        "--data-dir",
+        server.data_dir_str(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "a broken run fails the command");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("BROKEN: position"), "{text}");
+    assert!(!text.contains("calculate_risk_score"), "{text}");
+}

@@ -374,7 +374,7 @@ pub fn export(args: &ExportArgs<'_>) -> anyhow::Result<ExitCode> {
 
 /// RFC 3339, a date (midnight UTC), or an age before `now` (`90m`, `24h`,
 /// `30d`), as the store's timestamp format, which sorts as text.
-fn parse_time(s: &str, now: OffsetDateTime) -> anyhow::Result<String> {
+pub(crate) fn parse_time(s: &str, now: OffsetDateTime) -> anyhow::Result<String> {
     use time::format_description::well_known::Rfc3339;
     if let Ok(t) = OffsetDateTime::parse(s, &Rfc3339) {
         return Ok(rfc3339(t));

@@ -3,11 +3,13 @@
 mod anomalies;
 mod audit;
 mod authorize;
+mod incident;
 mod killswitch;
 mod policy;
 #[cfg(feature = "aws")]
 mod push;
 mod registry;
+mod review;
 mod serve;
 mod token;
 
@@ -18,8 +20,8 @@ use anyhow::Context as _;
 use governance::adapters::sqlite::SqliteStore;
 
 use crate::cli::{
-    AgentCommand, ApproverCommand, AuditCommand, Cli, Command, DecisionCommand, RegistryCommand,
-    UserCommand,
+    AgentCommand, ApproverCommand, AuditCommand, Cli, Command, DecisionCommand, IncidentCommand,
+    RegistryCommand, ReviewCommand, UserCommand,
 };
 
 /// Logs go to stderr, so that tokens and JSON on stdout stay pipeable.
@@ -124,6 +126,60 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             environment,
             data,
         }) => registry::import(&policy, &server, environment, &data.data_dir),
+        Command::Registry(RegistryCommand::Export {
+            format,
+            policy,
+            output,
+            data,
+        }) => registry::export(&registry::ExportArgs {
+            format: &format,
+            policy: policy.as_deref(),
+            output: output.as_deref(),
+            data_dir: &data.data_dir,
+        }),
+        Command::Incident(IncidentCommand::Timeline {
+            agent,
+            agent_version,
+            since,
+            until,
+            format,
+            data,
+        }) => incident::timeline(&incident::TimelineArgs {
+            dir: &data.data_dir,
+            agent: &agent,
+            version: agent_version.as_deref(),
+            since: &since,
+            until: until.as_deref(),
+            json: format == "json",
+        }),
+        Command::Review(ReviewCommand::Access {
+            since,
+            until,
+            format,
+            output,
+            data,
+        }) => review::access(&review::AccessArgs {
+            dir: &data.data_dir,
+            since: &since,
+            until: until.as_deref(),
+            format: &format,
+            output: output.as_deref(),
+        }),
+        Command::Review(ReviewCommand::Record {
+            agent,
+            tool,
+            outcome,
+            comment,
+            by,
+            data,
+        }) => review::record(&review::RecordArgs {
+            dir: &data.data_dir,
+            agent: &agent,
+            tool: &tool,
+            outcome: &outcome,
+            comment: comment.as_deref(),
+            by: &operator(by),
+        }),
         Command::Decision(DecisionCommand::Show { id, data }) => {
             let store = open_store(&data.data_dir)?;
             let record = runtime()?

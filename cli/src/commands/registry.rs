@@ -1,5 +1,6 @@
 //! `govctl registry import --server NAME`: proposes registry entries for an
-//! upstream server's tools, from its own `tools/list`.
+//! upstream server's tools, from its own `tools/list`; and `govctl registry
+//! export`: the agent inventory.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -55,5 +56,80 @@ pub fn import(
     });
     let tools = tools.with_context(|| format!("cannot list the tools of `{server}`"))?;
     print!("{}", propose(server, &tools, &registry));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What `govctl registry export` was asked.
+pub struct ExportArgs<'a> {
+    /// `csv` or `json`.
+    pub format: &'a str,
+    /// The policy directory to list instead of the active version.
+    pub policy: Option<&'a Path>,
+    /// Where to write; standard output when `None`.
+    pub output: Option<&'a Path>,
+    /// The data directory: the active version and the decision log.
+    pub data_dir: &'a Path,
+}
+
+/// Prints the agent inventory.
+pub fn export(args: &ExportArgs<'_>) -> anyhow::Result<ExitCode> {
+    use governance::ports::PolicyStore as _;
+    // A store is read only where one exists: an export never creates one.
+    let store = args
+        .data_dir
+        .join(governance::adapters::sqlite::DB_FILE)
+        .exists()
+        .then(|| super::open_store(args.data_dir))
+        .transpose()?;
+    let bundle = match (args.policy, &store) {
+        (Some(dir), _) => PolicyBundle::from_dir(dir)?,
+        (None, Some(store)) => super::runtime()?.block_on(async {
+            let active = store.active().await?.with_context(|| {
+                format!(
+                    "no policy version is active in `{}`; name one with --policy",
+                    args.data_dir.display()
+                )
+            })?;
+            Ok::<_, anyhow::Error>(store.version(&active.version_id).await?.1)
+        })?,
+        (None, None) => anyhow::bail!(
+            "`{}` holds no store; name a policy directory with --policy, or the data directory of a control plane with --data-dir",
+            args.data_dir.display()
+        ),
+    };
+    let registry = compile(&bundle)
+        .map_err(|diags| {
+            for d in &diags {
+                eprintln!("{d}");
+            }
+            anyhow::anyhow!("the policy is invalid")
+        })?
+        .registry;
+    let last_activity = match &store {
+        Some(store) => store.blocking(|conn| {
+            let mut stmt = conn
+                .prepare("SELECT agent_id, max(timestamp) FROM decisions GROUP BY agent_id")
+                .map_err(|e| governance::ports::StoreError::Unavailable(e.to_string()))?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+                .and_then(Iterator::collect)
+                .map_err(|e| governance::ports::StoreError::Unavailable(e.to_string()))?;
+            Ok(rows)
+        })?,
+        None => std::collections::BTreeMap::new(),
+    };
+    let agents = governance::inventory::inventory(&registry, &last_activity);
+    let text = if args.format == "json" {
+        let mut json = serde_json::to_string_pretty(&agents)?;
+        json.push('\n');
+        json
+    } else {
+        governance::inventory::to_csv(&agents)
+    };
+    match args.output {
+        Some(path) => std::fs::write(path, text)
+            .with_context(|| format!("cannot write `{}`", path.display()))?,
+        None => print!("{text}"),
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -27,6 +27,8 @@ pub enum ControlAction {
     AgentEnabled,
     /// An agent version called tools far above its usual rate (see [`crate::anomaly`]).
     AnomalyDetected,
+    /// A reviewer's outcome for one grant in an access review.
+    AccessReviewed,
 }
 
 impl ControlAction {
@@ -39,6 +41,7 @@ impl ControlAction {
             ControlAction::AgentDisabled => "agent_disabled",
             ControlAction::AgentEnabled => "agent_enabled",
             ControlAction::AnomalyDetected => "anomaly_detected",
+            ControlAction::AccessReviewed => "access_reviewed",
         }
     }
 }
@@ -74,6 +77,21 @@ pub struct ControlEvent {
     /// The one version of it, when not all of them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_version: Option<String>,
+    /// An access review's outcome for one grant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review: Option<ReviewOutcome>,
+}
+
+/// What a reviewer decided about one grant of an agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReviewOutcome {
+    /// The granted tool.
+    pub tool_id: String,
+    /// `keep`, `revoke` or `recalibrate`.
+    pub outcome: String,
+    /// Why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
 }
 
 impl ControlEvent {
@@ -95,6 +113,7 @@ impl ControlEvent {
             changes: diff_bundles(parent, bundle),
             agent_id: None,
             agent_version: None,
+            review: None,
         }
     }
 
@@ -125,6 +144,7 @@ impl ControlEvent {
             changes: diff_bundles(previous.map(|(_, b)| b), bundle),
             agent_id: None,
             agent_version: None,
+            review: None,
         }
     }
 }

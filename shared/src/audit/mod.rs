@@ -11,7 +11,9 @@
 //! chain's head, in the manner of CloudTrail's digest files, so a truncated
 //! tail or a rewritten chain is caught too. [`verify`] checks all of it and
 //! names the first broken link; [`explain`] tells one decision's story;
-//! [`export`] writes records as JSON Lines or CSV.
+//! [`export`] writes records as JSON Lines or CSV; [`timeline`] lists one
+//! agent's records for an incident, with the chain runs that show the list
+//! is complete.
 
 pub mod archive;
 pub mod chain;
@@ -19,9 +21,10 @@ pub mod control;
 pub mod digest;
 pub mod explain;
 pub mod export;
+pub mod timeline;
 pub mod verify;
 
 pub use chain::{link_hash, partition_of, ChainEntry, CONTROL_PARTITION, GENESIS};
-pub use control::{diff_bundles, BundleChange, ControlAction, ControlEvent};
+pub use control::{diff_bundles, BundleChange, ControlAction, ControlEvent, ReviewOutcome};
 pub use digest::{Digest, DigestHead, SignedDigest};
 pub use verify::{verify_excerpt, ExcerptChecks, Finding, MinDigest, Report, TableHeads, Verifier};

@@ -10,6 +10,7 @@ fn agent(limits: Option<RunLimits>) -> AgentSpec {
         id: "loan".into(),
         description: None,
         team: "t".into(),
+        owner: None,
         environment: Environment::Dev,
         status: AgentStatus::Active,
         version: "1".into(),

@@ -552,6 +552,11 @@ pub struct AgentSpec {
     pub description: Option<String>,
     /// The team that owns it.
     pub team: String,
+    /// The person accountable for it (an email address or a name), as the
+    /// model inventory and access reviews name them. An agent without one
+    /// is a finding of every access review.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
     /// The environment it may run in.
     pub environment: Environment,
     /// Whether it may act.

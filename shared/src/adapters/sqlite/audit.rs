@@ -529,6 +529,35 @@ impl SqliteStore {
         })
     }
 
+    /// The records of chain `partition` at positions `first` to `last`, in
+    /// position order (what is there: a missing position is left out).
+    pub fn chain_run(
+        &self,
+        partition: &str,
+        first: u64,
+        last: u64,
+    ) -> Result<Vec<ChainEntry>, StoreError> {
+        let sql = if partition == CONTROL_PARTITION {
+            format!(
+                "SELECT {CONTROL_ENTRY} FROM control_events
+                 WHERE ?1 = ?1 AND seq BETWEEN ?2 AND ?3 ORDER BY seq"
+            )
+        } else {
+            format!(
+                "SELECT {DECISION_ENTRY} FROM decisions
+                 WHERE partition = ?1 AND seq BETWEEN ?2 AND ?3 ORDER BY seq"
+            )
+        };
+        let (partition, first, last) = (partition.to_owned(), first, last);
+        self.blocking(move |conn| {
+            let mut stmt = conn.prepare(&sql).map_err(unavailable)?;
+            let rows = stmt
+                .query_map(params![partition, first, last], |r| chain_entry(r, 0))
+                .and_then(Iterator::collect);
+            rows.map_err(unavailable)
+        })
+    }
+
     /// Everything known about one decision, for `govctl audit explain`.
     pub fn story(&self, decision_id: &str) -> Result<Option<Story>, StoreError> {
         let id = decision_id.to_owned();

@@ -1,0 +1,174 @@
+//! `govctl review access`: the access review of every agent of the active
+//! policy version, from the decision log (see `governance::review`); and
+//! `govctl review record`: a reviewer's outcome for one grant, as a control
+//! event.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use governance::clock::rfc3339;
+use governance::ports::PolicyStore as _;
+use governance::review::{granted_as, to_csv, to_markdown, Reviewer};
+use time::OffsetDateTime;
+
+use super::audit::parse_time;
+use super::{open_store, runtime};
+
+/// What `govctl review access` was asked.
+pub struct AccessArgs<'a> {
+    /// The data directory.
+    pub dir: &'a Path,
+    /// The window's start.
+    pub since: &'a str,
+    /// Its end; now when `None`.
+    pub until: Option<&'a str>,
+    /// `md`, `csv` or `json`.
+    pub format: &'a str,
+    /// Where to write; standard output when `None`.
+    pub output: Option<&'a Path>,
+}
+
+/// Prints the review.
+pub fn access(args: &AccessArgs<'_>) -> anyhow::Result<ExitCode> {
+    let now = OffsetDateTime::now_utc();
+    let since = parse_time(args.since, now)?;
+    let until = match args.until {
+        Some(u) => parse_time(u, now)?,
+        None => rfc3339(now),
+    };
+    anyhow::ensure!(
+        since < until,
+        "`--since` ({since}) must be before `--until` ({until})"
+    );
+    anyhow::ensure!(
+        args.dir
+            .join(governance::adapters::sqlite::DB_FILE)
+            .exists(),
+        "`{}` holds no store: name the data directory of a control plane with --data-dir",
+        args.dir.display()
+    );
+    let store = open_store(args.dir)?;
+    // Every version, oldest first: when each grant first appeared.
+    let registries = runtime()?.block_on(async {
+        let mut versions = store.versions().await?;
+        versions.reverse();
+        let mut out = Vec::with_capacity(versions.len());
+        for v in versions {
+            let (_, bundle) = store.version(&v.id).await?;
+            if let Ok(compiled) = governance::policy::compile(&bundle) {
+                out.push(compiled.registry);
+            }
+        }
+        Ok::<_, anyhow::Error>(out)
+    })?;
+    let active = runtime()?
+        .block_on(store.active())?
+        .with_context(|| format!("no policy version is active in `{}`", args.dir.display()))?;
+    let (_, bundle) = runtime()?.block_on(store.version(&active.version_id))?;
+    let registry = governance::policy::compile(&bundle)
+        .map_err(|_| anyhow::anyhow!("the active policy version does not compile"))?
+        .registry;
+    let at_grant = granted_as(&registries);
+    let mut reviewer = Reviewer::new(&registry, &at_grant, &since, &until);
+    store.export_audit(&since, &until, &mut |e| {
+        if let Ok(record) = serde_json::from_str(&e.body) {
+            reviewer.push(&record);
+        }
+        Ok(())
+    })?;
+    let review = reviewer.finish();
+    let text = match args.format {
+        "json" => serde_json::to_string_pretty(&review)? + "\n",
+        "csv" => to_csv(&review),
+        _ => to_markdown(&review),
+    };
+    match args.output {
+        Some(path) => std::fs::write(path, text)
+            .with_context(|| format!("cannot write `{}`", path.display()))?,
+        None => print!("{text}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What `govctl review record` was asked.
+pub struct RecordArgs<'a> {
+    /// The data directory.
+    pub dir: &'a Path,
+    /// The agent.
+    pub agent: &'a str,
+    /// The granted tool.
+    pub tool: &'a str,
+    /// `keep`, `revoke` or `recalibrate`.
+    pub outcome: &'a str,
+    /// Why.
+    pub comment: Option<&'a str>,
+    /// Who reviewed.
+    pub by: &'a str,
+}
+
+/// Appends the outcome to the control plane's audit chain.
+pub fn record(args: &RecordArgs<'_>) -> anyhow::Result<ExitCode> {
+    use governance::anomaly::ControlLog as _;
+    use governance::audit::{ControlAction, ControlEvent, ReviewOutcome};
+    anyhow::ensure!(
+        args.dir
+            .join(governance::adapters::sqlite::DB_FILE)
+            .exists(),
+        "`{}` holds no store: name the data directory of a control plane with --data-dir",
+        args.dir.display()
+    );
+    let store = open_store(args.dir)?;
+    let rt = runtime()?;
+    let active = rt
+        .block_on(store.active())?
+        .with_context(|| format!("no policy version is active in `{}`", args.dir.display()))?;
+    let (version, bundle) = rt.block_on(store.version(&active.version_id))?;
+    let registry = governance::policy::compile(&bundle)
+        .map_err(|_| anyhow::anyhow!("the active policy version does not compile"))?
+        .registry;
+    let agent = registry
+        .agents
+        .iter()
+        .find(|a| a.id == args.agent)
+        .with_context(|| format!("the active registry has no agent `{}`", args.agent))?;
+    anyhow::ensure!(
+        agent.grants.iter().any(|g| g.tool == args.tool),
+        "agent `{}` has no grant of `{}` (it has: {})",
+        args.agent,
+        args.tool,
+        agent
+            .grants
+            .iter()
+            .map(|g| g.tool.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let event = ControlEvent {
+        event_id: uuid::Uuid::now_v7().to_string(),
+        timestamp: rfc3339(OffsetDateTime::now_utc()),
+        actor: args.by.to_owned(),
+        action: ControlAction::AccessReviewed,
+        version_id: version.id.clone(),
+        content_hash: version.content_hash.clone(),
+        previous_version: None,
+        message: None,
+        changes: Vec::new(),
+        agent_id: Some(agent.id.clone()),
+        agent_version: Some(agent.version.clone()),
+        review: Some(ReviewOutcome {
+            tool_id: args.tool.to_owned(),
+            outcome: args.outcome.to_owned(),
+            comment: args.comment.map(str::to_owned),
+        }),
+    };
+    rt.block_on(store.append_control(&event))?;
+    println!(
+        "recorded: {} `{}` of agent `{}` (event {})",
+        args.outcome, args.tool, args.agent, event.event_id
+    );
+    if args.outcome == "revoke" {
+        println!("the grant stays until a policy version without it is published and activated");
+    }
+    Ok(ExitCode::SUCCESS)
+}

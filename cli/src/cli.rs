@@ -68,6 +68,9 @@ pub enum Command {
     /// Access reviews computed from the decision log.
     #[command(subcommand)]
     Review(ReviewCommand),
+    /// Log-only (shadow) policies: what enforcing them would have changed.
+    #[command(subcommand)]
+    Shadow(ShadowCommand),
     /// Every agent version's call rate this hour against its 7-day hourly
     /// average, and the anomaly alerts raised.
     Anomalies {
@@ -165,6 +168,27 @@ pub enum ReviewCommand {
         /// Who reviewed (default: $USER).
         #[arg(long)]
         by: Option<String>,
+        #[command(flatten)]
+        data: DataDir,
+    },
+}
+
+/// `govctl shadow …`.
+#[derive(Debug, Subcommand)]
+pub enum ShadowCommand {
+    /// Per log-only policy: the decisions of the window it would have
+    /// flipped (allows it would deny, denials it would allow), by agent and
+    /// tool, with examples.
+    Report {
+        /// Start, inclusive: RFC 3339, a date, or an age (`7d` ago).
+        #[arg(long, default_value = "7d")]
+        since: String,
+        /// End, exclusive, in the same forms; default: now.
+        #[arg(long)]
+        until: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         data: DataDir,
     },

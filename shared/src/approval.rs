@@ -209,6 +209,7 @@ pub fn outcome_record(
             comment,
         }),
         execution: None,
+        shadow: None,
     }
 }
 

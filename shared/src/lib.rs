@@ -31,3 +31,4 @@ pub mod ports;
 pub mod review;
 pub mod runs;
 pub mod service;
+pub mod shadow;

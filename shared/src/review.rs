@@ -498,6 +498,7 @@ mod tests {
             approval_id: None,
             approval: None,
             execution: None,
+            shadow: None,
         }
     }
 

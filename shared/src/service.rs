@@ -373,6 +373,7 @@ impl AuthorizeService {
                 determining_policies: Vec::new(),
                 errors: Vec::new(),
                 agent_version: agent_version.map(str::to_owned),
+                shadow: None,
             },
             (None, None) => engine.decide(&DecisionInput {
                 agent_id,
@@ -395,6 +396,7 @@ impl AuthorizeService {
                     determining_policies: Vec::new(),
                     errors: Vec::new(),
                     agent_version: evaluation.agent_version,
+                    shadow: evaluation.shadow,
                 }
             }
             // Nothing will run: no approval is asked for and no limit is
@@ -465,6 +467,7 @@ impl AuthorizeService {
                 .then(|| uuid::Uuid::new_v4().simple().to_string()),
             approval: None,
             execution: None,
+            shadow: evaluation.shadow,
             run_id: request.run_id,
             limit: None,
         };
@@ -767,6 +770,7 @@ fn stale_evaluation(age: Duration, bound: Duration) -> Evaluation {
         determining_policies: Vec::new(),
         errors: Vec::new(),
         agent_version: None,
+        shadow: None,
     }
 }
 

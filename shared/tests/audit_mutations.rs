@@ -74,6 +74,7 @@ fn record(i: usize) -> DecisionRecord {
         approval_id: None,
         approval: None,
         execution: None,
+        shadow: None,
     }
 }
 

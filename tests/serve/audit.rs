@@ -536,3 +536,107 @@ fn an_incident_timeline_lists_every_record_of_the_agent_and_proves_it_complete()
     assert!(text.contains("BROKEN: position"), "{text}");
     assert!(!text.contains("calculate_risk_score"), "{text}");
 }
+
+/// Shadow mode: a log-only forbid is evaluated with every decision and
+/// recorded where it would have denied, but denies nothing; `govctl shadow
+/// report` counts exactly the records that say so.
+#[test]
+fn a_log_only_forbid_flips_nothing_and_the_report_counts_its_records() {
+    let server = Server::start();
+    let dir = server.scratch("shadow-policies");
+    for entry in std::fs::read_dir(example_policies()).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+        }
+    }
+    // A whole file runs log-only, and so does one annotated policy.
+    std::fs::write(
+        dir.join("support-trial.log-only.cedar"),
+        "@id(\"trial:no-password-searches\")\n@reason(\"forbidden_by_policy\")\n\
+         forbid (principal, action == Action::\"search_kb\", resource)\n\
+         when { context.arguments.query like \"*password*\" };\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("support.cedar"),
+        "@id(\"trial:no-ticket-reads\")\n@log_only(\"until the Q1 review\")\n\
+         forbid (principal, action == Action::\"get_ticket\", resource);\n",
+    )
+    .unwrap();
+    publish(&server, &dir);
+    let agent = server.agent_token("agent-support-1");
+    let lee = server.user_token("lee", &["support_agent"], None);
+    for query in [
+        "reset password",
+        "refund policy",
+        "password rules",
+        "shipping times",
+        "forgot password",
+    ] {
+        server
+            .authorize(
+                &agent,
+                &lee,
+                &json!({"tool_id": "search_kb", "arguments": {"query": query}}),
+            )
+            .expect_decision(
+                200,
+                "allow",
+                Some("allowed"),
+                "a log-only forbid denies nothing",
+            );
+    }
+    server
+        .authorize(
+            &agent,
+            &lee,
+            &json!({"tool_id": "get_ticket", "arguments": {"ticket_id": "T-9"}}),
+        )
+        .expect_decision(200, "allow", Some("allowed"), "nor does an annotated one");
+
+    // The records say which decisions it would have flipped.
+    let db = server.db();
+    let shadowed: Vec<(String, String)> = db
+        .prepare(
+            "SELECT json_extract(record, '$.arguments.query'), json_extract(record, '$.shadow.policies[0]')
+             FROM decisions WHERE json_extract(record, '$.shadow.decision') = 'deny' ORDER BY rowid",
+        )
+        .unwrap()
+        .query_map([], |r| Ok((r.get::<_, Option<String>>(0)?.unwrap_or_default(), r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        shadowed,
+        [
+            (
+                "reset password".to_owned(),
+                "trial:no-password-searches".to_owned()
+            ),
+            (
+                "password rules".to_owned(),
+                "trial:no-password-searches".to_owned()
+            ),
+            (
+                "forgot password".to_owned(),
+                "trial:no-password-searches".to_owned()
+            ),
+            (String::new(), "trial:no-ticket-reads".to_owned()),
+        ]
+    );
+    let report: Value =
+        serde_json::from_str(&server.govctl(&["shadow", "report", "--since", "1h", "--json"]))
+            .unwrap();
+    assert_eq!(report["flipped"], 4, "{report}");
+    assert_eq!(report["decisions"], 6, "{report}");
+    let trial = &report["policies"]["trial:no-password-searches"];
+    assert_eq!(trial["would_deny"], 3, "{report}");
+    assert_eq!(trial["tools"]["search_kb"], 3, "{report}");
+    assert_eq!(report["policies"]["trial:no-ticket-reads"]["would_deny"], 1);
+    let text = server.govctl(&["shadow", "report", "--since", "1h"]);
+    assert!(
+        text.contains("4 of 6 decisions would have been decided otherwise"),
+        "{text}"
+    );
+}

@@ -21,7 +21,7 @@ use governance::adapters::sqlite::SqliteStore;
 
 use crate::cli::{
     AgentCommand, ApproverCommand, AuditCommand, Cli, Command, DecisionCommand, IncidentCommand,
-    RegistryCommand, ReviewCommand, UserCommand,
+    RegistryCommand, ReviewCommand, ShadowCommand, UserCommand,
 };
 
 /// Logs go to stderr, so that tokens and JSON on stdout stay pipeable.
@@ -180,6 +180,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             comment: comment.as_deref(),
             by: &operator(by),
         }),
+        Command::Shadow(ShadowCommand::Report {
+            since,
+            until,
+            json,
+            data,
+        }) => review::shadow(&data.data_dir, &since, until.as_deref(), json),
         Command::Decision(DecisionCommand::Show { id, data }) => {
             let store = open_store(&data.data_dir)?;
             let record = runtime()?

@@ -1,7 +1,8 @@
 //! `govctl review access`: the access review of every agent of the active
 //! policy version, from the decision log (see `governance::review`); and
 //! `govctl review record`: a reviewer's outcome for one grant, as a control
-//! event.
+//! event; and `govctl shadow report`: what the log-only policies would
+//! have changed (see `governance::shadow`).
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -169,6 +170,44 @@ pub fn record(args: &RecordArgs<'_>) -> anyhow::Result<ExitCode> {
     );
     if args.outcome == "revoke" {
         println!("the grant stays until a policy version without it is published and activated");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `govctl shadow report`.
+pub fn shadow(
+    dir: &Path,
+    since: &str,
+    until: Option<&str>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let now = OffsetDateTime::now_utc();
+    let since = parse_time(since, now)?;
+    let until = match until {
+        Some(u) => parse_time(u, now)?,
+        None => rfc3339(now),
+    };
+    anyhow::ensure!(
+        since < until,
+        "`--since` ({since}) must be before `--until` ({until})"
+    );
+    anyhow::ensure!(
+        dir.join(governance::adapters::sqlite::DB_FILE).exists(),
+        "`{}` holds no store: name the data directory of a control plane with --data-dir",
+        dir.display()
+    );
+    let store = open_store(dir)?;
+    let mut report = governance::shadow::ShadowReport::new(&since, &until);
+    store.export_audit(&since, &until, &mut |e| {
+        if let Ok(record) = serde_json::from_str(&e.body) {
+            report.push(&record);
+        }
+        Ok(())
+    })?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", governance::shadow::render(&report));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -228,6 +228,7 @@ pub fn execution_record(
         limit: None,
         approval: None,
         execution: Some(execution),
+        shadow: None,
         ..decision.clone()
     }
 }
@@ -299,6 +300,7 @@ pub fn forward_record(
         approval_id: None,
         approval: None,
         execution: None,
+        shadow: None,
     }
 }
 

@@ -297,6 +297,21 @@ pub struct DecisionRecord {
     /// tool and arguments hash.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub execution: Option<Execution>,
+    /// Set when log-only (shadow) policies would have decided the call
+    /// otherwise: what enforcing them would have answered, and which of
+    /// them made the difference. They are evaluated and recorded, never
+    /// enforced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<ShadowOutcome>,
+}
+
+/// What enforcing the log-only policies would have changed in a decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShadowOutcome {
+    /// The policy decision with them enforced (`allow` or `deny`).
+    pub decision: Decision,
+    /// The log-only policies that determined it.
+    pub policies: Vec<String>,
 }
 
 impl DecisionRecord {

@@ -7,7 +7,7 @@ mod servers;
 
 pub use decision::{
     ApprovalOutcome, ApprovalStatus, Decision, DecisionRecord, Execution, ExecutionStatus,
-    LimitHit, Reason, ReasonCode,
+    LimitHit, Reason, ReasonCode, ShadowOutcome,
 };
 pub use registry::iam_principal;
 pub use registry::{

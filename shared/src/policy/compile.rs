@@ -22,8 +22,13 @@ pub struct CompiledPolicies {
     pub registry: Registry,
     /// The full Cedar schema text (fixed part and generated tool actions).
     pub schema_text: String,
-    /// Base and team policies, validated.
+    /// Base and team policies, validated: the enforced ones.
     pub policies: PolicySet,
+    /// The log-only (shadow) policies: annotated `@log_only`, or in a file
+    /// named `*.log-only.cedar`. Evaluated and recorded, never enforced.
+    pub shadow: PolicySet,
+    /// Their ids.
+    pub shadow_ids: std::collections::BTreeSet<String>,
     /// Policy id → (file, policy text), for explanations.
     pub sources: BTreeMap<String, (String, String)>,
     /// Problems that do not stop the bundle.
@@ -70,7 +75,7 @@ pub fn compile(bundle: &PolicyBundle) -> Result<CompiledPolicies, Vec<Diagnostic
         }
     };
 
-    let mut policies = PolicySet::new();
+    let mut sets = Sets::default();
     let mut sources = BTreeMap::new();
     let mut files_by_policy: HashMap<String, (String, String)> = HashMap::new();
     let files = std::iter::once((BASE_FILE, BASE_POLICIES)).chain(bundle.cedar_files());
@@ -78,7 +83,7 @@ pub fn compile(bundle: &PolicyBundle) -> Result<CompiledPolicies, Vec<Diagnostic
         add_file(
             file,
             text,
-            &mut policies,
+            &mut sets,
             &mut sources,
             &mut files_by_policy,
             &mut diags,
@@ -87,8 +92,25 @@ pub fn compile(bundle: &PolicyBundle) -> Result<CompiledPolicies, Vec<Diagnostic
     if has_errors(&diags) {
         return Err(diags);
     }
+    let Sets {
+        enforced: policies,
+        shadow,
+        shadow_ids,
+    } = sets;
 
-    let result = Validator::new(schema.clone()).validate(&policies, ValidationMode::Strict);
+    // Log-only policies are validated as strictly as the enforced ones.
+    let mut all = policies.clone();
+    for p in shadow.policies() {
+        if let Err(e) = all.add(p.clone()) {
+            diags.push(Diagnostic::error(
+                REGISTRY_FILE,
+                0,
+                0,
+                format!("policy `{}` cannot be added: {e}", p.id()),
+            ));
+        }
+    }
+    let result = Validator::new(schema.clone()).validate(&all, ValidationMode::Strict);
     for e in result.validation_errors() {
         diags.push(validation_diag(
             Severity::Error,
@@ -112,6 +134,8 @@ pub fn compile(bundle: &PolicyBundle) -> Result<CompiledPolicies, Vec<Diagnostic
         registry,
         schema_text,
         policies,
+        shadow,
+        shadow_ids,
         sources,
         warnings: diags,
         content_hash: bundle.content_hash(),
@@ -148,10 +172,21 @@ fn validation_diag(
     Diagnostic::at_offset(severity, file, text, offset, message)
 }
 
+/// The policies of a bundle, enforced or log-only.
+#[derive(Default)]
+struct Sets {
+    enforced: PolicySet,
+    shadow: PolicySet,
+    shadow_ids: std::collections::BTreeSet<String>,
+}
+
+/// The suffix of a file whose policies all run log-only.
+pub const LOG_ONLY_SUFFIX: &str = ".log-only.cedar";
+
 fn add_file(
     file: &str,
     text: &str,
-    policies: &mut PolicySet,
+    sets: &mut Sets,
     sources: &mut BTreeMap<String, (String, String)>,
     files_by_policy: &mut HashMap<String, (String, String)>,
     diags: &mut Vec<Diagnostic>,
@@ -218,7 +253,26 @@ fn add_file(
                 )));
             }
         }
-        if let Err(e) = policies.add(policy.new_id(PolicyId::new(&id))) {
+        let log_only = policy.annotation("log_only").is_some() || file.ends_with(LOG_ONLY_SUFFIX);
+        if log_only && is_base {
+            continue;
+        }
+        // Ids are unique across both sets.
+        let taken =
+            sets.enforced.policy(&PolicyId::new(&id)).is_some() || sets.shadow_ids.contains(&id);
+        let added = if taken {
+            Err(format!("the id `{id}` is used by another policy"))
+        } else if log_only {
+            sets.shadow_ids.insert(id.clone());
+            sets.shadow
+                .add(policy.new_id(PolicyId::new(&id)))
+                .map_err(|e| e.to_string())
+        } else {
+            sets.enforced
+                .add(policy.new_id(PolicyId::new(&id)))
+                .map_err(|e| e.to_string())
+        };
+        if let Err(e) = added {
             diags.push(here(format!("policy `{id}` cannot be added: {e}")));
             continue;
         }

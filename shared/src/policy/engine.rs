@@ -73,6 +73,9 @@ pub struct Evaluation {
     pub errors: Vec<String>,
     /// The agent's registered version.
     pub agent_version: Option<String>,
+    /// What enforcing the log-only policies would have decided, when it
+    /// differs.
+    pub shadow: Option<crate::model::ShadowOutcome>,
 }
 
 impl Evaluation {
@@ -87,6 +90,7 @@ impl Evaluation {
             determining_policies: Vec::new(),
             errors: Vec::new(),
             agent_version,
+            shadow: None,
         }
     }
 
@@ -121,6 +125,9 @@ pub struct PolicyEngine {
     index: PolicyIndex,
     policy_reasons: HashMap<PolicyId, (ReasonCode, String)>,
     authorizer: Authorizer,
+    /// Every policy, the log-only ones included, when there are any: what
+    /// would be decided if they were enforced.
+    with_shadow: Option<PolicySet>,
 }
 
 impl std::fmt::Debug for PolicyEngine {
@@ -244,6 +251,16 @@ impl PolicyEngine {
         let entities =
             Entities::from_entities(entities, Some(&compiled.schema)).map_err(entity_err)?;
         let index = PolicyIndex::build(&compiled.policies, reg)?;
+        let with_shadow = if compiled.shadow_ids.is_empty() {
+            None
+        } else {
+            let mut all = compiled.policies.clone();
+            for p in compiled.shadow.policies() {
+                all.add(p.clone())
+                    .map_err(|e| EngineError::Index(Box::new(e)))?;
+            }
+            Some(all)
+        };
         let policy_reasons = compiled
             .policies
             .policies()
@@ -285,6 +302,7 @@ impl PolicyEngine {
             index,
             policy_reasons,
             authorizer: Authorizer::new(),
+            with_shadow,
             compiled,
         })
     }
@@ -388,7 +406,14 @@ impl PolicyEngine {
             }
         };
         let response = self.authorizer.is_authorized(&request, set, &self.entities);
-        self.interpret(&response, &tool.spec, agent_version)
+        let enforced = if response.diagnostics().errors().next().is_some() {
+            cedar_policy::Decision::Deny
+        } else {
+            response.decision()
+        };
+        let mut evaluation = self.interpret(&response, &tool.spec, agent_version);
+        evaluation.shadow = self.shadow(&request, enforced);
+        evaluation
     }
 
     fn request(
@@ -552,7 +577,44 @@ impl PolicyEngine {
             determining_policies: determining,
             errors,
             agent_version,
+            shadow: None,
         }
+    }
+
+    /// What the call's policy decision would be with the log-only policies
+    /// enforced too, if that differs from `enforced`'s.
+    fn shadow(
+        &self,
+        request: &Request,
+        enforced: cedar_policy::Decision,
+    ) -> Option<crate::model::ShadowOutcome> {
+        let with_shadow = self.with_shadow.as_ref()?;
+        let response = self
+            .authorizer
+            .is_authorized(request, with_shadow, &self.entities);
+        let errors = response.diagnostics().errors().next().is_some();
+        let decision = if errors {
+            cedar_policy::Decision::Deny
+        } else {
+            response.decision()
+        };
+        if decision == enforced {
+            return None;
+        }
+        let mut policies: Vec<String> = response
+            .diagnostics()
+            .reason()
+            .map(ToString::to_string)
+            .filter(|id| self.compiled.shadow_ids.contains(id))
+            .collect();
+        policies.sort();
+        Some(crate::model::ShadowOutcome {
+            decision: match decision {
+                cedar_policy::Decision::Allow => Decision::Allow,
+                cedar_policy::Decision::Deny => Decision::Deny,
+            },
+            policies,
+        })
     }
 }
 

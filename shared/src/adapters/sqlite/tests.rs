@@ -32,6 +32,7 @@ fn record(id: &str, key: Option<&str>) -> DecisionRecord {
         approval_id: None,
         approval: None,
         execution: None,
+        shadow: None,
     }
 }
 

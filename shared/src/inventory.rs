@@ -236,13 +236,7 @@ mod tests {
     use super::*;
 
     fn registry() -> Registry {
-        let bundle = crate::policy::PolicyBundle::from_dir(
-            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/policies"),
-        )
-        .expect("the example policies");
-        crate::policy::compile(&bundle)
-            .expect("they compile")
-            .registry
+        crate::policy::example_tests::example_registry()
     }
 
     #[test]

@@ -329,6 +329,20 @@ fn the_trail_verifies_exports_and_counts() {
     );
 }
 
+/// The loan agent's timeline of the last hour, with `extra` arguments.
+fn timeline(server: &Server, extra: &[&str]) -> String {
+    let mut args = vec![
+        "incident",
+        "timeline",
+        "--agent",
+        "meridian-loan-agent",
+        "--since",
+        "1h",
+    ];
+    args.extend_from_slice(extra);
+    server.govctl(&args)
+}
+
 /// Seed 003's incident response: contain (the kill switch), then trace the
 /// agent's every record in order, with the chain runs that show nothing of
 /// it was left out, and find the agent in the inventory.
@@ -360,14 +374,7 @@ fn an_incident_timeline_lists_every_record_of_the_agent_and_proves_it_complete()
         "oncall",
     ]);
 
-    let text = server.govctl(&[
-        "incident",
-        "timeline",
-        "--agent",
-        "meridian-loan-agent",
-        "--since",
-        "1h",
-    ]);
+    let text = timeline(server, &[]);
     let kinds_and_tools: Vec<(&str, &str)> = text
         .lines()
         .filter(|l| l.starts_with("20"))
@@ -416,17 +423,7 @@ fn an_incident_timeline_lists_every_record_of_the_agent_and_proves_it_complete()
         !text.contains("uma"),
         "another agent's record is listed:\n{text}"
     );
-    let json: Value = serde_json::from_str(&server.govctl(&[
-        "incident",
-        "timeline",
-        "--agent",
-        "meridian-loan-agent",
-        "--since",
-        "1h",
-        "--format",
-        "json",
-    ]))
-    .unwrap();
+    let json: Value = serde_json::from_str(&timeline(server, &["--format", "json"])).unwrap();
     let listed: u64 = json["chains"]
         .as_array()
         .unwrap()
@@ -504,14 +501,7 @@ fn an_incident_timeline_lists_every_record_of_the_agent_and_proves_it_complete()
         "--by",
         "risk-lead",
     ]);
-    let text = server.govctl(&[
-        "incident",
-        "timeline",
-        "--agent",
-        "meridian-loan-agent",
-        "--since",
-        "1h",
-    ]);
+    let text = timeline(server, &[]);
     assert!(text.contains("access_reviewed by risk-lead"), "{text}");
 
     // A record of the agent taken out of the log breaks its chain's run.

@@ -314,16 +314,7 @@ pub struct ExportArgs<'a> {
 
 /// `govctl audit export`.
 pub fn export(args: &ExportArgs<'_>) -> anyhow::Result<ExitCode> {
-    let now = OffsetDateTime::now_utc();
-    let since = parse_time(args.since, now).context("`--since`")?;
-    let until = match args.until {
-        Some(u) => parse_time(u, now).context("`--until`")?,
-        None => rfc3339(now),
-    };
-    anyhow::ensure!(
-        since < until,
-        "`--since` ({since}) must be before `--until` ({until})"
-    );
+    let (since, until) = window(args.since, args.until)?;
     let store = open_store(args.dir)?;
     let out: Box<dyn Write> = match args.output {
         Some(path) => Box::new(
@@ -374,7 +365,23 @@ pub fn export(args: &ExportArgs<'_>) -> anyhow::Result<ExitCode> {
 
 /// RFC 3339, a date (midnight UTC), or an age before `now` (`90m`, `24h`,
 /// `30d`), as the store's timestamp format, which sorts as text.
-pub(crate) fn parse_time(s: &str, now: OffsetDateTime) -> anyhow::Result<String> {
+/// The window `[since, until)` a command was given (`until` defaults to
+/// now), as RFC 3339 strings; an empty or reversed window is refused.
+pub(crate) fn window(since: &str, until: Option<&str>) -> anyhow::Result<(String, String)> {
+    let now = OffsetDateTime::now_utc();
+    let since = parse_time(since, now).context("`--since`")?;
+    let until = match until {
+        Some(u) => parse_time(u, now).context("`--until`")?,
+        None => rfc3339(now),
+    };
+    anyhow::ensure!(
+        since < until,
+        "`--since` ({since}) must be before `--until` ({until})"
+    );
+    Ok((since, until))
+}
+
+fn parse_time(s: &str, now: OffsetDateTime) -> anyhow::Result<String> {
     use time::format_description::well_known::Rfc3339;
     if let Ok(t) = OffsetDateTime::parse(s, &Rfc3339) {
         return Ok(rfc3339(t));

@@ -4,12 +4,9 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use super::audit::window;
+use super::existing_store;
 use governance::audit::timeline::{render, Collector};
-use governance::clock::rfc3339;
-use time::OffsetDateTime;
-
-use super::audit::parse_time;
-use super::open_store;
 
 /// What `govctl incident timeline` was asked.
 pub struct TimelineArgs<'a> {
@@ -29,24 +26,8 @@ pub struct TimelineArgs<'a> {
 
 /// Prints the timeline; exit 1 when a chain run does not verify.
 pub fn timeline(args: &TimelineArgs<'_>) -> anyhow::Result<ExitCode> {
-    let now = OffsetDateTime::now_utc();
-    let since = parse_time(args.since, now)?;
-    let until = match args.until {
-        Some(u) => parse_time(u, now)?,
-        None => rfc3339(now),
-    };
-    anyhow::ensure!(
-        since < until,
-        "`--since` ({since}) must be before `--until` ({until})"
-    );
-    anyhow::ensure!(
-        args.dir
-            .join(governance::adapters::sqlite::DB_FILE)
-            .exists(),
-        "`{}` holds no store: name the data directory of a control plane with --data-dir",
-        args.dir.display()
-    );
-    let store = open_store(args.dir)?;
+    let (since, until) = window(args.since, args.until)?;
+    let store = existing_store(args.dir)?;
     let mut collector = Collector::new(args.agent, args.version, &since, &until);
     store.export_audit(&since, &until, &mut |e| {
         collector.push(e);

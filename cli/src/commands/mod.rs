@@ -208,6 +208,17 @@ fn open_store(dir: &Path) -> anyhow::Result<SqliteStore> {
     SqliteStore::open(dir).with_context(|| format!("cannot open the store in `{}`", dir.display()))
 }
 
+/// The store of a control plane's data directory, for a command that only
+/// reads it: a directory without one is refused, never given an empty one.
+fn existing_store(dir: &Path) -> anyhow::Result<SqliteStore> {
+    anyhow::ensure!(
+        dir.join(governance::adapters::sqlite::DB_FILE).exists(),
+        "`{}` holds no store: name the data directory of a control plane with --data-dir",
+        dir.display()
+    );
+    open_store(dir)
+}
+
 /// The operator's name for history records.
 fn operator(explicit: Option<String>) -> String {
     explicit

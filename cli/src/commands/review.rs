@@ -13,8 +13,8 @@ use governance::ports::PolicyStore as _;
 use governance::review::{granted_as, to_csv, to_markdown, Reviewer};
 use time::OffsetDateTime;
 
-use super::audit::parse_time;
-use super::{open_store, runtime};
+use super::audit::window;
+use super::{existing_store, runtime};
 
 /// What `govctl review access` was asked.
 pub struct AccessArgs<'a> {
@@ -32,24 +32,8 @@ pub struct AccessArgs<'a> {
 
 /// Prints the review.
 pub fn access(args: &AccessArgs<'_>) -> anyhow::Result<ExitCode> {
-    let now = OffsetDateTime::now_utc();
-    let since = parse_time(args.since, now)?;
-    let until = match args.until {
-        Some(u) => parse_time(u, now)?,
-        None => rfc3339(now),
-    };
-    anyhow::ensure!(
-        since < until,
-        "`--since` ({since}) must be before `--until` ({until})"
-    );
-    anyhow::ensure!(
-        args.dir
-            .join(governance::adapters::sqlite::DB_FILE)
-            .exists(),
-        "`{}` holds no store: name the data directory of a control plane with --data-dir",
-        args.dir.display()
-    );
-    let store = open_store(args.dir)?;
+    let (since, until) = window(args.since, args.until)?;
+    let store = existing_store(args.dir)?;
     // Every version, oldest first: when each grant first appeared.
     let registries = runtime()?.block_on(async {
         let mut versions = store.versions().await?;
@@ -112,14 +96,7 @@ pub struct RecordArgs<'a> {
 pub fn record(args: &RecordArgs<'_>) -> anyhow::Result<ExitCode> {
     use governance::anomaly::ControlLog as _;
     use governance::audit::{ControlAction, ControlEvent, ReviewOutcome};
-    anyhow::ensure!(
-        args.dir
-            .join(governance::adapters::sqlite::DB_FILE)
-            .exists(),
-        "`{}` holds no store: name the data directory of a control plane with --data-dir",
-        args.dir.display()
-    );
-    let store = open_store(args.dir)?;
+    let store = existing_store(args.dir)?;
     let rt = runtime()?;
     let active = rt
         .block_on(store.active())?
@@ -181,22 +158,8 @@ pub fn shadow(
     until: Option<&str>,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let now = OffsetDateTime::now_utc();
-    let since = parse_time(since, now)?;
-    let until = match until {
-        Some(u) => parse_time(u, now)?,
-        None => rfc3339(now),
-    };
-    anyhow::ensure!(
-        since < until,
-        "`--since` ({since}) must be before `--until` ({until})"
-    );
-    anyhow::ensure!(
-        dir.join(governance::adapters::sqlite::DB_FILE).exists(),
-        "`{}` holds no store: name the data directory of a control plane with --data-dir",
-        dir.display()
-    );
-    let store = open_store(dir)?;
+    let (since, until) = window(since, until)?;
+    let store = existing_store(dir)?;
     let mut report = governance::shadow::ShadowReport::new(&since, &until);
     store.export_audit(&since, &until, &mut |e| {
         if let Ok(record) = serde_json::from_str(&e.body) {

@@ -4,6 +4,11 @@ use std::path::Path;
 
 use super::*;
 
+/// The registry of the shipped example set, for tests elsewhere in the crate.
+pub(crate) fn example_registry() -> crate::model::Registry {
+    example().1.registry().clone()
+}
+
 fn example() -> (PolicyBundle, PolicyEngine) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/policies");
     let bundle = PolicyBundle::from_dir(&dir).unwrap();

@@ -46,4 +46,4 @@ pub const BASE_POLICIES: &str = include_str!("base.cedar");
 /// The fixed part of the Cedar schema; tool actions are generated from the registry.
 pub const BASE_SCHEMA: &str = include_str!("schema.cedarschema");
 #[cfg(test)]
-mod example_tests;
+pub(crate) mod example_tests;

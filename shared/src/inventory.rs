@@ -145,7 +145,7 @@ pub const CSV_HEADER: [&str; 13] = [
 ];
 
 /// One CSV field, quoted when it must be (RFC 4180).
-fn field(value: &str) -> String {
+pub(crate) fn field(value: &str) -> String {
     if value.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", value.replace('"', "\"\""))
     } else {
@@ -224,20 +224,23 @@ pub fn to_csv(agents: &[InventoryAgent]) -> String {
             limits_cell(a),
             a.last_activity.clone().unwrap_or_default(),
         ];
-        let cells: Vec<String> = row.iter().map(|c| field(c)).collect();
-        out.push_str(&cells.join(","));
-        out.push('\n');
+        out.push_str(&csv_row(&row));
     }
     out
+}
+
+/// One CSV line of `cells`, each quoted when it must be.
+pub(crate) fn csv_row(cells: &[String]) -> String {
+    let mut line = cells.iter().map(|c| field(c)).collect::<Vec<_>>().join(",");
+    line.push('\n');
+    line
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn registry() -> Registry {
-        crate::policy::example_tests::example_registry()
-    }
+    use crate::policy::example_tests::example_registry as registry;
 
     #[test]
     fn every_agent_is_listed_with_its_owner_tools_and_last_activity() {

@@ -407,13 +407,6 @@ pub fn to_csv(review: &AccessReview) -> String {
     let mut out = String::from(
         "agent_id,version,owner,tool_id,allowed,denied,last_use,classification,classification_at_grant,rate_limit,rate_limit_peak,findings\n",
     );
-    let quote = |s: &str| {
-        if s.contains([',', '"', '\n']) {
-            format!("\"{}\"", s.replace('"', "\"\""))
-        } else {
-            s.to_owned()
-        }
-    };
     for a in &review.agents {
         for g in &a.grants {
             let mut findings = a.findings.clone();
@@ -438,9 +431,7 @@ pub fn to_csv(review: &AccessReview) -> String {
                     .unwrap_or_default(),
                 findings.join("; "),
             ];
-            let cells: Vec<String> = row.iter().map(|c| quote(c)).collect();
-            out.push_str(&cells.join(","));
-            out.push('\n');
+            out.push_str(&crate::inventory::csv_row(&row));
         }
     }
     out
@@ -451,9 +442,7 @@ mod tests {
     use super::*;
     use crate::model::{Reason, ReasonCode};
 
-    fn registry() -> Registry {
-        crate::policy::example_tests::example_registry()
-    }
+    use crate::policy::example_tests::example_registry as registry;
 
     /// A decision of `agent` on `tool` at `at` (RFC 3339).
     fn decided(agent: &str, tool: &str, decision: Decision, at: &str, run: &str) -> DecisionRecord {

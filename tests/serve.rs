@@ -24,6 +24,9 @@ mod audit;
 #[path = "serve/body.rs"]
 mod body;
 #[cfg(test)]
+#[path = "serve/changes.rs"]
+mod changes;
+#[cfg(test)]
 #[path = "serve/durability.rs"]
 mod durability;
 #[cfg(test)]

@@ -339,7 +339,47 @@ pub enum PolicyCommand {
         #[arg(long)]
         no_activate: bool,
     },
-    /// Activate a stored version (id or unique prefix): a rollback or roll-forward.
+    /// Propose a policy directory as a reviewed change: validated, tested
+    /// and published without activating it, with its diff and risk class.
+    /// A low-risk change, or any change where the environment does not
+    /// review changes, activates at once; a high-risk one waits for a member
+    /// of the reviewers group other than its author, on the page
+    /// `/v1/changes/ID` of `govctl serve`.
+    Propose {
+        /// The policy directory.
+        dir: PathBuf,
+        /// Why this change.
+        #[arg(long, short)]
+        message: String,
+        /// Who proposes: the identity you sign in to the approver page
+        /// with, so that you cannot review your own change (default: $USER).
+        #[arg(long)]
+        author: Option<String>,
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Policy change requests, newest first.
+    Changes {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// One change request, with its risk reasons and per-file diff.
+    Change {
+        /// Change id or unique prefix (at least 6 characters).
+        #[arg(value_name = "CHANGE")]
+        change_id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Activate a stored version (id or unique prefix): a rollback or
+    /// roll-forward. Where policy changes are reviewed, it opens a change
+    /// request instead, which activates at once only if it is low-risk.
     #[command(visible_alias = "rollback")]
     Activate {
         /// Version id or prefix.

@@ -214,6 +214,7 @@ fn registry(size: &Size, rng: &mut Lcg) -> Registry {
         agents,
         budgets: Vec::new(),
         servers: Vec::new(),
+        change_review: None,
     }
 }
 

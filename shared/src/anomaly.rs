@@ -313,6 +313,7 @@ pub async fn watch(
                 agent_id: Some(rate.agent_id.clone()),
                 agent_version: Some(rate.version.clone()),
                 review: None,
+                change: None,
             })
             .await?;
         let auto_disable = registry

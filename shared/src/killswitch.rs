@@ -127,6 +127,7 @@ impl Switch {
             agent_id: Some(agent_id.to_owned()),
             agent_version: version.map(str::to_owned),
             review: None,
+            change: None,
         }
     }
 }

@@ -16,6 +16,7 @@ pub mod anomaly;
 pub mod approval;
 pub mod audit;
 pub mod auth;
+pub mod changes;
 pub mod clock;
 pub mod gateway;
 pub mod handlers;

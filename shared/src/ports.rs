@@ -24,8 +24,8 @@ pub enum StoreError {
     /// The named item does not exist.
     #[error("`{0}` does not exist")]
     NotFound(String),
-    /// A version prefix matches more than one version.
-    #[error("`{0}` matches more than one version; give more characters")]
+    /// An id prefix matches more than one version or change.
+    #[error("`{0}` matches more than one; give more characters")]
     Ambiguous(String),
 }
 
@@ -205,6 +205,28 @@ pub trait KillSwitchStore: Send + Sync {
     /// policy version) in one atomic write. `false`: nothing to change (an
     /// enable of what was not disabled); nothing was written.
     async fn switch(&self, change: &crate::killswitch::Switch) -> Result<bool, StoreError>;
+}
+
+/// Change requests for policy versions (see [`crate::changes`]), and the
+/// environment the control plane runs in.
+#[async_trait]
+pub trait ChangeStore: Send + Sync {
+    /// Stores a new `pending` change and its `change_proposed` control event.
+    async fn open_change(&self, change: &crate::changes::ChangeRequest) -> Result<(), StoreError>;
+    /// A change by full id or unique prefix.
+    async fn change(&self, id: &str) -> Result<crate::changes::ChangeRequest, StoreError>;
+    /// Every change, newest first.
+    async fn changes(&self) -> Result<Vec<crate::changes::ChangeRequest>, StoreError>;
+    /// Closes a pending change in one atomic write: with no answer or an
+    /// approval, activates its version if the active version is still its
+    /// base (else marks it superseded); with a rejection, marks it
+    /// rejected. Appends the control events of each step.
+    async fn settle_change(
+        &self,
+        id: &str,
+        answer: Option<&crate::changes::ChangeAnswer>,
+        at: OffsetDateTime,
+    ) -> Result<crate::changes::Settled, StoreError>;
 }
 
 /// One exact call: the hash of its agent, user, tool and arguments hash,

@@ -693,6 +693,7 @@ fn resolve(w: &WorldGen) -> (Registry, Vec<Rule>) {
             agents,
             budgets: Vec::new(),
             servers: Vec::new(),
+            change_review: None,
         },
         rules,
     )

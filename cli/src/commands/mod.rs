@@ -3,6 +3,7 @@
 mod anomalies;
 mod audit;
 mod authorize;
+mod change;
 mod incident;
 mod killswitch;
 mod policy;

@@ -4,6 +4,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+use governance::changes::direct_activation_refused;
 use governance::policy::{
     compile, load_engine, run_tests, PolicyBundle, PolicyVersionRef, Severity,
 };
@@ -41,6 +42,7 @@ pub fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
             let store = open_store(&data.data_dir)?;
             let author = operator(author);
             let rt = runtime()?;
+            refuse_where_reviewed(&rt, &store, "publish")?;
             let now = time::OffsetDateTime::now_utc();
             let version = rt.block_on(store.publish(PublishRequest {
                 bundle,
@@ -101,6 +103,18 @@ pub fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        PolicyCommand::Propose {
+            dir,
+            message,
+            author,
+            data,
+        } => super::change::propose(&dir, message, operator(author), &data.data_dir),
+        PolicyCommand::Changes { json, data } => super::change::list(json, &data.data_dir),
+        PolicyCommand::Change {
+            change_id,
+            json,
+            data,
+        } => super::change::show(&change_id, json, &data.data_dir),
         PolicyCommand::Activate {
             version_id,
             author,
@@ -108,6 +122,11 @@ pub fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
         } => {
             let store = open_store(&data.data_dir)?;
             let rt = runtime()?;
+            if reviewed(&rt, &store)?.is_some() {
+                // Where changes are reviewed, an activation is a change too:
+                // a rollback that tightens goes through at once.
+                return super::change::activate(&version_id, operator(author), &data.data_dir);
+            }
             // Refuse to activate what this build cannot serve.
             let (v, bundle) = rt.block_on(store.version(&version_id))?;
             load_engine(
@@ -130,6 +149,36 @@ pub fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The review settings in force, when this data directory's environment
+/// reviews policy changes and a version is active.
+fn reviewed(
+    rt: &tokio::runtime::Runtime,
+    store: &governance::adapters::sqlite::SqliteStore,
+) -> anyhow::Result<Option<governance::model::ChangeReviewSpec>> {
+    let Some(env) = store.environment()? else {
+        return Ok(None);
+    };
+    Ok(rt.block_on(direct_activation_refused(store, env))?)
+}
+
+/// Refuses `verb` where policy changes are reviewed.
+fn refuse_where_reviewed(
+    rt: &tokio::runtime::Runtime,
+    store: &governance::adapters::sqlite::SqliteStore,
+    verb: &str,
+) -> anyhow::Result<()> {
+    if let Some(spec) = reviewed(rt, store)? {
+        anyhow::bail!(
+            "not published: this control plane's environment ({}) reviews policy changes, so \
+             `{verb}` is refused. Use `govctl policy propose DIR --message …`: low-risk changes \
+             activate at once, high-risk ones once a member of `{}` other than you approves them",
+            store.environment()?.map_or("?", |e| e.as_str()),
+            spec.reviewers_group
+        );
+    }
+    Ok(())
 }
 
 fn report(diags: &[governance::policy::Diagnostic]) -> anyhow::Result<ExitCode> {
@@ -167,7 +216,7 @@ fn validate(dir: &Path) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn test(dir: &Path, verbose: bool) -> anyhow::Result<ExitCode> {
+pub(crate) fn test(dir: &Path, verbose: bool) -> anyhow::Result<ExitCode> {
     let bundle = PolicyBundle::from_dir(dir)?;
     let engine = match load_engine(
         &bundle,

@@ -139,6 +139,7 @@ pub fn record(args: &RecordArgs<'_>) -> anyhow::Result<ExitCode> {
             outcome: args.outcome.to_owned(),
             comment: args.comment.map(str::to_owned),
         }),
+        change: None,
     };
     rt.block_on(store.append_control(&event))?;
     println!(

@@ -16,13 +16,15 @@ use governance::adapters::local::{LogNotifier, MemoryMetrics};
 use governance::adapters::mcp::McpUpstreams;
 use governance::adapters::sqlite::SqliteStore;
 use governance::anomaly::{watch, Alerting};
-use governance::auth::UserVerifier;
+use governance::auth::{ApproverVerifier, UserVerifier};
 use governance::auth::{
     JwtVerifier, LocalKeys, AGENT_AUDIENCE, APPROVER_AUDIENCE, LOCAL_ISSUER, USER_AUDIENCE,
 };
+use governance::changes::direct_activation_refused;
 use governance::clock::{FileOffsetClock, SystemClock};
 use governance::gateway::Gateway;
 use governance::handlers::approval_callback::ApprovalCallbackHandler;
+use governance::handlers::change_review::ChangeReviewHandler;
 use governance::handlers::decision_log::DecisionLogHandler;
 use governance::handlers::denial_metrics::DenialMetricsHandler;
 use governance::hosts::workflow::{LocalTasks, LocalWorkflow};
@@ -38,6 +40,13 @@ use crate::cli::ServeArgs;
 /// Starts the control plane and serves until Ctrl-C.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let store = Arc::new(open_store(&args.data.data_dir)?);
+    let bound = store.bind_environment(args.environment)?;
+    anyhow::ensure!(
+        bound == args.environment,
+        "`{}` holds the {bound} control plane; serve it with --environment {bound} \
+         (a data directory keeps the environment it first served)",
+        args.data.data_dir.display()
+    );
     let keys = LocalKeys::load_or_create(&args.data.data_dir)?;
     let audit_key = Arc::new(LocalKeys::audit(&args.data.data_dir)?);
     let engine = bootstrap(&store, &args).await?;
@@ -99,17 +108,24 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // The approval workflow runs in process, through the same step handlers
     // the state machine calls on AWS; approvers' links point here.
     let tasks = Arc::new(LocalTasks::default());
+    let approvers: Arc<dyn ApproverVerifier> = Arc::new(JwtVerifier::new(
+        &keys.jwks(),
+        LOCAL_ISSUER,
+        APPROVER_AUDIENCE,
+        "groups",
+    )?);
     let callback = ApprovalCallbackHandler {
         approvals: metered_log.clone(),
         tasks: tasks.clone(),
         notifier: Arc::new(LogNotifier),
         log: metered_log.clone(),
-        approvers: Arc::new(JwtVerifier::new(
-            &keys.jwks(),
-            LOCAL_ISSUER,
-            APPROVER_AUDIENCE,
-            "groups",
-        )?),
+        approvers: Arc::clone(&approvers),
+        clock: Arc::new(SystemClock),
+    };
+    let change_review = ChangeReviewHandler {
+        changes: store.clone(),
+        versions: store.clone(),
+        approvers,
         clock: Arc::new(SystemClock),
     };
     let workflow = LocalWorkflow {
@@ -216,6 +232,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     );
     let app = router(state)
         .merge(callback.router())
+        .merge(change_review.router())
         .merge(metrics_router(prometheus))
         .merge(mcp);
     axum::serve(listener, app)
@@ -270,6 +287,17 @@ async fn bootstrap(store: &SqliteStore, args: &ServeArgs) -> anyhow::Result<Poli
         let (current, _) = store.version(&a.version_id).await?;
         if current.content_hash == bundle.content_hash() {
             return load(store, &a.version_id).await;
+        }
+        if let Some(spec) = direct_activation_refused(store, args.environment).await? {
+            anyhow::bail!(
+                "{env} reviews policy changes: `--policy` differs from the active version {id}, \
+                 and is not activated directly. Propose it with `govctl policy propose DIR \
+                 --message …` (a member of `{group}` reviews high-risk changes), or start \
+                 without --policy",
+                env = args.environment,
+                id = a.version_id,
+                group = spec.reviewers_group
+            );
         }
     }
     let now = time::OffsetDateTime::now_utc();

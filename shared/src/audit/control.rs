@@ -29,6 +29,14 @@ pub enum ControlAction {
     AnomalyDetected,
     /// A reviewer's outcome for one grant in an access review.
     AccessReviewed,
+    /// A policy change was proposed (its version published, not active).
+    ChangeProposed,
+    /// A reviewer approved a change; its activation follows in the same write.
+    ChangeApproved,
+    /// A reviewer rejected a change.
+    ChangeRejected,
+    /// A change's base was replaced before it activated; it must be proposed again.
+    ChangeSuperseded,
 }
 
 impl ControlAction {
@@ -42,6 +50,10 @@ impl ControlAction {
             ControlAction::AgentEnabled => "agent_enabled",
             ControlAction::AnomalyDetected => "anomaly_detected",
             ControlAction::AccessReviewed => "access_reviewed",
+            ControlAction::ChangeProposed => "change_proposed",
+            ControlAction::ChangeApproved => "change_approved",
+            ControlAction::ChangeRejected => "change_rejected",
+            ControlAction::ChangeSuperseded => "change_superseded",
         }
     }
 }
@@ -80,6 +92,26 @@ pub struct ControlEvent {
     /// An access review's outcome for one grant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub review: Option<ReviewOutcome>,
+    /// The change request a change event, or an activation, belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<ChangeNote>,
+}
+
+/// What a control event says about a change request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeNote {
+    /// The change.
+    pub change_id: String,
+    /// `low` or `high`.
+    pub risk: String,
+    /// Why, as [`crate::policy::change_risk`] found it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<String>,
+    /// Whether a reviewer must approve it.
+    pub review_required: bool,
+    /// The reviewer's comment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
 }
 
 /// What a reviewer decided about one grant of an agent.
@@ -114,6 +146,7 @@ impl ControlEvent {
             agent_id: None,
             agent_version: None,
             review: None,
+            change: None,
         }
     }
 
@@ -145,6 +178,7 @@ impl ControlEvent {
             agent_id: None,
             agent_version: None,
             review: None,
+            change: None,
         }
     }
 }

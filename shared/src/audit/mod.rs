@@ -25,6 +25,8 @@ pub mod timeline;
 pub mod verify;
 
 pub use chain::{link_hash, partition_of, ChainEntry, CONTROL_PARTITION, GENESIS};
-pub use control::{diff_bundles, BundleChange, ControlAction, ControlEvent, ReviewOutcome};
+pub use control::{
+    diff_bundles, BundleChange, ChangeNote, ControlAction, ControlEvent, ReviewOutcome,
+};
 pub use digest::{Digest, DigestHead, SignedDigest};
 pub use verify::{verify_excerpt, ExcerptChecks, Finding, MinDigest, Report, TableHeads, Verifier};

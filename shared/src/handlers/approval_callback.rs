@@ -26,13 +26,16 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::pages::{
+    approver_token, csrf_ok, csrf_refused, csrf_set_cookie, escape, new_review_id, page,
+};
 use super::{ErrorType, HandlerError};
 use crate::approval::outcome_record;
 use crate::auth::ApproverVerifier;
@@ -67,12 +70,6 @@ pub struct ApprovalCallbackHandler {
     pub clock: Arc<dyn Clock>,
 }
 
-/// The cookie of the double-submit CSRF check: the review page sets it and
-/// puts the same random value in its forms; an answer must carry both.
-/// Another site can make a browser send the cookie, but cannot read it to
-/// put it in the form.
-const CSRF_COOKIE: &str = "agov_csrf";
-
 #[derive(Deserialize)]
 struct NotifyEvent {
     approval_id: String,
@@ -88,14 +85,6 @@ pub fn is_step_event(event: &Value) -> bool {
 /// The link approvers follow.
 pub fn review_link(base_url: &str, review_id: &str) -> String {
     format!("{}/v1/reviews/{review_id}", base_url.trim_end_matches('/'))
-}
-
-/// A review id: 256 random bits, hex.
-fn new_review_id() -> Result<String, HandlerError> {
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes)
-        .map_err(|e| HandlerError::new(ErrorType::NotifyFailed, format!("no randomness: {e}")))?;
-    Ok(hex::encode(bytes))
 }
 
 impl ApprovalCallbackHandler {
@@ -211,60 +200,6 @@ impl ApprovalCallbackHandler {
             .route("/v1/reviews/{review_id}/reject", post(reject))
             .with_state(self)
     }
-}
-
-fn escape(text: &str) -> String {
-    text.chars()
-        .map(|c| match c {
-            '&' => "&amp;".to_owned(),
-            '<' => "&lt;".to_owned(),
-            '>' => "&gt;".to_owned(),
-            '"' => "&quot;".to_owned(),
-            '\'' => "&#39;".to_owned(),
-            c => c.to_string(),
-        })
-        .collect()
-}
-
-/// The pages' only style. The content security policy admits it by its
-/// hash, and nothing else: no script, no other style, no framing.
-const STYLE: &str = "body{font:15px/1.45 system-ui,sans-serif;max-width:46rem;margin:2rem auto;\
-padding:0 1rem;color:#1d2430}h1{font-size:1.4rem}table{border-collapse:collapse;width:100%;\
-margin:1rem 0}th,td{text-align:left;vertical-align:top;padding:.35rem .6rem;\
-border-bottom:1px solid #e3e6ea}th{width:16rem;color:#5a6472;font-weight:600}\
-td{word-break:break-all}form{display:flex;gap:.6rem;align-items:center;flex-wrap:wrap;\
-margin:.6rem 0;padding:.6rem;border:1px solid #e3e6ea;border-radius:6px}input{padding:.3rem}\
-button{padding:.4rem 1.1rem;border:0;border-radius:4px;color:#fff;font-weight:600}\
-form.approve button{background:#1f7a3f}form.reject button{background:#a32020}\
-.left{font-weight:600}";
-
-fn page(status: StatusCode, title: &str, body: &str) -> Response {
-    let html = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width\">\
-         <meta name=\"referrer\" content=\"no-referrer\"><title>{t}</title>\
-         <style>{STYLE}</style></head><body><h1>{t}</h1>{body}</body></html>",
-        t = escape(title)
-    );
-    let mut response = (status, Html(html)).into_response();
-    let style_hash = {
-        use base64::Engine as _;
-        use sha2::Digest as _;
-        base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(STYLE.as_bytes()))
-    };
-    let csp = format!(
-        "default-src 'none'; style-src 'sha256-{style_hash}'; form-action 'self'; \
-         frame-ancestors 'none'"
-    );
-    let headers = response.headers_mut();
-    if let Ok(v) = axum::http::HeaderValue::from_str(&csp) {
-        headers.insert("content-security-policy", v);
-    }
-    headers.insert(
-        "cache-control",
-        axum::http::HeaderValue::from_static("no-store"),
-    );
-    response
 }
 
 fn unavailable(e: impl std::fmt::Display) -> Response {
@@ -411,19 +346,7 @@ async fn review(
         "Approve this call?",
         &(details(&item, h.clock.now()) + &form("approve", "Approve") + &form("reject", "Reject")),
     );
-    let cookie = format!(
-        "{CSRF_COOKIE}={csrf}; Path=/v1/reviews/; HttpOnly; SameSite=Strict; Max-Age=3600{}",
-        // Over HTTPS (API Gateway says so), the cookie is never sent in clear.
-        if headers
-            .get("x-forwarded-proto")
-            .is_some_and(|p| p.as_bytes().eq_ignore_ascii_case(b"https"))
-        {
-            "; Secure"
-        } else {
-            ""
-        }
-    );
-    if let Ok(v) = HeaderValue::from_str(&cookie) {
+    if let Some(v) = csrf_set_cookie(&csrf, "/v1/reviews/", &headers) {
         response.headers_mut().insert(header::SET_COOKIE, v);
     }
     response
@@ -459,27 +382,6 @@ async fn reject(
         .await
 }
 
-/// The CSRF cookie's value, if the request carries it.
-fn csrf_cookie(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|c| c.trim().split_once('='))
-        .find(|(k, _)| *k == CSRF_COOKIE)
-        .map(|(_, v)| v.to_owned())
-}
-
-/// Equal, in time that does not depend on where they differ.
-fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
-}
-
 impl ApprovalCallbackHandler {
     async fn answer(
         &self,
@@ -488,13 +390,8 @@ impl ApprovalCallbackHandler {
         headers: &HeaderMap,
         form: AnswerForm,
     ) -> Response {
-        if !csrf_cookie(headers).is_some_and(|c| !c.is_empty() && same(&c, &form.csrf)) {
-            return page(
-                StatusCode::FORBIDDEN,
-                "Open the page again",
-                "<p>This answer did not come from the review page (CSRF check). \
-                 Open the link again and answer there.</p>",
-            );
+        if !csrf_ok(headers, &form.csrf) {
+            return csrf_refused();
         }
         let item = match self
             .approvals
@@ -507,17 +404,7 @@ impl ApprovalCallbackHandler {
         };
         let id = item.request.approval_id.as_str();
         // The approver's token, from the form or an `Authorization: Bearer` header.
-        let token = form
-            .approver_token
-            .as_deref()
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .or_else(|| {
-                headers
-                    .get(header::AUTHORIZATION)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.strip_prefix("Bearer "))
-            });
+        let token = approver_token(form.approver_token.as_deref(), headers);
         let Some(token) = token else {
             return page(
                 StatusCode::UNAUTHORIZED,

@@ -14,11 +14,13 @@ pub mod anomaly_watch;
 pub mod approval_callback;
 #[cfg(feature = "aws")]
 pub mod authorize;
+pub mod change_review;
 pub mod config;
 pub mod decision_log;
 pub mod denial_metrics;
 #[cfg(all(feature = "aws", feature = "mcp"))]
 pub mod gateway;
+pub(crate) mod pages;
 mod stream;
 
 #[cfg(feature = "aws")]

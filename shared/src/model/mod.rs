@@ -12,9 +12,9 @@ pub use decision::{
 pub use registry::iam_principal;
 pub use registry::{
     default_anomaly_percent, AgentSpec, AgentStatus, AnomalySpec, ApprovalSpec, ArgumentSpec,
-    ArgumentType, BudgetScope, BudgetSpec, Category, Environment, GrantSpec, RateLimitScope,
-    RateLimitSpec, Registry, Risk, RoleSpec, RunLimits, ToolSpec, UnknownEnvironmentError,
-    UnknownRiskError, Usd,
+    ArgumentType, BudgetScope, BudgetSpec, Category, ChangeReviewSpec, Environment, GrantSpec,
+    RateLimitScope, RateLimitSpec, Registry, Risk, RoleSpec, RunLimits, ToolSpec,
+    UnknownEnvironmentError, UnknownRiskError, Usd,
 };
 pub use request::{AuthorizeRequest, UserContext};
 pub use servers::{

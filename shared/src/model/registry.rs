@@ -739,11 +739,51 @@ pub struct Registry {
     /// The upstream MCP servers the gateway forwards to.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub servers: Vec<super::ServerSpec>,
+    /// Which environments review high-risk policy changes, and who reviews
+    /// them; absent: `prod`, by `policy-reviewers`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change_review: Option<ChangeReviewSpec>,
+}
+
+/// Change management: in the environments named here, a high-risk policy
+/// change activates only once a member of `reviewers_group` other than its
+/// author approves it, and `publish`/`activate` are refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeReviewSpec {
+    /// The environments whose policy changes are reviewed.
+    #[serde(default = "default_review_environments")]
+    pub environments: Vec<Environment>,
+    /// The approver group whose members review them.
+    #[serde(default = "default_reviewers_group")]
+    pub reviewers_group: String,
+}
+
+fn default_review_environments() -> Vec<Environment> {
+    vec![Environment::Prod]
+}
+
+fn default_reviewers_group() -> String {
+    "policy-reviewers".to_owned()
+}
+
+impl Default for ChangeReviewSpec {
+    fn default() -> Self {
+        Self {
+            environments: default_review_environments(),
+            reviewers_group: default_reviewers_group(),
+        }
+    }
 }
 
 impl Registry {
     /// The server named `id`.
     pub fn server(&self, id: &str) -> Option<&super::ServerSpec> {
         self.servers.iter().find(|s| s.id == id)
+    }
+
+    /// The change-review settings, with their defaults.
+    pub fn change_review(&self) -> ChangeReviewSpec {
+        self.change_review.clone().unwrap_or_default()
     }
 }

@@ -6,6 +6,7 @@
 //! and served by a [`PolicyEngine`] that names the version it came from.
 
 mod bundle;
+pub mod change_risk;
 mod compile;
 mod diagnostics;
 mod engine;

@@ -21,6 +21,7 @@ macro_rules! insert_decision {
 
 mod approvals;
 mod audit;
+mod changes;
 mod counters;
 mod executions;
 mod killswitch;
@@ -628,20 +629,38 @@ impl PolicyStore for SqliteStore {
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                 .map_err(unavailable)?;
             let full = resolve(&tx, &id)?;
-            let previous = active(&tx)?.map(|a| a.version_id);
-            let activated_at = rfc3339(at);
-            tx.execute(
-                "INSERT INTO policy_activations (version_id, activated_by, activated_at) VALUES (?1, ?2, ?3)",
-                params![full, by, activated_at],
-            )
-            .map_err(unavailable)?;
-            let event = audit::activated_event(&tx, previous.as_deref(), &full, &by, &activated_at)?;
-            audit::append_control(&tx, &event)?;
+            let active = activate_in(&tx, &full, &by, at, None)?;
             tx.commit().map_err(unavailable)?;
-            Ok(ActivePolicy { version_id: full, activated_by: by, activated_at })
+            Ok(active)
         })
         .await
     }
+}
+
+/// Points the active pointer at `full` and appends its control event
+/// (carrying `change`, when a change request activates it), inside `tx`.
+fn activate_in(
+    tx: &rusqlite::Transaction<'_>,
+    full: &str,
+    by: &str,
+    at: OffsetDateTime,
+    change: Option<crate::audit::ChangeNote>,
+) -> Result<ActivePolicy, StoreError> {
+    let previous = active(tx)?.map(|a| a.version_id);
+    let activated_at = rfc3339(at);
+    tx.execute(
+        "INSERT INTO policy_activations (version_id, activated_by, activated_at) VALUES (?1, ?2, ?3)",
+        params![full, by, activated_at],
+    )
+    .map_err(unavailable)?;
+    let mut event = audit::activated_event(tx, previous.as_deref(), full, by, &activated_at)?;
+    event.change = change;
+    audit::append_control(tx, &event)?;
+    Ok(ActivePolicy {
+        version_id: full.to_owned(),
+        activated_by: by.to_owned(),
+        activated_at,
+    })
 }
 
 impl SqliteStore {

@@ -131,4 +131,20 @@ CREATE TABLE IF NOT EXISTS approvals (
     expires_at  TEXT NOT NULL,
     request     TEXT NOT NULL
 );
+
+-- Policy change requests. A row moves out of `pending` once, by a
+-- conditional update in the transaction that appends its control event;
+-- the history is the control chain.
+CREATE TABLE IF NOT EXISTS policy_changes (
+    change_id TEXT PRIMARY KEY,
+    status    TEXT NOT NULL,
+    change    TEXT NOT NULL
+);
+
+-- Settings of the control plane the data directory belongs to
+-- (`environment`), fixed when it first serves.
+CREATE TABLE IF NOT EXISTS settings (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 "#;

@@ -2,8 +2,9 @@
 # Runs every check and test of agent-governance on a fresh machine that has
 # only Rust and Python 3. It installs what it needs itself: the Python tools
 # of scripts/requirements.txt into ./.venv (moto's AWS emulator, cfn-lint,
-# Selenium, the MCP SDK and pytest), and Debian's chromium and
-# chromium-driver for the browser test.
+# Selenium, the MCP SDK and pytest), Debian's chromium and chromium-driver
+# for the browser tests, and the npm packages of tests/mcp/node and
+# tests/browser/provider (an OpenID Connect provider).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -58,3 +59,6 @@ echo "== MCP conformance: an upstream directly, and through the gateway"
 
 echo "== an approval in headless Chromium"
 .venv/bin/python tests/browser/approve.py "$CARGO_TARGET_DIR/debug/govctl"
+
+echo "== approvers sign in with an OpenID Connect provider (oidc-provider from npm), in headless Chromium"
+.venv/bin/python tests/browser/signin.py "$CARGO_TARGET_DIR/debug/govctl"

@@ -222,6 +222,40 @@ pub enum IncidentCommand {
     },
 }
 
+/// Approvers' sign-in with an OpenID Connect provider (`govctl serve`).
+/// Without `--oidc-issuer`, approvers paste approver tokens.
+#[derive(Debug, Args)]
+pub struct SignInArgs {
+    /// The provider's issuer URL; its discovery document is read from
+    /// `/.well-known/openid-configuration`.
+    #[arg(long, value_name = "URL", requires = "oidc_client_id")]
+    pub oidc_issuer: Option<String>,
+    /// This server's client id at the provider (redirect URI:
+    /// `PUBLIC_URL/v1/signin/callback`).
+    #[arg(long, value_name = "ID", requires = "oidc_issuer")]
+    pub oidc_client_id: Option<String>,
+    /// A file holding the client secret, for a confidential client; without
+    /// it, a public client (PKCE only).
+    #[arg(long, value_name = "FILE", requires = "oidc_issuer")]
+    pub oidc_client_secret_file: Option<PathBuf>,
+    /// The ID token claim listing the person's groups.
+    #[arg(long, default_value = "groups", value_name = "CLAIM")]
+    pub oidc_groups_claim: String,
+    /// The ID token claim naming the person.
+    #[arg(long, default_value = "sub", value_name = "CLAIM")]
+    pub oidc_user_claim: String,
+    /// A scope to ask for besides `openid` (repeat for several), such as
+    /// `groups` or `email`.
+    #[arg(long = "oidc-scope", value_name = "SCOPE")]
+    pub oidc_scopes: Vec<String>,
+    /// The URL approvers reach this server at (default: `http://LISTEN`).
+    #[arg(long, value_name = "URL")]
+    pub public_url: Option<String>,
+    /// The longest an approver's session lasts, in seconds.
+    #[arg(long, default_value_t = 28_800, value_name = "SECONDS")]
+    pub session_ttl: u64,
+}
+
 /// `govctl serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -237,6 +271,8 @@ pub struct ServeArgs {
     /// The environment this control plane runs in.
     #[arg(long, default_value = "dev", value_parser = parse_env)]
     pub environment: Environment,
+    #[command(flatten)]
+    pub signin: SignInArgs,
     /// Seconds between signed audit digests (written only when records were
     /// appended since the last one, and once more at shutdown).
     #[arg(long, default_value_t = 60, value_name = "SECONDS")]

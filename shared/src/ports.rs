@@ -207,6 +207,24 @@ pub trait KillSwitchStore: Send + Sync {
     async fn switch(&self, change: &crate::killswitch::Switch) -> Result<bool, StoreError>;
 }
 
+/// The approvals a signed-in approver sees in their inbox.
+#[async_trait]
+pub trait ApprovalInbox: Send + Sync {
+    /// Pending approvals whose approver group is one of `groups`, newest
+    /// first, at most `limit`.
+    async fn pending_for(
+        &self,
+        groups: &[String],
+        limit: usize,
+    ) -> Result<Vec<ApprovalItem>, StoreError>;
+    /// The approvals `approver` answered, newest first, at most `limit`.
+    async fn answered_by(
+        &self,
+        approver: &str,
+        limit: usize,
+    ) -> Result<Vec<ApprovalItem>, StoreError>;
+}
+
 /// Change requests for policy versions (see [`crate::changes`]), and the
 /// environment the control plane runs in.
 #[async_trait]

@@ -16,7 +16,8 @@ use governance::adapters::local::{LogNotifier, MemoryMetrics};
 use governance::adapters::mcp::McpUpstreams;
 use governance::adapters::sqlite::SqliteStore;
 use governance::anomaly::{watch, Alerting};
-use governance::auth::{ApproverVerifier, UserVerifier};
+use governance::auth::signin::{SignIn, SignInConfig};
+use governance::auth::{session_secret, ApproverVerifier, Sessions, UserVerifier};
 use governance::auth::{
     JwtVerifier, LocalKeys, AGENT_AUDIENCE, APPROVER_AUDIENCE, LOCAL_ISSUER, USER_AUDIENCE,
 };
@@ -27,6 +28,7 @@ use governance::handlers::approval_callback::ApprovalCallbackHandler;
 use governance::handlers::change_review::ChangeReviewHandler;
 use governance::handlers::decision_log::DecisionLogHandler;
 use governance::handlers::denial_metrics::DenialMetricsHandler;
+use governance::handlers::inbox::InboxHandler;
 use governance::hosts::workflow::{LocalTasks, LocalWorkflow};
 use governance::http::mcp::{self, McpOptions, McpState};
 use governance::http::{metrics_router, router, AgentAuthenticator, AppState, BearerAgentAuth};
@@ -108,6 +110,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // The approval workflow runs in process, through the same step handlers
     // the state machine calls on AWS; approvers' links point here.
     let tasks = Arc::new(LocalTasks::default());
+    let signin = sign_in(&args, addr)?;
     let approvers: Arc<dyn ApproverVerifier> = Arc::new(JwtVerifier::new(
         &keys.jwks(),
         LOCAL_ISSUER,
@@ -121,13 +124,21 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         log: metered_log.clone(),
         approvers: Arc::clone(&approvers),
         clock: Arc::new(SystemClock),
+        sessions: signin.clone().map(|s| s as Arc<dyn Sessions>),
     };
     let change_review = ChangeReviewHandler {
         changes: store.clone(),
         versions: store.clone(),
         approvers,
         clock: Arc::new(SystemClock),
+        sessions: signin.clone().map(|s| s as Arc<dyn Sessions>),
     };
+    let inbox = signin.map(|signin| InboxHandler {
+        signin,
+        callback: callback.clone(),
+        inbox: store.clone(),
+        changes: Some(store.clone()),
+    });
     let workflow = LocalWorkflow {
         decision_log: Arc::new(DecisionLogHandler {
             log: metered_log.clone(),
@@ -233,6 +244,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let app = router(state)
         .merge(callback.router())
         .merge(change_review.router())
+        .merge(inbox.map(InboxHandler::router).unwrap_or_default())
         .merge(metrics_router(prometheus))
         .merge(mcp);
     axum::serve(listener, app)
@@ -260,6 +272,42 @@ fn allowed_hosts(args: &ServeArgs) -> Vec<String> {
         .collect();
     hosts.extend(args.mcp_allowed_host.iter().cloned());
     hosts
+}
+
+/// Approvers' sign-in, when `--oidc-issuer` names a provider.
+fn sign_in(args: &ServeArgs, addr: std::net::SocketAddr) -> anyhow::Result<Option<Arc<SignIn>>> {
+    let a = &args.signin;
+    let (Some(issuer), Some(client_id)) = (&a.oidc_issuer, &a.oidc_client_id) else {
+        return Ok(None);
+    };
+    let client_secret = match &a.oidc_client_secret_file {
+        Some(f) => Some(
+            std::fs::read_to_string(f)
+                .with_context(|| format!("cannot read the client secret in `{}`", f.display()))?
+                .trim()
+                .to_owned(),
+        ),
+        None => None,
+    };
+    let public_url = a
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"))
+        .trim_end_matches('/')
+        .to_owned();
+    let config = SignInConfig {
+        issuer: issuer.clone(),
+        client_id: client_id.clone(),
+        client_secret,
+        groups_claim: a.oidc_groups_claim.clone(),
+        user_claim: a.oidc_user_claim.clone(),
+        public_url,
+        scopes: a.oidc_scopes.clone(),
+        session_ttl: Duration::from_secs(a.session_ttl.max(60)),
+    };
+    tracing::info!(issuer = %config.issuer, client_id = %config.client_id, public_url = %config.public_url, "approvers sign in with OpenID Connect");
+    let secret = session_secret(&args.data.data_dir)?;
+    Ok(Some(Arc::new(SignIn::new(config, &secret)?)))
 }
 
 /// Decides what to serve at start-up: `--policy DIR` (published and activated

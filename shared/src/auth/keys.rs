@@ -37,6 +37,9 @@ pub enum KeyError {
     /// The key file is not an Ed25519 PKCS#8 key.
     #[error("the signing key at `{0}` is not a valid Ed25519 PKCS#8 PEM key")]
     Invalid(PathBuf),
+    /// The session secret file does not hold 32 or more hex-encoded bytes.
+    #[error("the session secret at `{0}` is not 32 or more hex-encoded bytes")]
+    InvalidSecret(PathBuf),
     /// No randomness was available.
     #[error("the operating system gave no randomness")]
     Random,
@@ -152,6 +155,33 @@ impl LocalKeys {
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(self.kid.clone());
         jsonwebtoken::encode(&header, claims, &key).map_err(KeyError::Sign)
+    }
+}
+
+/// The secret that signs approvers' session cookies, from
+/// `data_dir/keys/session.key` (32 random bytes, hex), created on first use.
+pub fn session_secret(data_dir: &Path) -> Result<Vec<u8>, KeyError> {
+    let dir = data_dir.join("keys");
+    let path = dir.join("session.key");
+    let io = |source| KeyError::Io {
+        path: path.clone(),
+        source,
+    };
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            crate::adapters::local::files::create_private_dir(&dir).map_err(io)?;
+            let mut secret = [0u8; 32];
+            getrandom::fill(&mut secret).map_err(|_| KeyError::Random)?;
+            let text = hex::encode(secret);
+            write_private(&path, &text).map_err(io)?;
+            text
+        }
+        Err(e) => return Err(io(e)),
+    };
+    match hex::decode(text.trim()) {
+        Ok(bytes) if bytes.len() >= 32 => Ok(bytes),
+        _ => Err(KeyError::InvalidSecret(path)),
     }
 }
 

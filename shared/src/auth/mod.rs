@@ -7,16 +7,29 @@
 
 mod jwt;
 mod keys;
-#[cfg(feature = "aws")]
+#[cfg(feature = "oidc")]
 mod oidc;
+#[cfg(feature = "oidc")]
+pub mod signin;
 
 pub use jwt::{
     is_cognito_issuer, ApproverVerifier, ClaimMapping, Claims, JwtVerifier, TokenError, TokenUse,
     UserVerifier,
 };
-pub use keys::{KeyError, LocalKeys, LOCAL_ISSUER};
-#[cfg(feature = "aws")]
+pub use keys::{session_secret, KeyError, LocalKeys, LOCAL_ISSUER};
+#[cfg(feature = "oidc")]
 pub use oidc::OidcVerifier;
+
+/// Verifies the session cookie of a person who signed in (see
+/// `signin::SignIn`, with the `oidc` feature).
+pub trait Sessions: Send + Sync {
+    /// The signed-in person, or why the session is refused (forged, expired).
+    fn session(&self, cookie: &str) -> Result<crate::model::UserContext, TokenError>;
+    /// Whether people sign in here (the approver pages offer it).
+    fn sign_in_path(&self) -> &'static str {
+        "/v1/signin"
+    }
+}
 
 /// The audience of agent credentials.
 pub const AGENT_AUDIENCE: &str = "agent-governance/agent";

@@ -33,12 +33,10 @@ use axum::{Form, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::pages::{
-    approver_token, csrf_ok, csrf_refused, csrf_set_cookie, escape, new_review_id, page,
-};
+use super::pages::{csrf_ok, csrf_refused, csrf_set_cookie, escape, new_review_id, page, who};
 use super::{ErrorType, HandlerError};
 use crate::approval::outcome_record;
-use crate::auth::ApproverVerifier;
+use crate::auth::{ApproverVerifier, Sessions};
 use crate::clock::rfc3339;
 use crate::model::ApprovalStatus;
 use crate::ports::{
@@ -68,6 +66,8 @@ pub struct ApprovalCallbackHandler {
     pub approvers: Arc<dyn ApproverVerifier>,
     /// The time.
     pub clock: Arc<dyn Clock>,
+    /// Approvers' sessions, when they sign in with an OpenID Connect provider.
+    pub sessions: Option<Arc<dyn Sessions>>,
 }
 
 #[derive(Deserialize)]
@@ -119,6 +119,7 @@ impl ApprovalCallbackHandler {
                 &config.approver_groups_claim,
             )?),
             clock: Arc::new(crate::clock::SystemClock),
+            sessions: None,
         })
     }
 
@@ -220,7 +221,7 @@ fn not_found() -> Response {
 }
 
 /// "12 min left", "expired" …, from RFC 3339 times.
-fn time_left(expires_at: &str, now: time::OffsetDateTime) -> String {
+pub(crate) fn time_left(expires_at: &str, now: time::OffsetDateTime) -> String {
     let format = time::format_description::well_known::Rfc3339;
     match time::OffsetDateTime::parse(expires_at, &format) {
         Ok(at) if at > now => {
@@ -237,7 +238,7 @@ fn time_left(expires_at: &str, now: time::OffsetDateTime) -> String {
 }
 
 /// The status, and what it means for the call.
-fn status_text(item: &ApprovalItem) -> String {
+pub(crate) fn status_text(item: &ApprovalItem) -> String {
     let meaning = match item.status {
         ApprovalStatus::Pending => "waiting for an answer",
         ApprovalStatus::Approved => "approved; the workflow is recording the grant",
@@ -249,7 +250,7 @@ fn status_text(item: &ApprovalItem) -> String {
     format!("{} ({meaning})", item.status.as_str())
 }
 
-fn details(item: &ApprovalItem, now: time::OffsetDateTime) -> String {
+pub(crate) fn details(item: &ApprovalItem, now: time::OffsetDateTime) -> String {
     let d = &item.request.decision;
     let row = |k: &str, v: &str| format!("<tr><th>{}</th><td>{}</td></tr>", escape(k), escape(v));
     let arguments: Vec<String> = match &item.request.arguments {
@@ -334,8 +335,8 @@ async fn review(
         format!(
             "<form class=\"{verb}\" method=\"post\" action=\"{id}/{verb}\">\
              <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-             <label>Approver token <input type=\"password\" name=\"approver_token\" \
-             autocomplete=\"off\" required></label> \
+             <label>Approver token, unless signed in <input type=\"password\" \
+             name=\"approver_token\" autocomplete=\"off\"></label> \
              <label>Comment <input name=\"comment\" maxlength=\"{MAX_FIELD}\"></label> \
              <button type=\"submit\">{label}</button></form>",
             id = escape(&review_id)
@@ -402,30 +403,32 @@ impl ApprovalCallbackHandler {
             Ok(None) => return not_found(),
             Err(e) => return unavailable(e),
         };
-        let id = item.request.approval_id.as_str();
-        // The approver's token, from the form or an `Authorization: Bearer` header.
-        let token = approver_token(form.approver_token.as_deref(), headers);
-        let Some(token) = token else {
-            return page(
-                StatusCode::UNAUTHORIZED,
-                "Sign in",
-                "<p>An approver token is needed to answer.</p>",
-            );
-        };
-        let approver = match self.approvers.verify_approver(token).await {
+        let approver = match who(
+            self.approvers.as_ref(),
+            self.sessions.as_deref(),
+            form.approver_token.as_deref(),
+            headers,
+            &format!("/v1/reviews/{review_id}"),
+        )
+        .await
+        {
             Ok(a) => a,
-            Err(e) => {
-                tracing::warn!(approval_id = %id, error = %e, "approver token refused");
-                return page(
-                    StatusCode::UNAUTHORIZED,
-                    "Not signed in",
-                    &format!(
-                        "<p>The approver token was refused: {}.</p>",
-                        escape(&e.to_string())
-                    ),
-                );
-            }
+            Err(refused) => return refused,
         };
+        self.answer_as(&item, approver, status, form.comment).await
+    }
+
+    /// Records `approver`'s answer to `item`, once they are authenticated:
+    /// the group and self-approval checks, the conditional write, and the
+    /// workflow's resumption.
+    pub(crate) async fn answer_as(
+        &self,
+        item: &ApprovalItem,
+        approver: crate::model::UserContext,
+        status: ApprovalStatus,
+        comment: Option<String>,
+    ) -> Response {
+        let id = item.request.approval_id.as_str();
         let Some(group) = item
             .request
             .approver_group
@@ -463,8 +466,7 @@ impl ApprovalCallbackHandler {
             );
         }
         let approver = approver.id;
-        let comment = form
-            .comment
+        let comment = comment
             .map(|c| c.trim().to_owned())
             .filter(|c| !c.is_empty());
         if comment.as_ref().is_some_and(|c| c.len() > MAX_FIELD) {
@@ -533,7 +535,7 @@ impl ApprovalCallbackHandler {
             }
             (ApprovalStatus::Approved, Err(e)) => {
                 tracing::error!(approval_id = %id, error = %e, "approved, but the workflow could not be resumed");
-                self.unresumed(&item, &answer, &e).await
+                self.unresumed(item, &answer, &e).await
             }
             (_, Ok(())) => {
                 tracing::info!(approval_id = %id, approver = %answer.approver, "approval answered: rejected");

@@ -21,11 +21,9 @@ use axum::routing::{get, post};
 use axum::{Form, Router};
 use serde::Deserialize;
 
-use super::pages::{
-    approver_token, csrf_ok, csrf_refused, csrf_set_cookie, escape, new_review_id, page,
-};
+use super::pages::{csrf_ok, csrf_refused, csrf_set_cookie, escape, new_review_id, page, who};
 use crate::audit::diff_bundles;
-use crate::auth::ApproverVerifier;
+use crate::auth::{ApproverVerifier, Sessions};
 use crate::changes::{answer, ChangeError, ChangeRequest, ChangeStatus, Settled};
 use crate::ports::{ChangeStore, Clock, PolicyStore, StoreError};
 
@@ -43,6 +41,8 @@ pub struct ChangeReviewHandler {
     pub approvers: Arc<dyn ApproverVerifier>,
     /// The time.
     pub clock: Arc<dyn Clock>,
+    /// Reviewers' sessions, when they sign in with an OpenID Connect provider.
+    pub sessions: Option<Arc<dyn Sessions>>,
 }
 
 impl ChangeReviewHandler {
@@ -185,8 +185,8 @@ async fn show(
         format!(
             "<form class=\"{verb}\" method=\"post\" action=\"{id}/{verb}\">\
              <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-             <label>Approver token <input type=\"password\" name=\"approver_token\" \
-             autocomplete=\"off\" required></label> \
+             <label>Approver token, unless signed in <input type=\"password\" \
+             name=\"approver_token\" autocomplete=\"off\"></label> \
              <label>Comment <input name=\"comment\" maxlength=\"{MAX_COMMENT}\"></label> \
              <button type=\"submit\">{label}</button></form>",
             id = escape(&change.change_id)
@@ -246,24 +246,17 @@ impl ChangeReviewHandler {
             Ok(c) => c,
             Err(e) => return failed(&e),
         };
-        let Some(token) = approver_token(form.approver_token.as_deref(), headers) else {
-            return page(
-                StatusCode::UNAUTHORIZED,
-                "Sign in",
-                "<p>An approver token is needed to answer.</p>",
-            );
-        };
-        let reviewer = match self.approvers.verify_approver(token).await {
+        let reviewer = match who(
+            self.approvers.as_ref(),
+            self.sessions.as_deref(),
+            form.approver_token.as_deref(),
+            headers,
+            &format!("/v1/changes/{}", change.change_id),
+        )
+        .await
+        {
             Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(change_id = %change.change_id, error = %e, "reviewer token refused");
-                return page(
-                    StatusCode::UNAUTHORIZED,
-                    "Not signed in",
-                    "<p>The approver token was refused (invalid, expired, or not an approver \
-                     token). Sign in again.</p>",
-                );
-            }
+            Err(refused) => return refused,
         };
         let comment = form
             .comment

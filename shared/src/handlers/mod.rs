@@ -20,6 +20,8 @@ pub mod decision_log;
 pub mod denial_metrics;
 #[cfg(all(feature = "aws", feature = "mcp"))]
 pub mod gateway;
+#[cfg(feature = "oidc")]
+pub mod inbox;
 pub(crate) mod pages;
 mod stream;
 

@@ -45,7 +45,7 @@ td{word-break:break-all}form{display:flex;gap:.6rem;align-items:center;flex-wrap
 margin:.6rem 0;padding:.6rem;border:1px solid #e3e6ea;border-radius:6px}input{padding:.3rem}\
 button{padding:.4rem 1.1rem;border:0;border-radius:4px;color:#fff;font-weight:600}\
 form.approve button{background:#1f7a3f}form.reject button{background:#a32020}\
-.left{font-weight:600}h2{font-size:1.1rem}pre{overflow-x:auto;background:#f6f8fa;padding:.5rem}";
+.left{font-weight:600}h2{font-size:1.1rem}button.signout{background:#5a6472}pre{overflow-x:auto;background:#f6f8fa;padding:.5rem}";
 
 /// A whole page: `title` as heading, `body` as given (already escaped).
 pub(crate) fn page(status: StatusCode, title: &str, body: &str) -> Response {
@@ -77,16 +77,17 @@ pub(crate) fn page(status: StatusCode, title: &str, body: &str) -> Response {
     response
 }
 
-/// The CSRF cookie's value, if the request carries it.
-pub(crate) fn csrf_cookie(headers: &HeaderMap) -> Option<String> {
+/// The values of the CSRF cookies the request carries: one per path the
+/// pages set it for (the most specific first).
+fn csrf_cookies(headers: &HeaderMap) -> impl Iterator<Item = &str> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|c| c.trim().split_once('='))
-        .find(|(k, _)| *k == CSRF_COOKIE)
-        .map(|(_, v)| v.to_owned())
+        .filter(|(k, _)| *k == CSRF_COOKIE)
+        .map(|(_, v)| v)
 }
 
 /// Equal, in time that does not depend on where they differ.
@@ -117,7 +118,7 @@ pub(crate) fn csrf_set_cookie(csrf: &str, path: &str, headers: &HeaderMap) -> Op
 
 /// Whether a form's CSRF value matches the request's cookie.
 pub(crate) fn csrf_ok(headers: &HeaderMap, form_value: &str) -> bool {
-    csrf_cookie(headers).is_some_and(|c| !c.is_empty() && same(&c, form_value))
+    csrf_cookies(headers).any(|c| !c.is_empty() && same(c, form_value))
 }
 
 /// The page an answer without a matching CSRF value gets.
@@ -141,4 +142,86 @@ pub(crate) fn approver_token<'a>(
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
     })
+}
+
+/// The value of cookie `name`, if the request carries it.
+pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// Who answers: the approver token pasted into the form or sent as
+/// `Authorization: Bearer`, else the session of a person who signed in.
+/// A refusal is the page to answer with; `back` is where sign-in returns.
+pub(crate) async fn who(
+    approvers: &dyn crate::auth::ApproverVerifier,
+    sessions: Option<&dyn crate::auth::Sessions>,
+    pasted: Option<&str>,
+    headers: &HeaderMap,
+    back: &str,
+) -> Result<crate::model::UserContext, Response> {
+    let refused = |e: &crate::auth::TokenError| {
+        page(
+            StatusCode::UNAUTHORIZED,
+            "Not signed in",
+            &format!(
+                "<p>Your sign-in was refused: {}.{}</p>",
+                escape(&e.to_string()),
+                sign_in_link(sessions, back)
+            ),
+        )
+    };
+    if let Some(token) = approver_token(pasted, headers) {
+        return approvers.verify_approver(token).await.map_err(|e| {
+            tracing::warn!(error = %e, "approver token refused");
+            refused(&e)
+        });
+    }
+    match (sessions, cookie(headers, SESSION_COOKIE)) {
+        (Some(s), Some(c)) => s.session(c).map_err(|e| {
+            tracing::warn!(error = %e, "session refused");
+            refused(&e)
+        }),
+        _ => Err(page(
+            StatusCode::UNAUTHORIZED,
+            "Sign in",
+            &format!(
+                "<p>Sign in, or paste an approver token, to answer.{}</p>",
+                sign_in_link(sessions, back)
+            ),
+        )),
+    }
+}
+
+/// The session cookie's name (see `auth::signin`).
+pub(crate) const SESSION_COOKIE: &str = "agov_session";
+
+/// A sign-in link returning to `back`, where people sign in.
+pub(crate) fn sign_in_link(sessions: Option<&dyn crate::auth::Sessions>, back: &str) -> String {
+    match sessions {
+        Some(s) => format!(
+            " <a href=\"{}?next={}\">Sign in</a>",
+            s.sign_in_path(),
+            escape(&urlencoding(back))
+        ),
+        None => String::new(),
+    }
+}
+
+/// Percent-encodes a path for a query value.
+fn urlencoding(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
 }

@@ -120,6 +120,66 @@ impl SqliteStore {
 }
 
 #[async_trait]
+impl crate::ports::ApprovalInbox for SqliteStore {
+    async fn pending_for(
+        &self,
+        groups: &[String],
+        limit: usize,
+    ) -> Result<Vec<ApprovalItem>, StoreError> {
+        let groups = groups.to_vec();
+        self.with_control(move |conn| {
+            let rows: Vec<Row> = conn
+                .prepare(&format!(
+                    "{SELECT} WHERE status = 'pending' ORDER BY created_at DESC"
+                ))
+                .and_then(|mut s| s.query_map([], row)?.collect())
+                .map_err(unavailable)?;
+            let mut out = Vec::new();
+            for r in rows {
+                let item = from_row(r)?;
+                let mine = item
+                    .request
+                    .approver_group
+                    .as_ref()
+                    .is_some_and(|g| groups.contains(g));
+                if mine {
+                    out.push(item);
+                    if out.len() == limit {
+                        break;
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn answered_by(
+        &self,
+        approver: &str,
+        limit: usize,
+    ) -> Result<Vec<ApprovalItem>, StoreError> {
+        let (approver, limit) = (
+            approver.to_owned(),
+            i64::try_from(limit).unwrap_or(i64::MAX),
+        );
+        self.with_control(move |conn| {
+            let rows: Vec<Row> = conn
+                .prepare(&format!(
+                    "{SELECT} WHERE approver = ?1 ORDER BY decided_at DESC LIMIT ?2"
+                ))
+                .and_then(|mut s| {
+                    s.query_map(rusqlite::params![approver, limit], row)?
+                        .collect()
+                })
+                .map_err(unavailable)?;
+            rows.into_iter().map(from_row).collect()
+        })
+        .await
+    }
+}
+
+#[async_trait]
 impl ApprovalStore for SqliteStore {
     async fn record_pending(&self, request: &ApprovalRequest) -> Result<(), StoreError> {
         let json =

@@ -14,6 +14,9 @@
 #[path = "approval_suite.rs"]
 mod approval_suite;
 #[cfg(test)]
+#[path = "aws/changes.rs"]
+mod changes;
+#[cfg(test)]
 #[allow(dead_code)]
 mod common;
 #[cfg(test)]

@@ -391,6 +391,17 @@ pub enum PolicyCommand {
         /// with, so that you cannot review your own change (default: $USER).
         #[arg(long)]
         author: Option<String>,
+        /// Propose to an AWS stack of this environment (the stack is
+        /// `agent-governance-ENV`) instead of the data directory; its
+        /// reviewers answer on the stack's `/v1/changes/ID`.
+        #[arg(long, value_parser = parse_env)]
+        env: Option<Environment>,
+        /// The stack's name, when it is not `agent-governance-ENV`.
+        #[arg(long, requires = "env")]
+        stack_name: Option<String>,
+        /// Another endpoint for every AWS call (a local emulator).
+        #[arg(long, requires = "env")]
+        endpoint_url: Option<String>,
         #[command(flatten)]
         data: DataDir,
     },

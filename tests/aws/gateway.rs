@@ -73,8 +73,8 @@ fn executions(tool: &str) -> u64 {
 }
 
 /// The example policies with every dev endpoint on the test upstream, the
-/// privacy server reachable only from prod, and `flag_for_review` executed
-/// exactly once per application.
+/// privacy server reachable only from prod, `flag_for_review` executed
+/// exactly once per application, and credit reports at any hour.
 fn gateway_policies() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
     let from = workspace_root().join("infra/policies");
@@ -110,6 +110,7 @@ fn gateway_policies() -> tempfile::TempDir {
         "  - id: flag_for_review\n    idempotency: { key: [application_id], window_seconds: 3600 }\n",
     );
     std::fs::write(&path, text).expect("write registry");
+    crate::common::without_business_hours(dir.path());
     dir
 }
 

@@ -505,6 +505,8 @@ impl Stack {
                     approver_audience: APPROVER_AUDIENCE.into(),
                     approver_jwks_url: self.emu.jwks_url(),
                     approver_groups_claim: "groups".into(),
+                    policy_versions_table: Some(table(&self.name, "policy-versions")),
+                    tool_policy_table: Some(table(&self.name, "tool-policy")),
                 },
                 &self.sdk,
             )

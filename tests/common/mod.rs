@@ -120,6 +120,34 @@ pub fn run_govctl(args: &[&str]) -> Output {
     out
 }
 
+/// Takes the credit bureau's business-hours rule (and its test case) out
+/// of the example policies copied into `dir`, so that a story that pulls
+/// credit reports does not depend on the hour the suite runs at.
+pub fn without_business_hours(dir: &Path) {
+    let cases_file = dir.join("tests/seed_cases.yaml");
+    let cases = std::fs::read_to_string(&cases_file).expect("the seed cases");
+    let without_night = cases
+        .split("\n  - name: ")
+        .filter(|case| !case.starts_with("no credit reports at night"))
+        .collect::<Vec<_>>()
+        .join("\n  - name: ");
+    assert_ne!(
+        cases, without_night,
+        "the night case is gone from the seed cases"
+    );
+    std::fs::write(&cases_file, without_night).expect("write the seed cases");
+    let meridian_file = dir.join("meridian.cedar");
+    let meridian = std::fs::read_to_string(&meridian_file).expect("meridian.cedar");
+    let cut = meridian
+        .find("@id(\"meridian:credit-report-hours\")")
+        .expect("the hours rule");
+    let rest = &meridian[cut..];
+    // The rule ends with the first `};` after its id.
+    let end = rest.find("};").map_or(rest.len(), |i| i + 2);
+    let without = format!("{}{}", &meridian[..cut], &rest[end..]);
+    std::fs::write(&meridian_file, without).expect("write meridian.cedar");
+}
+
 /// Runs `govctl ARGS` and returns its stdout; panics with its output if it fails.
 pub fn govctl_ok(args: &[&str]) -> String {
     let out = run_govctl(args);

@@ -27,18 +27,12 @@ fn daytime_policies(dir: &Path) {
         }
     }
     std::fs::create_dir_all(dir.join("tests")).unwrap();
-    let cases = std::fs::read_to_string(src.join("tests/seed_cases.yaml")).unwrap();
-    let without_night = cases
-        .split("\n  - name: ")
-        .filter(|case| !case.starts_with("no credit reports at night"))
-        .collect::<Vec<_>>()
-        .join("\n  - name: ");
-    std::fs::write(dir.join("tests/seed_cases.yaml"), without_night).unwrap();
-    let meridian = std::fs::read_to_string(src.join("meridian.cedar")).unwrap();
-    let cut = meridian
-        .find("@id(\"meridian:credit-report-hours\")")
-        .expect("the hours rule");
-    std::fs::write(dir.join("meridian.cedar"), &meridian[..cut]).unwrap();
+    std::fs::copy(
+        src.join("tests/seed_cases.yaml"),
+        dir.join("tests/seed_cases.yaml"),
+    )
+    .unwrap();
+    crate::common::without_business_hours(dir);
 }
 
 /// Publishes `dir` and waits until the server decides with it.
@@ -487,7 +481,7 @@ fn an_incident_timeline_lists_every_record_of_the_agent_and_proves_it_complete()
             && markdown.contains("Owner: priya.shah@meridian.example"),
         "{markdown}"
     );
-    server.govctl(&[
+    let revoked = crate::common::run_govctl(&[
         "review",
         "record",
         "--agent",
@@ -500,7 +494,18 @@ fn an_incident_timeline_lists_every_record_of_the_agent_and_proves_it_complete()
         "never used this quarter",
         "--by",
         "risk-lead",
+        "--data-dir",
+        server.data_dir_str(),
     ]);
+    assert!(revoked.status.success());
+    // A test case of the policy set expects the grant: the revocation is
+    // recorded, and the change is left to a person.
+    let warning = String::from_utf8_lossy(&revoked.stderr);
+    assert!(
+        warning.contains("no change proposed")
+            && warning.contains("any underwriter may flag for review"),
+        "{warning}"
+    );
     let text = timeline(server, &[]);
     assert!(text.contains("access_reviewed by risk-lead"), "{text}");
 

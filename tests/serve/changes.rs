@@ -313,6 +313,34 @@ fn in_prod_a_high_risk_change_waits_for_another_reviewer_and_a_low_risk_one_does
             ),
         ]
     );
+    // An access review's revocation becomes a proposed change: it only
+    // tightens, so it activates at once.
+    let out = server.govctl(&[
+        "review",
+        "record",
+        "--agent",
+        "meridian-loan-agent",
+        "--tool",
+        "calculate_risk_score",
+        "--outcome",
+        "revoke",
+        "--by",
+        "carol",
+    ]);
+    assert!(
+        out.contains("(low risk)")
+            && out.contains("agent meridian-loan-agent: grant of calculate_risk_score removed")
+            && out.contains("activated"),
+        "{out}"
+    );
+    let revoked: Value =
+        serde_json::from_str(&server.govctl(&["policy", "change", &change_id(&out), "--json"]))
+            .unwrap();
+    assert_eq!(revoked["author"], "carol");
+    assert!(revoked["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("access review: revoke `calculate_risk_score` from `meridian-loan-agent`"));
     let verified = server.govctl(&["audit", "verify"]);
     assert!(verified.contains("OK"), "{verified}");
     assert_ne!(first, low_version);

@@ -63,7 +63,7 @@ pub fn activate(version: &str, author: String, data_dir: &Path) -> anyhow::Resul
 }
 
 /// Prints what became of a proposal: activated, or waiting for whom and where.
-fn report(c: &ChangeRequest) -> ExitCode {
+pub(crate) fn report(c: &ChangeRequest) -> ExitCode {
     println!(
         "change {} ({} risk) for version {}",
         c.change_id,

@@ -246,6 +246,9 @@ pub(crate) struct PushArgs<'a> {
     pub author: String,
     /// Store without activating.
     pub no_activate: bool,
+    /// Open a change request (`govctl policy propose --env`) rather than
+    /// publish and activate.
+    pub propose: bool,
 }
 
 #[cfg(feature = "aws")]

@@ -77,6 +77,7 @@ pub fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
                 message,
                 author: operator(author),
                 no_activate,
+                propose: false,
             })
         }
         PolicyCommand::Versions { data } => {
@@ -107,7 +108,32 @@ pub fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
             dir,
             message,
             author,
+            env: Some(env),
+            stack_name,
+            endpoint_url,
+            data: _,
+        } => {
+            if test(&dir, false)? != ExitCode::SUCCESS {
+                anyhow::bail!("not proposed: fix the problems above first");
+            }
+            push(super::PushArgs {
+                dir: &dir,
+                env,
+                stack_name,
+                endpoint_url,
+                message,
+                author: operator(author),
+                no_activate: false,
+                propose: true,
+            })
+        }
+        PolicyCommand::Propose {
+            dir,
+            message,
+            author,
+            env: None,
             data,
+            ..
         } => super::change::propose(&dir, message, operator(author), &data.data_dir),
         PolicyCommand::Changes { json, data } => super::change::list(json, &data.data_dir),
         PolicyCommand::Change {

@@ -13,9 +13,10 @@
 use std::process::ExitCode;
 
 use governance::adapters::aws::aws_sdk_dynamodb;
-use governance::adapters::aws::dynamodb::{sync_tool_policy, DynamoPolicyStore};
+use governance::adapters::aws::dynamodb::{sync_tool_policy, DynamoChanges, DynamoPolicyStore};
 use governance::adapters::aws::sdk_config;
 use governance::audit::ControlEvent;
+use governance::changes;
 use governance::policy::{compile, PolicyBundle};
 use governance::ports::{PolicyStore, PublishRequest};
 
@@ -52,6 +53,35 @@ pub fn run(push: super::PushArgs<'_>) -> anyhow::Result<ExitCode> {
         let sdk = sdk_config(push.endpoint_url.as_deref()).await;
         let client = aws_sdk_dynamodb::Client::new(&sdk);
         let store = DynamoPolicyStore::new(client.clone(), &versions_table);
+        if push.propose {
+            let changes =
+                DynamoChanges::new(store, &decisions_table).with_tool_policy(&grants_table);
+            let change = changes::propose(
+                &changes,
+                push.env,
+                PublishRequest {
+                    bundle,
+                    author: push.author.clone(),
+                    message: push.message.clone(),
+                    at: time::OffsetDateTime::now_utc(),
+                },
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot propose to `{versions_table}`: {e}"))?;
+            return Ok(super::change::report(&change));
+        }
+        if let Some(spec) = changes::direct_activation_refused(&store, push.env)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot read `{versions_table}`: {e}"))?
+        {
+            anyhow::bail!(
+                "not pushed: {env} reviews policy changes, so `push` is refused. Use `govctl \
+                 policy propose DIR --env {env} --message …`: low-risk changes activate at once, \
+                 high-risk ones once a member of `{}` other than you approves them",
+                spec.reviewers_group,
+                env = push.env
+            );
+        }
         // The version being replaced, for the diff the audit trail keeps.
         let previous = match store.active().await {
             Ok(Some(a)) => Some(store.version(&a.version_id).await.map_err(|e| {

@@ -147,9 +147,79 @@ pub fn record(args: &RecordArgs<'_>) -> anyhow::Result<ExitCode> {
         args.outcome, args.tool, args.agent, event.event_id
     );
     if args.outcome == "revoke" {
-        println!("the grant stays until a policy version without it is published and activated");
+        return propose_revocation(&rt, &store, &bundle, args);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Turns a revocation into a proposed change: the active version without
+/// the grant. It tightens, so it activates at once unless a rule of the
+/// change review says otherwise; a registry whose grant cannot be edited
+/// safely, or whose test cases expect the grant, is left to a person.
+fn propose_revocation(
+    rt: &tokio::runtime::Runtime,
+    store: &governance::adapters::sqlite::SqliteStore,
+    active: &governance::policy::PolicyBundle,
+    args: &RecordArgs<'_>,
+) -> anyhow::Result<ExitCode> {
+    use governance::policy::{edit, load_engine, run_tests, PolicyVersionRef, REGISTRY_FILE};
+    let edited = active
+        .registry()
+        .and_then(|text| edit::without_grant(text, args.agent, args.tool));
+    let Some(edited) = edited else {
+        eprintln!(
+            "warning: no change proposed: the grant is not a plain list item of the \
+             registry; remove it by hand and `govctl policy propose` the result"
+        );
+        return Ok(ExitCode::SUCCESS);
+    };
+    let mut bundle = active.clone();
+    bundle.files.insert(REGISTRY_FILE.to_owned(), edited);
+    let engine = load_engine(
+        &bundle,
+        PolicyVersionRef {
+            id: "revocation".into(),
+            content_hash: bundle.content_hash(),
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("the registry without the grant does not compile: {e}"))?;
+    let failing: Vec<String> = run_tests(&engine, &bundle)
+        .map_err(|_| anyhow::anyhow!("the test cases do not load"))?
+        .into_iter()
+        .filter(|o| !o.passed)
+        .map(|o| o.summary())
+        .collect();
+    if !failing.is_empty() {
+        // The outcome is recorded; only the change is left to a person.
+        eprintln!(
+            "warning: no change proposed: without the grant, {} test case(s) fail; update \
+             them, remove the grant and `govctl policy propose` the directory:",
+            failing.len()
+        );
+        for f in failing {
+            eprintln!("  {f}");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let env = store
+        .environment()?
+        .unwrap_or(governance::model::Environment::Dev);
+    let change = rt.block_on(governance::changes::propose(
+        store,
+        env,
+        governance::ports::PublishRequest {
+            bundle,
+            author: args.by.to_owned(),
+            message: format!(
+                "access review: revoke `{}` from `{}`{}",
+                args.tool,
+                args.agent,
+                args.comment.map(|c| format!(" ({c})")).unwrap_or_default()
+            ),
+            at: OffsetDateTime::now_utc(),
+        },
+    ))?;
+    Ok(super::change::report(&change))
 }
 
 /// `govctl shadow report`.

@@ -125,6 +125,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         approvers: Arc::clone(&approvers),
         clock: Arc::new(SystemClock),
         sessions: signin.clone().map(|s| s as Arc<dyn Sessions>),
+        // Mounted on their own below.
+        changes: None,
     };
     let change_review = ChangeReviewHandler {
         changes: store.clone(),

@@ -183,6 +183,48 @@ impl ControlEvent {
     }
 }
 
+impl ControlEvent {
+    /// One step of a change request's life (`change_proposed`,
+    /// `change_approved`, `change_rejected`, `change_superseded`) by
+    /// `actor` at `at`; `content_hash` is its version's.
+    pub fn change_step(
+        change: &crate::changes::ChangeRequest,
+        action: ControlAction,
+        actor: &str,
+        at: &str,
+        content_hash: &str,
+    ) -> Self {
+        Self {
+            event_id: uuid::Uuid::now_v7().to_string(),
+            timestamp: at.to_owned(),
+            actor: actor.to_owned(),
+            action,
+            version_id: change.version_id.clone(),
+            content_hash: content_hash.to_owned(),
+            previous_version: change.base_version.clone(),
+            message: Some(change.message.clone()),
+            changes: Vec::new(),
+            agent_id: None,
+            agent_version: None,
+            review: None,
+            change: Some(ChangeNote::of(change)),
+        }
+    }
+}
+
+impl ChangeNote {
+    /// What a control event says about `change`.
+    pub fn of(change: &crate::changes::ChangeRequest) -> Self {
+        Self {
+            change_id: change.change_id.clone(),
+            risk: change.risk.class.as_str().to_owned(),
+            reasons: change.risk.reasons.clone(),
+            review_required: change.review_required,
+            comment: change.comment.clone(),
+        }
+    }
+}
+
 /// How one file of a policy bundle changed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BundleChange {

@@ -68,6 +68,9 @@ pub struct ApprovalCallbackHandler {
     pub clock: Arc<dyn Clock>,
     /// Approvers' sessions, when they sign in with an OpenID Connect provider.
     pub sessions: Option<Arc<dyn Sessions>>,
+    /// The policy change pages, served beside the approvals' (on AWS, by
+    /// the same function; `govctl serve` mounts them on their own).
+    pub changes: Option<super::change_review::ChangeReviewHandler>,
 }
 
 #[derive(Deserialize)]
@@ -120,7 +123,39 @@ impl ApprovalCallbackHandler {
             )?),
             clock: Arc::new(crate::clock::SystemClock),
             sessions: None,
+            changes: None,
         })
+        .map(|h| h.with_change_review(config, sdk))
+    }
+
+    /// Serves the policy change pages too, when the stack's policy versions
+    /// table is configured (`POLICY_VERSIONS_TABLE`).
+    #[cfg(feature = "aws")]
+    fn with_change_review(
+        mut self,
+        config: &super::config::ApprovalCallbackConfig,
+        sdk: &aws_config::SdkConfig,
+    ) -> Self {
+        use crate::adapters::aws::dynamodb::{DynamoChanges, DynamoPolicyStore};
+        let Some(table) = &config.policy_versions_table else {
+            return self;
+        };
+        let mut store = DynamoChanges::new(
+            DynamoPolicyStore::new(aws_sdk_dynamodb::Client::new(sdk), table),
+            &config.decisions_table,
+        );
+        if let Some(grants) = &config.tool_policy_table {
+            store = store.with_tool_policy(grants);
+        }
+        let store = Arc::new(store);
+        self.changes = Some(super::change_review::ChangeReviewHandler {
+            changes: store.clone(),
+            versions: store,
+            approvers: Arc::clone(&self.approvers),
+            clock: Arc::clone(&self.clock),
+            sessions: self.sessions.clone(),
+        });
+        self
     }
 
     /// Answers one invocation: the state machine's notify step, or an
@@ -195,11 +230,17 @@ impl ApprovalCallbackHandler {
 
     /// The approver's pages.
     pub fn router(self) -> Router {
+        let changes = self
+            .changes
+            .clone()
+            .map(super::change_review::ChangeReviewHandler::router)
+            .unwrap_or_default();
         Router::new()
             .route("/v1/reviews/{review_id}", get(review))
             .route("/v1/reviews/{review_id}/approve", post(approve))
             .route("/v1/reviews/{review_id}/reject", post(reject))
             .with_state(self)
+            .merge(changes)
     }
 }
 

@@ -266,6 +266,11 @@ pub struct ApprovalCallbackConfig {
     pub approver_jwks_url: String,
     /// `APPROVER_GROUPS_CLAIM`: the claim listing an approver's groups (default `groups`).
     pub approver_groups_claim: String,
+    /// `POLICY_VERSIONS_TABLE`: where reviewed policy changes wait; without
+    /// it the function serves no change pages.
+    pub policy_versions_table: Option<String>,
+    /// `TOOL_POLICY_TABLE`: rewritten to an approved change's grants.
+    pub tool_policy_table: Option<String>,
 }
 
 impl ApprovalCallbackConfig {
@@ -279,6 +284,12 @@ impl ApprovalCallbackConfig {
             approver_audience: var("APPROVER_OIDC_AUDIENCE")?,
             approver_jwks_url: var("APPROVER_OIDC_JWKS_URL")?,
             approver_groups_claim: var_or("APPROVER_GROUPS_CLAIM", "groups"),
+            policy_versions_table: std::env::var("POLICY_VERSIONS_TABLE")
+                .ok()
+                .filter(|v| !v.is_empty()),
+            tool_policy_table: std::env::var("TOOL_POLICY_TABLE")
+                .ok()
+                .filter(|v| !v.is_empty()),
         })
     }
 }

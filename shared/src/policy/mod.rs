@@ -9,6 +9,7 @@ mod bundle;
 pub mod change_risk;
 mod compile;
 mod diagnostics;
+pub mod edit;
 mod engine;
 mod index;
 mod servers;

@@ -55,31 +55,13 @@ fn event(
             |r| r.get(0),
         )
         .map_err(unavailable)?;
-    Ok(ControlEvent {
-        event_id: uuid::Uuid::now_v7().to_string(),
-        timestamp: at.to_owned(),
-        actor: actor.to_owned(),
+    Ok(ControlEvent::change_step(
+        change,
         action,
-        version_id: change.version_id.clone(),
-        content_hash,
-        previous_version: change.base_version.clone(),
-        message: Some(change.message.clone()),
-        changes: Vec::new(),
-        agent_id: None,
-        agent_version: None,
-        review: None,
-        change: Some(note(change)),
-    })
-}
-
-fn note(change: &ChangeRequest) -> ChangeNote {
-    ChangeNote {
-        change_id: change.change_id.clone(),
-        risk: change.risk.class.as_str().to_owned(),
-        reasons: change.risk.reasons.clone(),
-        review_required: change.review_required,
-        comment: change.comment.clone(),
-    }
+        actor,
+        at,
+        &content_hash,
+    ))
 }
 
 /// Moves `change` out of `pending`: `false` when another writer did first.
@@ -195,7 +177,7 @@ impl ChangeStore for SqliteStore {
                 audit::append_control(&tx, &e)?;
             }
             let version = change.version_id.clone();
-            activate_in(&tx, &version, &actor, at, Some(note(&change)))?;
+            activate_in(&tx, &version, &actor, at, Some(ChangeNote::of(&change)))?;
             tx.commit().map_err(unavailable)?;
             Ok(Settled::Done(Box::new(change)))
         })

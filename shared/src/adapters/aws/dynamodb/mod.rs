@@ -10,6 +10,7 @@
 //! | counters | `pk`, `window_start` | rate limits, runs and budgets (see [`crate::limits`]); the gateway's exactly-once keys (`exec#…`) |
 
 mod approvals;
+mod changes;
 mod counters;
 mod decisions;
 mod executions;
@@ -22,6 +23,7 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 pub use approvals::DynamoApprovals;
+pub use changes::DynamoChanges;
 pub use counters::DynamoCounters;
 pub use decisions::DynamoDecisionLog;
 pub use executions::DynamoExecutionLedger;

@@ -273,7 +273,7 @@ impl DynamoPolicyStore {
     }
 
     /// Writes `writes` in one transaction.
-    async fn transact(&self, writes: Vec<TransactWriteItem>) -> Result<(), StoreError> {
+    pub(super) async fn transact(&self, writes: Vec<TransactWriteItem>) -> Result<(), StoreError> {
         self.client
             .transact_write_items()
             .set_transact_items(Some(writes))
@@ -292,32 +292,7 @@ impl DynamoPolicyStore {
     ) -> Result<ActivePolicy, StoreError> {
         let full = self.resolve(id).await?;
         let activated_at = rfc3339(at);
-        let item = |pk: &str, sk: String| {
-            let mut item = Item::new();
-            item.insert("pk".into(), s(pk));
-            item.insert("sk".into(), s(sk));
-            item.insert("version_id".into(), s(&full));
-            item.insert("activated_by".into(), s(by));
-            item.insert("activated_at".into(), s(&activated_at));
-            item
-        };
-        let exists = ConditionCheck::builder()
-            .table_name(&self.table)
-            .key("pk", s(version_pk(&full)))
-            .key("sk", s("meta"))
-            .condition_expression("attribute_exists(pk)")
-            .build()
-            .map_err(|e| unavailable(&e))?;
-        let pointer = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(item("active", "pointer".into())))
-            .build()
-            .map_err(|e| unavailable(&e))?;
-        let mut writes = vec![
-            TransactWriteItem::builder().condition_check(exists).build(),
-            TransactWriteItem::builder().put(pointer).build(),
-            self.put_new(item("activations", format!("{activated_at}#{full}")))?,
-        ];
+        let mut writes = self.activation_writes(&full, by, &activated_at, None)?;
         let active = ActivePolicy {
             version_id: full,
             activated_by: by.to_owned(),
@@ -328,6 +303,51 @@ impl DynamoPolicyStore {
         }
         self.transact(writes).await?;
         Ok(active)
+    }
+
+    /// The writes that make `full` active: the version must exist, the
+    /// pointer moves (only from `from`, when given: `Some(None)` means from
+    /// no active version), and the activation is listed.
+    pub(super) fn activation_writes(
+        &self,
+        full: &str,
+        by: &str,
+        activated_at: &str,
+        from: Option<Option<&str>>,
+    ) -> Result<Vec<TransactWriteItem>, StoreError> {
+        let item = |pk: &str, sk: String| {
+            let mut item = Item::new();
+            item.insert("pk".into(), s(pk));
+            item.insert("sk".into(), s(sk));
+            item.insert("version_id".into(), s(full));
+            item.insert("activated_by".into(), s(by));
+            item.insert("activated_at".into(), s(activated_at));
+            item
+        };
+        let exists = ConditionCheck::builder()
+            .table_name(&self.table)
+            .key("pk", s(version_pk(full)))
+            .key("sk", s("meta"))
+            .condition_expression("attribute_exists(pk)")
+            .build()
+            .map_err(|e| unavailable(&e))?;
+        let pointer = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item("active", "pointer".into())));
+        let pointer = match from {
+            None => pointer,
+            Some(None) => pointer.condition_expression("attribute_not_exists(pk)"),
+            Some(Some(base)) => pointer
+                .condition_expression("version_id = :base")
+                .expression_attribute_values(":base", s(base)),
+        }
+        .build()
+        .map_err(|e| unavailable(&e))?;
+        Ok(vec![
+            TransactWriteItem::builder().condition_check(exists).build(),
+            TransactWriteItem::builder().put(pointer).build(),
+            self.put_new(item("activations", format!("{activated_at}#{full}")))?,
+        ])
     }
 }
 

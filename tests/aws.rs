@@ -32,6 +32,9 @@ mod idempotency;
 #[path = "idempotency_suite.rs"]
 mod idempotency_suite;
 #[cfg(test)]
+#[path = "aws/inbox.rs"]
+mod inbox;
+#[cfg(test)]
 #[path = "aws/limits.rs"]
 mod limits;
 #[cfg(test)]

@@ -121,6 +121,10 @@ pub enum RegistryCommand {
         /// Write to this file instead of standard output.
         #[arg(long, short)]
         output: Option<PathBuf>,
+        /// Read last activity from an `audit export` or a copy of an AWS
+        /// stack's evidence bucket (a directory) instead of the data directory.
+        #[arg(long, value_name = "PATH", requires = "policy")]
+        file: Option<PathBuf>,
         #[command(flatten)]
         data: DataDir,
     },
@@ -147,6 +151,14 @@ pub enum ReviewCommand {
         /// Write to this file instead of standard output.
         #[arg(long, short)]
         output: Option<PathBuf>,
+        /// Read the trail from an `audit export` or a copy of an AWS
+        /// stack's evidence bucket (a directory) instead of the data directory.
+        #[arg(long, value_name = "PATH", requires = "policy")]
+        file: Option<PathBuf>,
+        /// The policy directory whose grants to review (with `--file`: the
+        /// registry of the stack's active version).
+        #[arg(long, value_name = "DIR")]
+        policy: Option<PathBuf>,
         #[command(flatten)]
         data: DataDir,
     },
@@ -189,6 +201,10 @@ pub enum ShadowCommand {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// Read the trail from an `audit export` or a copy of an AWS
+        /// stack's evidence bucket (a directory) instead of the data directory.
+        #[arg(long, value_name = "PATH")]
+        file: Option<PathBuf>,
         #[command(flatten)]
         data: DataDir,
     },
@@ -217,6 +233,10 @@ pub enum IncidentCommand {
         /// `text` or `json`.
         #[arg(long, default_value = "text", value_parser = ["text", "json"])]
         format: String,
+        /// Read the trail from an `audit export` or a copy of an AWS
+        /// stack's evidence bucket (a directory) instead of the data directory.
+        #[arg(long, value_name = "PATH")]
+        file: Option<PathBuf>,
         #[command(flatten)]
         data: DataDir,
     },

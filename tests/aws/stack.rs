@@ -21,7 +21,7 @@ use governance::handlers::approval_callback::ApprovalCallbackHandler;
 use governance::handlers::authorize::{app, AuthorizePorts};
 use governance::handlers::config::{
     AgentTokenConfig, ApprovalCallbackConfig, AuthorizeConfig, DecisionLogConfig,
-    DenialMetricsConfig, GatewayConfig,
+    DenialMetricsConfig, GatewayConfig, SignInEnv,
 };
 use governance::handlers::decision_log::DecisionLogHandler;
 use governance::handlers::denial_metrics::DenialMetricsHandler;
@@ -345,6 +345,38 @@ impl Stack {
         format!("{}-{}", self.name, "0123456789abcdefghijklmnopqrstuvwxyz")
     }
 
+    /// The value of the stack's session secret, which signs approvers' sessions.
+    pub fn session_secret_value(&self) -> String {
+        format!(
+            "{}-{}",
+            self.name, "session-secret-0123456789abcdefghijklmnop"
+        )
+    }
+
+    /// A session cookie (`agov_session=…`) for `who` in `groups`, expiring
+    /// `expires_in` seconds from now, signed with `key` (the stack's own
+    /// session secret when `None`).
+    pub fn session_cookie(
+        &self,
+        who: &str,
+        groups: &[&str],
+        expires_in: i64,
+        key: Option<&[u8]>,
+    ) -> String {
+        let now = crate::common::unix_now();
+        let secret = self.session_secret_value();
+        let token = jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &json!({
+                "aud": "agent-governance/session", "iat": now, "exp": now + expires_in,
+                "sub": who, "groups": groups,
+            }),
+            &jsonwebtoken::EncodingKey::from_secret(key.unwrap_or(secret.as_bytes())),
+        )
+        .expect("sign a session");
+        format!("agov_session={token}")
+    }
+
     /// The audit key's public half, as decision-log logs it (hex).
     pub fn audit_public_key(&self) -> String {
         let key =
@@ -445,6 +477,14 @@ impl Stack {
             .send()
             .await
             .expect("create the audit key secret");
+        // The template's SessionSecret, as Secrets Manager generates it.
+        governance::adapters::aws::aws_sdk_secretsmanager::Client::new(&self.sdk)
+            .create_secret()
+            .name(format!("{}-session-key", self.name))
+            .secret_string(self.session_secret_value())
+            .send()
+            .await
+            .expect("create the session secret");
         // The gateway's upstream credentials, as an operator stores them.
         let secrets = governance::adapters::aws::aws_sdk_secretsmanager::Client::new(&self.sdk);
         secrets
@@ -507,9 +547,21 @@ impl Stack {
                     approver_groups_claim: "groups".into(),
                     policy_versions_table: Some(table(&self.name, "policy-versions")),
                     tool_policy_table: Some(table(&self.name, "tool-policy")),
+                    // Sessions only: the emulator serves no OpenID provider;
+                    // sign-in with a real one is tested under govctl serve.
+                    signin: Some(SignInEnv {
+                        client_id: "approver-pages".into(),
+                        client_secret_id: None,
+                        scopes: Vec::new(),
+                        user_claim: "sub".into(),
+                        public_url: format!("https://{}.approvals.test", self.name),
+                        session_secret_id: format!("{}-session-key", self.name),
+                        session_ttl_seconds: 3600,
+                    }),
                 },
                 &self.sdk,
             )
+            .await
             .expect("approval-callback handler"),
         };
         self.emu.register(&self.name, functions);

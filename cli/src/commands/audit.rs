@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use governance::audit::export::{csv_row, digest_jsonl, jsonl, parse_line, Line, CSV_HEADER};
+use governance::audit::export::{csv_row, digest_jsonl, jsonl, CSV_HEADER};
 use governance::audit::{explain, verify_excerpt, ExcerptChecks, MinDigest, Report, TableHeads};
 use governance::auth::LocalKeys;
 use governance::clock::rfc3339;
@@ -99,55 +99,13 @@ fn exit(report: &Report) -> ExitCode {
     }
 }
 
-/// The JSON lines of `path`: a file, every file under a directory (a copy
-/// of the evidence bucket), or standard input for `-`.
-fn read_lines(path: &Path, into: &mut Vec<(String, String)>) -> anyhow::Result<()> {
-    if path == Path::new("-") {
-        let text =
-            std::io::read_to_string(std::io::stdin()).context("cannot read standard input")?;
-        into.push(("standard input".into(), text));
-        return Ok(());
-    }
-    if path.is_dir() {
-        let mut children: Vec<_> = std::fs::read_dir(path)
-            .with_context(|| format!("cannot read `{}`", path.display()))?
-            .collect::<Result<_, _>>()
-            .with_context(|| format!("cannot read `{}`", path.display()))?;
-        children.sort_by_key(std::fs::DirEntry::path);
-        for child in children {
-            read_lines(&child.path(), into)?;
-        }
-        return Ok(());
-    }
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read `{}`", path.display()))?;
-    into.push((path.display().to_string(), text));
-    Ok(())
-}
-
 /// `govctl audit verify --file`: an export or a copy of the evidence bucket.
 fn verify_file(
     path: &Path,
     args: &VerifyArgs<'_>,
     kept: Option<MinDigest>,
 ) -> anyhow::Result<ExitCode> {
-    let mut files = Vec::new();
-    read_lines(path, &mut files)?;
-    let (mut entries, mut digests) = (Vec::new(), Vec::new());
-    for (name, text) in &files {
-        for (n, line) in text
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty())
-        {
-            match parse_line(line)
-                .with_context(|| format!("{name}: line {} is not an exported record", n + 1))?
-            {
-                Line::Record(e) => entries.push(e),
-                Line::Digest(d) => digests.push(d),
-            }
-        }
-    }
+    let (entries, digests) = super::trail::read(path)?;
     let trusted_key = match args.public_key {
         Some(_) => trusted_key(args.dir, args.public_key)?,
         None => None,

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use super::audit::window;
-use super::existing_store;
+use super::trail::Trail;
 use governance::audit::timeline::{render, Collector};
 
 /// What `govctl incident timeline` was asked.
@@ -22,19 +22,18 @@ pub struct TimelineArgs<'a> {
     pub until: Option<&'a str>,
     /// Print JSON instead of text.
     pub json: bool,
+    /// An export or a copy of the evidence bucket, instead of the store.
+    pub file: Option<&'a Path>,
 }
 
 /// Prints the timeline; exit 1 when a chain run does not verify.
 pub fn timeline(args: &TimelineArgs<'_>) -> anyhow::Result<ExitCode> {
     let (since, until) = window(args.since, args.until)?;
-    let store = existing_store(args.dir)?;
+    let trail = Trail::open(args.dir, args.file)?;
     let mut collector = Collector::new(args.agent, args.version, &since, &until);
-    store.export_audit(&since, &until, &mut |e| {
-        collector.push(e);
-        Ok(())
-    })?;
+    trail.each(&since, &until, &mut |e| collector.push(e))?;
     for (partition, first, last) in collector.runs() {
-        let run = store.chain_run(&partition, first, last)?;
+        let run = trail.run(&partition, first, last)?;
         collector.check(&partition, first, last, run);
     }
     let timeline = collector.finish();

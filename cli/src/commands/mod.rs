@@ -13,6 +13,7 @@ mod registry;
 mod review;
 mod serve;
 mod token;
+mod trail;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -131,12 +132,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             format,
             policy,
             output,
+            file,
             data,
         }) => registry::export(&registry::ExportArgs {
             format: &format,
             policy: policy.as_deref(),
             output: output.as_deref(),
             data_dir: &data.data_dir,
+            file: file.as_deref(),
         }),
         Command::Incident(IncidentCommand::Timeline {
             agent,
@@ -144,6 +147,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             since,
             until,
             format,
+            file,
             data,
         }) => incident::timeline(&incident::TimelineArgs {
             dir: &data.data_dir,
@@ -152,12 +156,15 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             since: &since,
             until: until.as_deref(),
             json: format == "json",
+            file: file.as_deref(),
         }),
         Command::Review(ReviewCommand::Access {
             since,
             until,
             format,
             output,
+            file,
+            policy,
             data,
         }) => review::access(&review::AccessArgs {
             dir: &data.data_dir,
@@ -165,6 +172,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             until: until.as_deref(),
             format: &format,
             output: output.as_deref(),
+            file: file.as_deref(),
+            policy: policy.as_deref(),
         }),
         Command::Review(ReviewCommand::Record {
             agent,
@@ -185,8 +194,15 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             since,
             until,
             json,
+            file,
             data,
-        }) => review::shadow(&data.data_dir, &since, until.as_deref(), json),
+        }) => review::shadow(
+            &data.data_dir,
+            file.as_deref(),
+            &since,
+            until.as_deref(),
+            json,
+        ),
         Command::Decision(DecisionCommand::Show { id, data }) => {
             let store = open_store(&data.data_dir)?;
             let record = runtime()?

@@ -69,6 +69,9 @@ pub struct ExportArgs<'a> {
     pub output: Option<&'a Path>,
     /// The data directory: the active version and the decision log.
     pub data_dir: &'a Path,
+    /// An export or a copy of the evidence bucket to read last activity
+    /// from, instead of the data directory's log.
+    pub file: Option<&'a Path>,
 }
 
 /// Prints the agent inventory.
@@ -105,8 +108,26 @@ pub fn export(args: &ExportArgs<'_>) -> anyhow::Result<ExitCode> {
             anyhow::anyhow!("the policy is invalid")
         })?
         .registry;
-    let last_activity = match &store {
-        Some(store) => store.blocking(|conn| {
+    let last_activity = match (args.file, &store) {
+        (Some(file), _) => {
+            let (entries, _) = super::trail::read(file)?;
+            let mut newest = std::collections::BTreeMap::<String, String>::new();
+            for e in &entries {
+                let Ok(r) = serde_json::from_str::<governance::model::DecisionRecord>(&e.body)
+                else {
+                    continue;
+                };
+                if !r.is_decision() {
+                    continue;
+                }
+                let at = newest.entry(r.agent_id).or_default();
+                if *at < r.timestamp {
+                    *at = r.timestamp;
+                }
+            }
+            newest
+        }
+        (None, Some(store)) => store.blocking(|conn| {
             let mut stmt = conn
                 .prepare("SELECT agent_id, max(timestamp) FROM decisions GROUP BY agent_id")
                 .map_err(|e| governance::ports::StoreError::Unavailable(e.to_string()))?;
@@ -116,7 +137,7 @@ pub fn export(args: &ExportArgs<'_>) -> anyhow::Result<ExitCode> {
                 .map_err(|e| governance::ports::StoreError::Unavailable(e.to_string()))?;
             Ok(rows)
         })?,
-        None => std::collections::BTreeMap::new(),
+        (None, None) => std::collections::BTreeMap::new(),
     };
     let agents = governance::inventory::inventory(&registry, &last_activity);
     let text = if args.format == "json" {

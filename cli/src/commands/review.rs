@@ -14,6 +14,7 @@ use governance::review::{granted_as, to_csv, to_markdown, Reviewer};
 use time::OffsetDateTime;
 
 use super::audit::window;
+use super::trail::Trail;
 use super::{existing_store, runtime};
 
 /// What `govctl review access` was asked.
@@ -28,39 +29,34 @@ pub struct AccessArgs<'a> {
     pub format: &'a str,
     /// Where to write; standard output when `None`.
     pub output: Option<&'a Path>,
+    /// An export or a copy of the evidence bucket, instead of the store.
+    pub file: Option<&'a Path>,
+    /// The policy directory to review instead of the active version.
+    pub policy: Option<&'a Path>,
 }
 
 /// Prints the review.
 pub fn access(args: &AccessArgs<'_>) -> anyhow::Result<ExitCode> {
     let (since, until) = window(args.since, args.until)?;
-    let store = existing_store(args.dir)?;
-    // Every version, oldest first: when each grant first appeared.
-    let registries = runtime()?.block_on(async {
-        let mut versions = store.versions().await?;
-        versions.reverse();
-        let mut out = Vec::with_capacity(versions.len());
-        for v in versions {
-            let (_, bundle) = store.version(&v.id).await?;
-            if let Ok(compiled) = governance::policy::compile(&bundle) {
-                out.push(compiled.registry);
-            }
+    let trail = Trail::open(args.dir, args.file)?;
+    let (registry, registries) = match (args.policy, trail.store()) {
+        (Some(dir), _) => {
+            let bundle = governance::policy::PolicyBundle::from_dir(dir)?;
+            let registry = governance::policy::compile(&bundle)
+                .map_err(|_| anyhow::anyhow!("`{}` does not compile", dir.display()))?
+                .registry;
+            // One version only: when a grant first appeared is not known.
+            (registry.clone(), vec![registry])
         }
-        Ok::<_, anyhow::Error>(out)
-    })?;
-    let active = runtime()?
-        .block_on(store.active())?
-        .with_context(|| format!("no policy version is active in `{}`", args.dir.display()))?;
-    let (_, bundle) = runtime()?.block_on(store.version(&active.version_id))?;
-    let registry = governance::policy::compile(&bundle)
-        .map_err(|_| anyhow::anyhow!("the active policy version does not compile"))?
-        .registry;
+        (None, Some(store)) => store_registries(store, args.dir)?,
+        (None, None) => anyhow::bail!("name the policy directory to review with --policy"),
+    };
     let at_grant = granted_as(&registries);
     let mut reviewer = Reviewer::new(&registry, &at_grant, &since, &until);
-    store.export_audit(&since, &until, &mut |e| {
+    trail.each(&since, &until, &mut |e| {
         if let Ok(record) = serde_json::from_str(&e.body) {
             reviewer.push(&record);
         }
-        Ok(())
     })?;
     let review = reviewer.finish();
     let text = match args.format {
@@ -74,6 +70,38 @@ pub fn access(args: &AccessArgs<'_>) -> anyhow::Result<ExitCode> {
         None => print!("{text}"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The active version's registry, and every version's, oldest first (when
+/// each grant first appeared).
+fn store_registries(
+    store: &governance::adapters::sqlite::SqliteStore,
+    dir: &Path,
+) -> anyhow::Result<(
+    governance::model::Registry,
+    Vec<governance::model::Registry>,
+)> {
+    let rt = runtime()?;
+    let registries = rt.block_on(async {
+        let mut versions = store.versions().await?;
+        versions.reverse();
+        let mut out = Vec::with_capacity(versions.len());
+        for v in versions {
+            let (_, bundle) = store.version(&v.id).await?;
+            if let Ok(compiled) = governance::policy::compile(&bundle) {
+                out.push(compiled.registry);
+            }
+        }
+        Ok::<_, anyhow::Error>(out)
+    })?;
+    let active = rt
+        .block_on(store.active())?
+        .with_context(|| format!("no policy version is active in `{}`", dir.display()))?;
+    let (_, bundle) = rt.block_on(store.version(&active.version_id))?;
+    let registry = governance::policy::compile(&bundle)
+        .map_err(|_| anyhow::anyhow!("the active policy version does not compile"))?
+        .registry;
+    Ok((registry, registries))
 }
 
 /// What `govctl review record` was asked.
@@ -225,18 +253,18 @@ fn propose_revocation(
 /// `govctl shadow report`.
 pub fn shadow(
     dir: &Path,
+    file: Option<&Path>,
     since: &str,
     until: Option<&str>,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let (since, until) = window(since, until)?;
-    let store = existing_store(dir)?;
+    let trail = Trail::open(dir, file)?;
     let mut report = governance::shadow::ShadowReport::new(&since, &until);
-    store.export_audit(&since, &until, &mut |e| {
+    trail.each(&since, &until, &mut |e| {
         if let Ok(record) = serde_json::from_str(&e.body) {
             report.push(&record);
         }
-        Ok(())
     })?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -126,7 +126,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         clock: Arc::new(SystemClock),
         sessions: signin.clone().map(|s| s as Arc<dyn Sessions>),
         // Mounted on their own below.
-        changes: None,
+        routes: None,
     };
     let change_review = ChangeReviewHandler {
         changes: store.clone(),

@@ -13,10 +13,7 @@ use lambda_runtime::{service_fn, LambdaEvent};
 async fn main() -> Result<(), lambda_runtime::Error> {
     init_tracing();
     let config = ApprovalCallbackConfig::from_env()?;
-    let handler = Arc::new(ApprovalCallbackHandler::aws(
-        &config,
-        &sdk_config(None).await,
-    )?);
+    let handler = Arc::new(ApprovalCallbackHandler::aws(&config, &sdk_config(None).await).await?);
     lambda_runtime::run(service_fn(|event: LambdaEvent<serde_json::Value>| {
         let handler = Arc::clone(&handler);
         async move { handler.handle(event.payload, event.context).await }

@@ -68,9 +68,9 @@ pub struct ApprovalCallbackHandler {
     pub clock: Arc<dyn Clock>,
     /// Approvers' sessions, when they sign in with an OpenID Connect provider.
     pub sessions: Option<Arc<dyn Sessions>>,
-    /// The policy change pages, served beside the approvals' (on AWS, by
-    /// the same function; `govctl serve` mounts them on their own).
-    pub changes: Option<super::change_review::ChangeReviewHandler>,
+    /// More pages the same function serves on AWS: the policy changes'
+    /// and, with sign-in, the inbox (`govctl serve` mounts them itself).
+    pub routes: Option<Router>,
 }
 
 #[derive(Deserialize)]
@@ -92,20 +92,29 @@ pub fn review_link(base_url: &str, review_id: &str) -> String {
 
 impl ApprovalCallbackHandler {
     /// The handler on DynamoDB, Step Functions and SNS, with approvers of
-    /// the configured OIDC issuer.
+    /// the configured OIDC issuer; with the policy change pages when the
+    /// policy versions table is configured, and approvers' sign-in and
+    /// inbox when `SIGNIN_CLIENT_ID` is.
     #[cfg(feature = "aws")]
-    pub fn aws(
+    pub async fn aws(
         config: &super::config::ApprovalCallbackConfig,
         sdk: &aws_config::SdkConfig,
-    ) -> Result<Self, crate::auth::TokenError> {
+    ) -> Result<Self, lambda_runtime::Error> {
         use crate::adapters::aws::{
-            dynamodb::DynamoApprovals, sfn::SfnTaskCallbacks, sns::SnsNotifier,
+            dynamodb::{DynamoApprovals, DynamoChanges, DynamoPolicyStore},
+            sfn::SfnTaskCallbacks,
+            sns::SnsNotifier,
         };
-        Ok(Self {
-            approvals: Arc::new(
-                DynamoApprovals::new(aws_sdk_dynamodb::Client::new(sdk), &config.approvals_table)
-                    .with_decisions(&config.decisions_table),
-            ),
+        let approvals = Arc::new(
+            DynamoApprovals::new(aws_sdk_dynamodb::Client::new(sdk), &config.approvals_table)
+                .with_decisions(&config.decisions_table),
+        );
+        let signin = match &config.signin {
+            Some(env) => Some(Arc::new(sign_in(config, env, sdk).await?)),
+            None => None,
+        };
+        let mut handler = Self {
+            approvals: approvals.clone(),
             log: Arc::new(crate::adapters::aws::dynamodb::DynamoDecisionLog::new(
                 aws_sdk_dynamodb::Client::new(sdk),
                 &config.decisions_table,
@@ -122,40 +131,45 @@ impl ApprovalCallbackHandler {
                 &config.approver_groups_claim,
             )?),
             clock: Arc::new(crate::clock::SystemClock),
-            sessions: None,
-            changes: None,
-        })
-        .map(|h| h.with_change_review(config, sdk))
-    }
-
-    /// Serves the policy change pages too, when the stack's policy versions
-    /// table is configured (`POLICY_VERSIONS_TABLE`).
-    #[cfg(feature = "aws")]
-    fn with_change_review(
-        mut self,
-        config: &super::config::ApprovalCallbackConfig,
-        sdk: &aws_config::SdkConfig,
-    ) -> Self {
-        use crate::adapters::aws::dynamodb::{DynamoChanges, DynamoPolicyStore};
-        let Some(table) = &config.policy_versions_table else {
-            return self;
+            sessions: signin.clone().map(|s| s as Arc<dyn Sessions>),
+            routes: None,
         };
-        let mut store = DynamoChanges::new(
-            DynamoPolicyStore::new(aws_sdk_dynamodb::Client::new(sdk), table),
-            &config.decisions_table,
-        );
-        if let Some(grants) = &config.tool_policy_table {
-            store = store.with_tool_policy(grants);
+        let mut routes = Router::new();
+        let mut changes: Option<Arc<dyn crate::ports::ChangeStore>> = None;
+        if let Some(table) = &config.policy_versions_table {
+            let mut store = DynamoChanges::new(
+                DynamoPolicyStore::new(aws_sdk_dynamodb::Client::new(sdk), table),
+                &config.decisions_table,
+            );
+            if let Some(grants) = &config.tool_policy_table {
+                store = store.with_tool_policy(grants);
+            }
+            let store = Arc::new(store);
+            changes = Some(store.clone());
+            routes = routes.merge(
+                super::change_review::ChangeReviewHandler {
+                    changes: store.clone(),
+                    versions: store,
+                    approvers: Arc::clone(&handler.approvers),
+                    clock: Arc::clone(&handler.clock),
+                    sessions: handler.sessions.clone(),
+                }
+                .router(),
+            );
         }
-        let store = Arc::new(store);
-        self.changes = Some(super::change_review::ChangeReviewHandler {
-            changes: store.clone(),
-            versions: store,
-            approvers: Arc::clone(&self.approvers),
-            clock: Arc::clone(&self.clock),
-            sessions: self.sessions.clone(),
-        });
-        self
+        if let Some(signin) = signin {
+            routes = routes.merge(
+                super::inbox::InboxHandler {
+                    signin,
+                    callback: handler.clone(),
+                    inbox: approvals,
+                    changes,
+                }
+                .router(),
+            );
+        }
+        handler.routes = Some(routes);
+        Ok(handler)
     }
 
     /// Answers one invocation: the state machine's notify step, or an
@@ -230,18 +244,65 @@ impl ApprovalCallbackHandler {
 
     /// The approver's pages.
     pub fn router(self) -> Router {
-        let changes = self
-            .changes
-            .clone()
-            .map(super::change_review::ChangeReviewHandler::router)
-            .unwrap_or_default();
+        let more = self.routes.clone().unwrap_or_default();
         Router::new()
             .route("/v1/reviews/{review_id}", get(review))
             .route("/v1/reviews/{review_id}/approve", post(approve))
             .route("/v1/reviews/{review_id}/reject", post(reject))
             .with_state(self)
-            .merge(changes)
+            .merge(more)
     }
+}
+
+/// Approvers' sign-in on AWS: the approvers' issuer, with the client secret
+/// and the session key from Secrets Manager (read once, at cold start).
+#[cfg(feature = "aws")]
+async fn sign_in(
+    config: &super::config::ApprovalCallbackConfig,
+    env: &super::config::SignInEnv,
+    sdk: &aws_config::SdkConfig,
+) -> Result<crate::auth::signin::SignIn, lambda_runtime::Error> {
+    let secrets = aws_sdk_secretsmanager::Client::new(sdk);
+    let read = |id: String| {
+        let secrets = secrets.clone();
+        async move {
+            secrets
+                .get_secret_value()
+                .secret_id(&id)
+                .send()
+                .await
+                .map_err(|e| {
+                    format!(
+                        "cannot read the secret `{id}`: {}",
+                        crate::adapters::aws::describe(&e)
+                    )
+                })?
+                .secret_string
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| format!("the secret `{id}` is empty"))
+        }
+    };
+    let client_secret = match &env.client_secret_id {
+        Some(id) => Some(read(id.clone()).await?),
+        None => None,
+    };
+    let session_key = read(env.session_secret_id.clone()).await?;
+    if session_key.len() < 32 {
+        return Err("the session secret must be at least 32 characters".into());
+    }
+    Ok(crate::auth::signin::SignIn::new(
+        crate::auth::signin::SignInConfig {
+            issuer: config.approver_issuer.clone(),
+            client_id: env.client_id.clone(),
+            client_secret,
+            groups_claim: config.approver_groups_claim.clone(),
+            user_claim: env.user_claim.clone(),
+            public_url: env.public_url.trim_end_matches('/').to_owned(),
+            scopes: env.scopes.clone(),
+            session_ttl: std::time::Duration::from_secs(env.session_ttl_seconds.max(60)),
+        },
+        session_key.as_bytes(),
+    )?)
 }
 
 fn unavailable(e: impl std::fmt::Display) -> Response {

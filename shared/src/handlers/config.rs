@@ -271,6 +271,59 @@ pub struct ApprovalCallbackConfig {
     pub policy_versions_table: Option<String>,
     /// `TOOL_POLICY_TABLE`: rewritten to an approved change's grants.
     pub tool_policy_table: Option<String>,
+    /// Approvers' sign-in with the approvers' OIDC issuer, when
+    /// `SIGNIN_CLIENT_ID` is set.
+    pub signin: Option<SignInEnv>,
+}
+
+/// How approvers sign in on AWS (the issuer and groups claim are the
+/// approver token's: `APPROVER_OIDC_ISSUER`, `APPROVER_GROUPS_CLAIM`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignInEnv {
+    /// `SIGNIN_CLIENT_ID`: the app client at the provider.
+    pub client_id: String,
+    /// `SIGNIN_CLIENT_SECRET_ID`: the Secrets Manager secret holding its
+    /// client secret (a confidential client); absent: a public client.
+    pub client_secret_id: Option<String>,
+    /// `SIGNIN_SCOPES`: scopes besides `openid`, space-separated.
+    pub scopes: Vec<String>,
+    /// `SIGNIN_USER_CLAIM`: the claim naming the person (default `sub`).
+    pub user_claim: String,
+    /// `PUBLIC_URL`: the API's URL, which the redirect URI is under.
+    pub public_url: String,
+    /// `SESSION_SECRET_ID`: the Secrets Manager secret that signs sessions.
+    pub session_secret_id: String,
+    /// `SESSION_TTL_SECONDS`: the longest a session lasts (default 28800).
+    pub session_ttl_seconds: u64,
+}
+
+impl SignInEnv {
+    fn from_env() -> Result<Option<Self>, ConfigError> {
+        let Some(client_id) = std::env::var("SIGNIN_CLIENT_ID")
+            .ok()
+            .filter(|v| !v.is_empty())
+        else {
+            return Ok(None);
+        };
+        let ttl = var_or("SESSION_TTL_SECONDS", "28800");
+        Ok(Some(Self {
+            client_id,
+            client_secret_id: std::env::var("SIGNIN_CLIENT_SECRET_ID")
+                .ok()
+                .filter(|v| !v.is_empty()),
+            scopes: var_or("SIGNIN_SCOPES", "")
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect(),
+            user_claim: var_or("SIGNIN_USER_CLAIM", "sub"),
+            public_url: var("PUBLIC_URL")?,
+            session_secret_id: var("SESSION_SECRET_ID")?,
+            session_ttl_seconds: ttl.parse().map_err(|_| ConfigError::Invalid {
+                name: "SESSION_TTL_SECONDS",
+                reason: format!("`{ttl}` is not a number of seconds"),
+            })?,
+        }))
+    }
 }
 
 impl ApprovalCallbackConfig {
@@ -290,6 +343,7 @@ impl ApprovalCallbackConfig {
             tool_policy_table: std::env::var("TOOL_POLICY_TABLE")
                 .ok()
                 .filter(|v| !v.is_empty()),
+            signin: SignInEnv::from_env()?,
         })
     }
 }

@@ -86,6 +86,88 @@ impl DynamoApprovals {
     }
 }
 
+impl DynamoApprovals {
+    /// Every approval `filter` admits (with `values` for its placeholders),
+    /// read page by page. A Scan: the inbox is read by people, a page at a
+    /// time, over a table that holds approvals for their lifetime only.
+    async fn scan(
+        &self,
+        filter: &str,
+        values: &[(&str, &str)],
+    ) -> Result<Vec<ApprovalItem>, StoreError> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let mut scan = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression(format!("attribute_exists(#rq) AND ({filter})"))
+                // `request` is one of DynamoDB's reserved words.
+                .expression_attribute_names("#rq", "request")
+                .set_exclusive_start_key(start);
+            // DynamoDB refuses a name placeholder the expression does not use.
+            if filter.contains("#st") {
+                scan = scan.expression_attribute_names("#st", "status");
+            }
+            for (k, v) in values {
+                scan = scan.expression_attribute_values(*k, s(*v));
+            }
+            let page = scan.send().await.map_err(|e| unavailable(&e))?;
+            for item in page.items.unwrap_or_default() {
+                out.push(item_from(&item)?);
+            }
+            match page.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(out),
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl crate::ports::ApprovalInbox for DynamoApprovals {
+    async fn pending_for(
+        &self,
+        groups: &[String],
+        limit: usize,
+    ) -> Result<Vec<ApprovalItem>, StoreError> {
+        let mut items: Vec<ApprovalItem> = self
+            .scan(
+                "#st = :pending",
+                &[(":pending", ApprovalStatus::Pending.as_str())],
+            )
+            .await?
+            .into_iter()
+            .filter(|i| {
+                i.request
+                    .approver_group
+                    .as_ref()
+                    .is_some_and(|g| groups.contains(g))
+            })
+            .collect();
+        items.sort_by(|a, b| {
+            b.request
+                .decision
+                .timestamp
+                .cmp(&a.request.decision.timestamp)
+        });
+        items.truncate(limit);
+        Ok(items)
+    }
+
+    async fn answered_by(
+        &self,
+        approver: &str,
+        limit: usize,
+    ) -> Result<Vec<ApprovalItem>, StoreError> {
+        let mut items = self.scan("approver = :a", &[(":a", approver)]).await?;
+        items.sort_by(|a, b| b.decided_at.cmp(&a.decided_at));
+        items.truncate(limit);
+        Ok(items)
+    }
+}
+
 #[async_trait]
 impl ApprovalStore for DynamoApprovals {
     async fn record_pending(&self, request: &ApprovalRequest) -> Result<(), StoreError> {

@@ -140,14 +140,23 @@ pub fn approved_calls_are_allowed_once(host: &impl ApprovalHost) {
         (403, "grant_arguments_mismatch"),
         "{body}"
     );
-    let (status, body) = host.authorize(AGENT, "tom", OPERATOR, &with_grant(250.0));
+    // A decimal argument binds by value: 250 is the 250.0 that was approved.
+    let mut as_integer = with_grant(250.0);
+    as_integer["arguments"]["amount"] = json!(250);
+    let (status, body) = host.authorize(AGENT, "tom", OPERATOR, &as_integer);
     assert_eq!((status, code(&body)), (200, "approved_call"), "{body}");
     let (status, body) = host.authorize(AGENT, "tom", OPERATOR, &with_grant(250.0));
     assert_eq!((status, code(&body)), (403, "grant_already_used"), "{body}");
-    // A second answer sees the first.
+    // A second answer sees the first: the page offers no form, and says
+    // what was answered and by whom.
     let (status, page) = host.answer(&review_id, "reject", "bob", APPROVERS, "");
+    assert_eq!(status, 200, "{page}");
     assert!(
-        status == 200 && page.contains("approved") && !page.contains("<form"),
+        page.contains("<title>Already approved</title>")
+            && page.contains("Answered by")
+            && page.contains("alice at ")
+            && page.contains("invoice checked")
+            && !page.contains("<form"),
         "{page}"
     );
 }
@@ -172,13 +181,22 @@ pub fn rejected_calls_are_denied(host: &impl ApprovalHost) {
 /// acts for may answer; refused answers decide nothing.
 pub fn only_other_members_of_the_group_may_answer(host: &impl ApprovalHost) {
     let (approval_id, review_id) = pending(host);
-    let (status, _) = host.answer(&review_id, "approve", "olga", &["privacy-approvers"], "");
-    assert_eq!(status, 403, "outside the group");
+    let (status, page) = host.answer(&review_id, "approve", "olga", &["privacy-approvers"], "");
+    assert_eq!(status, 403, "outside the group: {page}");
+    assert!(
+        page.contains("Only members of <code>treasury-approvers</code> answer this request"),
+        "{page}"
+    );
     let (status, page) = host.answer(&review_id, "approve", "tom", APPROVERS, "");
     assert_eq!(status, 403, "the user the agent acts for: {page}");
+    assert!(page.contains("Not your own call"), "{page}");
     assert_eq!(host.poll(AGENT, &approval_id).1["status"], "pending");
     // Another agent sees nothing of it.
     assert_eq!(host.poll("agent-support-1", &approval_id).0, 404);
+    // Refusals leave it open: a member who is not the user answers it.
+    let (status, page) = host.answer(&review_id, "approve", "alice", APPROVERS, "");
+    assert_eq!(status, 200, "{page}");
+    wait_status(host, &approval_id, "granted");
 }
 
 /// Arguments the tool's classification hides are masked on the approver's
@@ -201,4 +219,24 @@ pub fn personal_data_is_masked_for_approvers(host: &impl ApprovalHost) {
         !page.contains("C-98121"),
         "the customer id is not shown: {page}"
     );
+    // What the approver could not see is still what the grant binds.
+    let approval_id = body["approval_id"].as_str().unwrap().to_owned();
+    let (status, page) = host.answer(&review_id, "approve", "petra", &["privacy-approvers"], "");
+    assert_eq!(status, 200, "{page}");
+    wait("the erasure approval to be granted", || {
+        (host.poll("agent-privacy-1", &approval_id).1["status"] == "granted").then_some(())
+    });
+    let mut other = erase.clone();
+    other["arguments"]["customer_id"] = json!("C-00001");
+    other["approval_id"] = json!(approval_id);
+    let (status, body) = host.authorize("agent-privacy-1", "pia", &["privacy_officer"], &other);
+    assert_eq!(
+        (status, code(&body)),
+        (403, "grant_arguments_mismatch"),
+        "{body}"
+    );
+    let mut exact = erase;
+    exact["approval_id"] = json!(approval_id);
+    let (status, body) = host.authorize("agent-privacy-1", "pia", &["privacy_officer"], &exact);
+    assert_eq!((status, code(&body)), (200, "approved_call"), "{body}");
 }

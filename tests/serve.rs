@@ -41,6 +41,9 @@ mod limits_suite;
 #[path = "serve/limits.rs"]
 mod limits;
 #[cfg(test)]
+#[path = "serve/operator.rs"]
+mod operator;
+#[cfg(test)]
 #[path = "serve/reload.rs"]
 mod reload;
 #[cfg(test)]

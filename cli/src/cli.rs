@@ -34,6 +34,22 @@ pub struct DataDir {
     pub data_dir: PathBuf,
 }
 
+/// The AWS stack whose policy change requests to read or write, instead
+/// of the data directory's (`govctl` built with `--features aws`).
+#[derive(Debug, Clone, Args)]
+pub struct StackArgs {
+    /// The stack of this environment (`agent-governance-ENV`); its
+    /// reviewers answer on the stack's `/v1/changes/ID`.
+    #[arg(long, value_parser = parse_env)]
+    pub env: Option<Environment>,
+    /// The stack's name, when it is not `agent-governance-ENV`.
+    #[arg(long, requires = "env")]
+    pub stack_name: Option<String>,
+    /// Another endpoint for every AWS call (a local emulator).
+    #[arg(long, requires = "env")]
+    pub endpoint_url: Option<String>,
+}
+
 /// The top-level commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -43,6 +59,10 @@ pub enum Command {
     #[command(subcommand)]
     Policy(PolicyCommand),
     /// Dry-run one decision against a policy directory and explain it.
+    ///
+    /// Exit status: 0 when the call would be allowed or wait for approval,
+    /// 2 when it would be denied, 1 when the question cannot be answered
+    /// (an invalid policy directory or argument).
     Authorize(AuthorizeArgs),
     /// Agent credentials.
     #[command(subcommand)]
@@ -180,6 +200,8 @@ pub enum ReviewCommand {
         /// Who reviewed (default: $USER).
         #[arg(long)]
         by: Option<String>,
+        #[command(flatten)]
+        stack: StackArgs,
         #[command(flatten)]
         data: DataDir,
     },
@@ -411,17 +433,8 @@ pub enum PolicyCommand {
         /// with, so that you cannot review your own change (default: $USER).
         #[arg(long)]
         author: Option<String>,
-        /// Propose to an AWS stack of this environment (the stack is
-        /// `agent-governance-ENV`) instead of the data directory; its
-        /// reviewers answer on the stack's `/v1/changes/ID`.
-        #[arg(long, value_parser = parse_env)]
-        env: Option<Environment>,
-        /// The stack's name, when it is not `agent-governance-ENV`.
-        #[arg(long, requires = "env")]
-        stack_name: Option<String>,
-        /// Another endpoint for every AWS call (a local emulator).
-        #[arg(long, requires = "env")]
-        endpoint_url: Option<String>,
+        #[command(flatten)]
+        stack: StackArgs,
         #[command(flatten)]
         data: DataDir,
     },
@@ -430,6 +443,8 @@ pub enum PolicyCommand {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        stack: StackArgs,
         #[command(flatten)]
         data: DataDir,
     },
@@ -441,6 +456,8 @@ pub enum PolicyCommand {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        stack: StackArgs,
         #[command(flatten)]
         data: DataDir,
     },
@@ -493,6 +510,10 @@ pub struct AuthorizeArgs {
     /// The run the call belongs to (agents with run limits must name one).
     #[arg(long)]
     pub run_id: Option<String>,
+    /// When the call is made (RFC 3339, e.g. `2026-12-07T21:30:00Z`):
+    /// time-of-day and date rules are evaluated at it; default: now.
+    #[arg(long, value_parser = parse_time)]
+    pub time: Option<time::OffsetDateTime>,
     /// Print the evaluation as JSON.
     #[arg(long)]
     pub json: bool,
@@ -691,11 +712,46 @@ pub enum AuditCommand {
 pub enum DecisionCommand {
     /// Print one recorded decision as JSON.
     Show {
-        /// Decision id.
+        /// Decision id, or a unique prefix of it (at least 6 characters).
         id: String,
         #[command(flatten)]
         data: DataDir,
     },
+    /// The recorded decisions that match, newest first: one line each, or
+    /// JSON.
+    List {
+        /// Only this agent's.
+        #[arg(long)]
+        agent: Option<String>,
+        /// Only those made for this user.
+        #[arg(long)]
+        user: Option<String>,
+        /// Only calls of this tool.
+        #[arg(long)]
+        tool: Option<String>,
+        /// Only this outcome.
+        #[arg(long, value_parser = ["allow", "deny", "pending_approval"])]
+        result: Option<String>,
+        /// Start, inclusive: RFC 3339, a date, or an age (`24h` ago).
+        #[arg(long, default_value = "24h")]
+        since: String,
+        /// End, exclusive, in the same forms; default: now.
+        #[arg(long)]
+        until: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Print JSON (an array of decision records).
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        data: DataDir,
+    },
+}
+
+fn parse_time(s: &str) -> Result<time::OffsetDateTime, String> {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| format!("`{s}` is not an RFC 3339 time such as 2026-12-07T21:30:00Z: {e}"))
 }
 
 fn parse_env(s: &str) -> Result<Environment, String> {

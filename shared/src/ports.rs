@@ -25,8 +25,59 @@ pub enum StoreError {
     #[error("`{0}` does not exist")]
     NotFound(String),
     /// An id prefix matches more than one version or change.
-    #[error("`{0}` matches more than one; give more characters")]
-    Ambiguous(String),
+    #[error(
+        "`{prefix}` matches more than one: {}; give more characters",
+        matches.join(", ")
+    )]
+    Ambiguous {
+        /// The prefix given.
+        prefix: String,
+        /// Some of the ids it matches (at most [`LISTED_MATCHES`]).
+        matches: Vec<String>,
+    },
+    /// An id prefix is too short to name one version or change for long.
+    #[error("`{0}` is too short: give at least {MIN_ID_PREFIX} characters of the id")]
+    TooShort(String),
+}
+
+/// The fewest characters of a version or change id that name it.
+pub const MIN_ID_PREFIX: usize = 6;
+
+/// How many matches an ambiguous prefix lists.
+pub const LISTED_MATCHES: usize = 5;
+
+/// The lowercase form of an id prefix, or why it cannot name anything:
+/// ids are hexadecimal (decision ids, UUIDs, with hyphens), and a prefix
+/// has at least [`MIN_ID_PREFIX`] characters.
+pub fn id_prefix(id: &str) -> Result<String, StoreError> {
+    if id.is_empty() || !id.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+        return Err(StoreError::NotFound(id.to_owned()));
+    }
+    if id.len() < MIN_ID_PREFIX {
+        return Err(StoreError::TooShort(id.to_owned()));
+    }
+    Ok(id.to_ascii_lowercase())
+}
+
+/// The one item `matches` holds for `prefix` (a store lists up to
+/// [`LISTED_MATCHES`] of them), or why there is not exactly one.
+pub fn one_match<T>(
+    prefix: &str,
+    mut matches: Vec<T>,
+    id_of: impl Fn(&T) -> &str,
+) -> Result<T, StoreError> {
+    match matches.len() {
+        0 => Err(StoreError::NotFound(prefix.to_owned())),
+        1 => Ok(matches.swap_remove(0)),
+        _ => Err(StoreError::Ambiguous {
+            prefix: prefix.to_owned(),
+            matches: matches
+                .iter()
+                .take(LISTED_MATCHES)
+                .map(|m| id_of(m).to_owned())
+                .collect(),
+        }),
+    }
 }
 
 /// Metadata of one immutable policy version.
@@ -799,4 +850,46 @@ pub fn version_id(
         h.update(part.as_bytes());
     }
     hex::encode(h.finalize())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_id_prefix_is_long_enough_or_says_so() {
+        assert_eq!(id_prefix("ABCDEF12").unwrap(), "abcdef12");
+        assert_eq!(
+            id_prefix("0190a0b0-0000").unwrap(),
+            "0190a0b0-0000",
+            "decision ids carry hyphens"
+        );
+        let short = id_prefix("abc").unwrap_err();
+        assert!(matches!(short, StoreError::TooShort(_)));
+        assert_eq!(
+            short.to_string(),
+            "`abc` is too short: give at least 6 characters of the id"
+        );
+        assert!(matches!(
+            id_prefix("v1-final"),
+            Err(StoreError::NotFound(_))
+        ));
+        assert!(matches!(id_prefix(""), Err(StoreError::NotFound(_))));
+    }
+
+    #[test]
+    fn an_ambiguous_prefix_lists_what_it_matches() {
+        let ids = vec!["abcdef01".to_owned(), "abcdef02".to_owned()];
+        let err = one_match("abcdef", ids, String::as_str).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "`abcdef` matches more than one: abcdef01, abcdef02; give more characters"
+        );
+        let one = one_match("abcdef", vec!["abcdef01".to_owned()], String::as_str).unwrap();
+        assert_eq!(one, "abcdef01");
+        assert!(matches!(
+            one_match("abcdef", Vec::<String>::new(), String::as_str),
+            Err(StoreError::NotFound(_))
+        ));
+    }
 }

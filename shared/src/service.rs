@@ -209,6 +209,30 @@ pub struct AuthorizeService {
     pub environment: Environment,
 }
 
+/// The hash that names a call's arguments: the canonical hash, with the
+/// numbers of the tool's decimal-typed arguments written by value, so that
+/// `300`, `300.0` and `300.00` are one amount (and one approved call).
+pub fn arguments_hash(
+    tool: Option<&crate::model::ToolSpec>,
+    arguments: &serde_json::Value,
+) -> String {
+    let (Some(tool), serde_json::Value::Object(map)) = (tool, arguments) else {
+        return canonical_hash(arguments);
+    };
+    let mut normal = map.clone();
+    for (name, spec) in &tool.arguments {
+        if spec.ty != crate::model::ArgumentType::Decimal {
+            continue;
+        }
+        if let Some(v) = normal.get_mut(name) {
+            if let Some(n) = v.as_f64().and_then(serde_json::Number::from_f64) {
+                *v = serde_json::Value::Number(n);
+            }
+        }
+    }
+    canonical_hash(&serde_json::Value::Object(normal))
+}
+
 /// SHA-256 of the canonical JSON (keys sorted at every level, no spaces) of a value.
 pub fn canonical_hash(value: &serde_json::Value) -> String {
     let mut text = String::new();
@@ -347,7 +371,6 @@ impl AuthorizeService {
                 limits::MAX_REASONING_BYTES
             )));
         }
-        let arguments_hash = canonical_hash(&request.arguments);
         // A repeated idempotency key is found by the conditional write of
         // the record, not by a read first: that keeps an allow, keyed or
         // not, to one write. A repeat is decided again, so that it is
@@ -355,6 +378,7 @@ impl AuthorizeService {
         // answer (see `repeat`).
         let now = self.clock.now();
         let engine = self.engine.current();
+        let arguments_hash = arguments_hash(engine.tool(&request.tool_id), &request.arguments);
         // A version that may have been replaced decides nothing: the call is
         // denied, and recorded, like any other decision.
         // Staleness is wall time since the store was last read, whatever
@@ -840,6 +864,39 @@ mod tests {
         assert_eq!(
             EngineHandle::new(engine("c")).max_staleness(),
             Duration::from_secs(60)
+        );
+    }
+
+    #[test]
+    fn decimal_arguments_are_one_call_by_value() {
+        let registry = crate::policy::example_tests::example_registry();
+        let transfer = registry
+            .tools
+            .iter()
+            .find(|t| t.id == "transfer_funds")
+            .expect("the example's transfer tool");
+        let call = |amount: &str| -> serde_json::Value {
+            serde_json::from_str(&format!(
+                r#"{{"amount": {amount}, "currency": "EUR", "to_account": "DE89"}}"#
+            ))
+            .unwrap()
+        };
+        let hash = |amount: &str| super::arguments_hash(Some(transfer), &call(amount));
+        assert_eq!(hash("300"), hash("300.0"));
+        assert_eq!(hash("300"), hash("300.00"));
+        assert_eq!(hash("0.1"), hash("0.10"));
+        assert_ne!(hash("300"), hash("300.01"));
+        // Other arguments keep their exact form: a string is not a number.
+        let text = |to: &str| {
+            let mut c = call("300");
+            c["to_account"] = serde_json::json!(to);
+            super::arguments_hash(Some(transfer), &c)
+        };
+        assert_ne!(text("300"), text("300.0"));
+        // Without the tool's declaration, the hash is the canonical one.
+        assert_eq!(
+            super::arguments_hash(None, &call("300")),
+            super::canonical_hash(&call("300"))
         );
     }
 

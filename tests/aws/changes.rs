@@ -263,6 +263,43 @@ fn on_aws_a_high_risk_change_waits_for_another_reviewer_and_push_is_refused() {
             ("policy_activated bob", high_change.as_str()),
         ]
     );
+    // The stack's change requests, as an operator lists them.
+    let listed = stack.govctl(&["policy", "changes", "--json"]);
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let listed: Vec<(&str, &str, &str)> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["change_id"].as_str().unwrap(),
+                c["status"].as_str().unwrap(),
+                c["risk"]["class"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            (high_change.as_str(), "activated", "high"),
+            (low_change.as_str(), "activated", "low"),
+        ]
+    );
+    let shown = stack.govctl(&["policy", "change", &high_change[..8]]);
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.status.success(), "{text}");
+    assert!(
+        text.contains("reviewed    by bob")
+            && text.contains("oauth_clients gains ops-console")
+            && text.contains(&format!("replaces {low_version}")),
+        "{text}"
+    );
+
     // A second answer finds it closed.
     let page = stack.http(
         "approval-callback",
@@ -273,4 +310,51 @@ fn on_aws_a_high_risk_change_waits_for_another_reviewer_and_push_is_refused() {
         "",
     );
     assert!(page.body.contains("activated") && !page.body.contains("name=\"csrf\""));
+
+    // An access review on the stack: the outcome is a control event, and
+    // the revocation a proposed change; it only tightens, so it activates.
+    let revoked = stack.govctl(&[
+        "review",
+        "record",
+        "--agent",
+        "meridian-compliance-agent",
+        "--tool",
+        "calculate_risk_score",
+        "--outcome",
+        "revoke",
+        "--comment",
+        "never used this quarter",
+        "--by",
+        "carol",
+    ]);
+    let out = String::from_utf8_lossy(&revoked.stdout);
+    assert!(
+        revoked.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&revoked.stderr)
+    );
+    assert!(
+        out.contains(
+            "recorded: revoke `calculate_risk_score` of agent `meridian-compliance-agent`"
+        ) && out.contains("(low risk)")
+            && out.contains("activated"),
+        "{out}"
+    );
+    let revoked_version = active(&stack);
+    assert_ne!(revoked_version, high_version);
+    let items = stack.decision_items();
+    let reviewed = items
+        .iter()
+        .find(|r| r["action"] == "access_reviewed")
+        .expect("the outcome is a control event");
+    assert_eq!(reviewed["actor"], "carol");
+    assert_eq!(reviewed["agent_id"], "meridian-compliance-agent");
+    assert_eq!(reviewed["review"]["outcome"], "revoke");
+    assert_eq!(reviewed["version_id"], high_version.as_str());
+    assert!(
+        items.iter().any(|r| r["action"] == "policy_activated"
+            && r["actor"] == "carol"
+            && r["version_id"] == revoked_version.as_str()),
+        "the revocation's activation is recorded"
+    );
 }

@@ -1308,7 +1308,7 @@ fn default_of(template: &Value, reference: &Value) -> f64 {
 fn the_template_throttles_unauthenticated_routes_and_reserves_authorize_capacity() {
     let template = template();
     let resources = template["Resources"].as_object().expect("resources");
-    let mut open = 0;
+    let mut open = Vec::new();
     for (name, resource) in resources {
         let Some(events) = resource["Properties"]["Events"].as_object() else {
             continue;
@@ -1317,7 +1317,7 @@ fn the_template_throttles_unauthenticated_routes_and_reserves_authorize_capacity
             if e["Type"] != "HttpApi" || e["Properties"]["Auth"]["Authorizer"] != "NONE" {
                 continue;
             }
-            open += 1;
+            open.push(event.as_str());
             let settings = &e["Properties"]["RouteSettings"];
             let rate = default_of(&template, &settings["ThrottlingRateLimit"]);
             let burst = default_of(&template, &settings["ThrottlingBurstLimit"]);
@@ -1330,10 +1330,30 @@ fn the_template_throttles_unauthenticated_routes_and_reserves_authorize_capacity
             );
         }
     }
+    // The people's pages authenticate in the function (approver token or
+    // session), and the gateway's OAuth route and its metadata are public
+    // by the protocol; nothing else is open.
+    open.sort_unstable();
     assert_eq!(
-        open, 6,
-        "the review page, approve, reject, the MCP gateway's OAuth route and its two \
-         protected-resource metadata routes"
+        open,
+        [
+            "Approve",
+            "ChangeApprove",
+            "ChangeReject",
+            "ChangeReview",
+            "Inbox",
+            "InboxApproval",
+            "InboxApprove",
+            "InboxReject",
+            "OAuthMcp",
+            "OAuthProtectedResourceMetadata",
+            "ProtectedResourceMetadata",
+            "Reject",
+            "Review",
+            "SignIn",
+            "SignInCallback",
+            "SignOut",
+        ]
     );
     let authorize = &resources["AuthorizeFunction"]["Properties"];
     assert!(default_of(&template, &authorize["ReservedConcurrentExecutions"]) >= 10.0);

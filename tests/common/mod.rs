@@ -417,7 +417,8 @@ fn launch(
             .env_remove("GOVCTL_DATA_DIR")
             .env_remove("RUST_LOG")
             .env("GOVCTL_LOG", "info")
-            .env("NO_COLOR", "1")
+            // Colour is off because stderr is a file, not because of NO_COLOR.
+            .env_remove("NO_COLOR")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)

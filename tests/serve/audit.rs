@@ -264,6 +264,27 @@ fn the_trail_verifies_exports_and_counts() {
         checked.status.success() && said.contains("signatures checked"),
         "{said}"
     );
+    // Another key (RFC 8032's first test key): the digests are intact but
+    // not signed by it. That is reported as such, with the real count, and
+    // not as tampering; it still exits 1, since nothing is vouched for.
+    let wrong = crate::common::run_govctl(&[
+        "audit",
+        "verify",
+        "--file",
+        trail.to_str().unwrap(),
+        "--public-key",
+        "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a",
+    ]);
+    let said = String::from_utf8_lossy(&wrong.stdout);
+    assert_eq!(wrong.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains(&format!(
+            "{digests} digest{} (intact, but not signed by this key)",
+            if digests == 1 { "" } else { "s" }
+        )) && said.contains("WRONG KEY: the digests are not signed by this key")
+            && !said.contains("TAMPERED"),
+        "{said}"
+    );
     let cut: String = whole
         .lines()
         .filter(|l| !l.contains(&kept))
@@ -321,6 +342,45 @@ fn the_trail_verifies_exports_and_counts() {
         text.contains("first broken link") && text.contains("the record was modified"),
         "{text}"
     );
+    // The tampered record's own story and show say so, and exit 1: an
+    // edited record is never presented as sealed.
+    let edited: String = db
+        .query_row(
+            "SELECT decision_id FROM decisions WHERE json_extract(record, '$.tool_id') = \
+             'pull_credit_report' AND json_extract(record, '$.user_id') = 'mallory' LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let dir = server.data_dir_str();
+    let story = crate::common::run_govctl(&["audit", "explain", &edited, "--data-dir", dir]);
+    let told = String::from_utf8_lossy(&story.stdout);
+    assert_eq!(story.status.code(), Some(1), "{told}");
+    assert!(
+        told.contains("TAMPERED      the record's bytes do not match its link")
+            && !told.contains("sealed by     digest"),
+        "{told}"
+    );
+    let shown = crate::common::run_govctl(&["decision", "show", &edited, "--data-dir", dir]);
+    assert_eq!(shown.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&shown.stderr).contains("TAMPERED: the record's bytes"));
+    // Its neighbour in the chain is untouched, but no longer followed.
+    let untouched: String = db
+        .query_row(
+            "SELECT b.decision_id FROM decisions a JOIN decisions b \
+             ON a.partition = b.partition AND b.seq = a.seq - 1 WHERE a.decision_id = ?1",
+            [&edited],
+            |r| r.get(0),
+        )
+        .unwrap_or_default();
+    if !untouched.is_empty() {
+        let shown = crate::common::run_govctl(&["decision", "show", &untouched, "--data-dir", dir]);
+        assert_eq!(
+            shown.status.code(),
+            Some(0),
+            "the predecessor's own link still holds"
+        );
+    }
 }
 
 /// The loan agent's timeline of the last hour, with `extra` arguments.

@@ -140,6 +140,26 @@ fn published_and_rolled_back_policy_is_served_without_restart() {
     assert_ne!(denied.str("policy_hash"), original_hash, "{denied}");
     let (active, _) = server.policy();
     assert_eq!(active, revoked, "/healthz should report the new version");
+    // Publishing what is already active changes nothing, and says so.
+    let versions = server.govctl(&["policy", "versions"]).lines().count();
+    let again = server.govctl(&[
+        "policy",
+        "publish",
+        dir.to_str().unwrap(),
+        "--message",
+        "revoke again",
+        "--author",
+        "serve-tests",
+    ]);
+    assert!(
+        again.contains("unchanged: ") && again.contains(&revoked),
+        "{again}"
+    );
+    assert_eq!(
+        server.govctl(&["policy", "versions"]).lines().count(),
+        versions,
+        "no version was added"
+    );
     server
         .authorize(
             &agent,

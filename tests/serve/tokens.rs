@@ -67,10 +67,21 @@ fn bad_agent_and_user_tokens_are_refused_with_their_codes() {
     );
     let other_dir = server.scratch("other-data-dir");
     let forged = agent_token_in(&other_dir, "agent-support-1");
+    let refused = server.authorize(&forged, &user, &body);
     unauthorized(
-        &server.authorize(&forged, &user, &body),
+        &refused,
         "invalid_token",
         "an agent token signed with another data directory's key",
+    );
+    // It names the likely cause, not only a signature that fails.
+    let message = refused
+        .json
+        .pointer("/error/message")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_default();
+    assert!(
+        message.contains("which this server does not hold") && message.contains("--data-dir"),
+        "{message}"
     );
     let expired = server.craft_token(&claims("agent-support-1", AGENT_AUDIENCE, "agent", -600));
     unauthorized(

@@ -9,11 +9,11 @@ use governance::anomaly::rates;
 use governance::audit::ControlEvent;
 use governance::ports::PolicyStore;
 
-use super::{open_store, runtime};
+use super::{existing_store, runtime};
 
 /// Prints the rates and the alerts of the last `days` days.
 pub fn run(dir: &Path, days: i64, json: bool) -> anyhow::Result<ExitCode> {
-    let store = open_store(dir)?;
+    let store = existing_store(dir)?;
     let now = time::OffsetDateTime::now_utc();
     let registry = runtime()?.block_on(async {
         let Some(active) = store.active().await? else {

@@ -13,7 +13,7 @@ use governance::ports::StoreError;
 use indicatif::{ProgressBar, ProgressStyle};
 use time::OffsetDateTime;
 
-use super::open_store;
+use super::existing_store;
 
 /// Exports and verifications of at least this many records show a progress bar.
 const PROGRESS_FROM: u64 = 10_000;
@@ -78,7 +78,7 @@ pub fn verify(args: &VerifyArgs<'_>) -> anyhow::Result<ExitCode> {
     if let Some(path) = args.file {
         return verify_file(path, args, kept);
     }
-    let store = open_store(args.dir)?;
+    let store = existing_store(args.dir)?;
     let key = trusted_key(args.dir, args.public_key)?;
     let bar = progress(store.audit_records()?, "verifying");
     let report = store.verify_audit(key, kept, &mut |n| bar.set_position(n))?;
@@ -156,9 +156,7 @@ fn chain_heads(table: &str, endpoint_url: Option<&str>) -> anyhow::Result<TableH
 
 #[cfg(not(feature = "aws"))]
 fn chain_heads(_: &str, _: Option<&str>) -> anyhow::Result<TableHeads> {
-    anyhow::bail!(
-        "this govctl was built without AWS support; build it with `cargo install --path cli --features aws`"
-    )
+    Err(super::without_aws())
 }
 
 fn print_report(r: &Report, signed: bool) {
@@ -169,7 +167,9 @@ fn print_report(r: &Report, signed: bool) {
         plural(r.records, "record", "records"),
         plural(chains as u64, "chain", "chains"),
         plural(r.digests, "digest", "digests"),
-        if signed {
+        if r.wrong_key.is_some() {
+            " (intact, but not signed by this key)"
+        } else if signed {
             " (signatures checked against the audit key)"
         } else if r.digests > 0 {
             " (no audit key: signatures not checked)"
@@ -187,6 +187,15 @@ fn print_report(r: &Report, signed: bool) {
         println!("OK: every link and digest verifies");
         return;
     }
+    if let Some(wrong) = &r.wrong_key {
+        println!("WRONG KEY: {wrong}; check --public-key");
+        if r.findings.is_empty() {
+            println!(
+                "every link verifies: nothing else is wrong, but nothing is vouched for either"
+            );
+            return;
+        }
+    }
     println!(
         "TAMPERED: {}",
         plural(r.findings.len() as u64, "problem", "problems")
@@ -199,17 +208,22 @@ fn print_report(r: &Report, signed: bool) {
 
 /// `govctl audit explain ID`.
 pub fn explain(dir: &Path, id: &str) -> anyhow::Result<ExitCode> {
-    let store = open_store(dir)?;
+    let store = existing_store(dir)?;
+    let id = super::decision_id(&store, dir, id)?;
     let story = store
-        .story(id)?
+        .story(&id)?
         .with_context(|| format!("no decision `{id}` in `{}`", dir.display()))?;
     print!("{}", explain::render(&story));
-    Ok(ExitCode::SUCCESS)
+    Ok(if story.tampered.is_some() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// `govctl audit digest`.
 pub fn digest(dir: &Path, copy_to: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let store = open_store(dir)?;
+    let store = existing_store(dir)?;
     let keys = LocalKeys::audit(dir)?;
     match store.write_digest(&keys, OffsetDateTime::now_utc())? {
         Some(d) => println!(
@@ -273,7 +287,7 @@ pub struct ExportArgs<'a> {
 /// `govctl audit export`.
 pub fn export(args: &ExportArgs<'_>) -> anyhow::Result<ExitCode> {
     let (since, until) = window(args.since, args.until)?;
-    let store = open_store(args.dir)?;
+    let store = existing_store(args.dir)?;
     let out: Box<dyn Write> = match args.output {
         Some(path) => Box::new(
             std::fs::File::create(path)

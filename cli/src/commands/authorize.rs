@@ -8,7 +8,8 @@ use governance::policy::{load_engine, DecisionInput, PolicyBundle, PolicyVersion
 
 use crate::cli::AuthorizeArgs;
 
-/// Runs the dry run; exit 0 for allow or pending approval, 2 for deny.
+/// Runs the dry run; exit 0 for allow or pending approval, 2 for deny (1,
+/// from `main`, when it cannot be answered).
 pub fn run(args: &AuthorizeArgs) -> anyhow::Result<ExitCode> {
     let bundle = PolicyBundle::from_dir(&args.policy)?;
     let hash = bundle.content_hash();
@@ -26,7 +27,7 @@ pub fn run(args: &AuthorizeArgs) -> anyhow::Result<ExitCode> {
         roles: args.roles.clone(),
         organization: args.org.clone(),
     };
-    let now = time::OffsetDateTime::now_utc();
+    let now = args.time.unwrap_or_else(time::OffsetDateTime::now_utc);
     let mut eval = engine.decide(&DecisionInput {
         agent_id: &args.agent,
         user: &user,

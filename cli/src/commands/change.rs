@@ -12,6 +12,7 @@ use governance::policy::PolicyBundle;
 use governance::ports::{ChangeStore, PolicyStore, PublishRequest};
 
 use super::{existing_store, open_store, runtime};
+use crate::cli::StackArgs;
 
 /// The environment changes on `store` are proposed in: the one its control
 /// plane serves, or `dev` before it ever served.
@@ -48,7 +49,7 @@ pub fn propose(
 
 /// Opens a change that activates a stored version.
 pub fn activate(version: &str, author: String, data_dir: &Path) -> anyhow::Result<ExitCode> {
-    let store = open_store(data_dir)?;
+    let store = existing_store(data_dir)?;
     let env = environment(&store)?;
     let rt = runtime()?;
     let change = rt.block_on(changes::propose_activation(
@@ -94,16 +95,71 @@ pub(crate) fn report(c: &ChangeRequest) -> ExitCode {
     }
 }
 
-/// Lists change requests, newest first.
-pub fn list(json: bool, data_dir: &Path) -> anyhow::Result<ExitCode> {
-    let store = existing_store(data_dir)?;
-    let all = runtime()?.block_on(store.changes())?;
+/// Lists change requests, newest first: the data directory's, or with
+/// `--env` the AWS stack's.
+pub fn list(json: bool, data_dir: &Path, stack: &StackArgs) -> anyhow::Result<ExitCode> {
+    let rt = runtime()?;
+    match stack.env {
+        None => {
+            let store = existing_store(data_dir)?;
+            rt.block_on(print_list(
+                &store,
+                json,
+                &format!("`{}`", data_dir.display()),
+            ))
+        }
+        Some(env) => rt.block_on(async {
+            let (store, table) = on_stack(env, stack).await?;
+            print_list(&store, json, &format!("`{table}`")).await
+        }),
+    }
+}
+
+/// Shows one change with its diff: the data directory's, or with `--env`
+/// the AWS stack's.
+pub fn show(id: &str, json: bool, data_dir: &Path, stack: &StackArgs) -> anyhow::Result<ExitCode> {
+    let rt = runtime()?;
+    match stack.env {
+        None => {
+            let store = existing_store(data_dir)?;
+            rt.block_on(print_change(&store, id, json))
+        }
+        Some(env) => rt.block_on(async {
+            let (store, _) = on_stack(env, stack).await?;
+            print_change(&store, id, json).await
+        }),
+    }
+}
+
+/// The change requests of an AWS stack, and the table that holds them.
+#[cfg(feature = "aws")]
+async fn on_stack(
+    env: Environment,
+    stack: &StackArgs,
+) -> anyhow::Result<(governance::adapters::aws::dynamodb::DynamoChanges, String)> {
+    let (changes, table) = super::push::stack_changes(
+        env,
+        stack.stack_name.as_deref(),
+        stack.endpoint_url.as_deref(),
+    )
+    .await;
+    Ok((changes, table))
+}
+
+/// Without AWS support, naming a stack is an error.
+#[cfg(not(feature = "aws"))]
+async fn on_stack(_: Environment, _: &StackArgs) -> anyhow::Result<(SqliteStore, String)> {
+    Err(super::without_aws())
+}
+
+async fn print_list(store: &dyn ChangeStore, json: bool, place: &str) -> anyhow::Result<ExitCode> {
+    let all = store.changes().await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&all)?);
         return Ok(ExitCode::SUCCESS);
     }
     if all.is_empty() {
-        println!("no policy changes in `{}`", data_dir.display());
+        println!("no policy changes in {place}");
     }
     for c in all {
         println!(
@@ -119,14 +175,15 @@ pub fn list(json: bool, data_dir: &Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Shows one change with its diff.
-pub fn show(id: &str, json: bool, data_dir: &Path) -> anyhow::Result<ExitCode> {
-    let store = existing_store(data_dir)?;
-    let rt = runtime()?;
-    let c = rt.block_on(store.change(id))?;
-    let (_, new) = rt.block_on(store.version(&c.version_id))?;
+async fn print_change<S: ChangeStore + PolicyStore>(
+    store: &S,
+    id: &str,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let c = store.change(id).await?;
+    let (_, new) = store.version(&c.version_id).await?;
     let old = match &c.base_version {
-        Some(b) => Some(rt.block_on(store.version(b))?.1),
+        Some(b) => Some(store.version(b).await?.1),
         None => None,
     };
     let diff = diff_bundles(old.as_ref(), &new);

@@ -8,13 +8,13 @@ use governance::killswitch::{Disablement, Switch};
 use governance::model::Registry;
 use governance::ports::{KillSwitchStore, PolicyStore};
 
-use super::{open_store, runtime};
+use super::{existing_store, runtime};
 use crate::cli::SwitchTarget;
 
 /// The store the switch is in, and the registry of its active version.
 async fn open(target: &SwitchTarget) -> anyhow::Result<(Box<dyn SwitchStore>, Option<Registry>)> {
     let store: Box<dyn SwitchStore> = match target.env {
-        None => Box::new(open_store(&target.data.data_dir)?),
+        None => Box::new(existing_store(&target.data.data_dir)?),
         Some(env) => aws(target, env).await?,
     };
     let registry = match store.active().await? {
@@ -58,9 +58,7 @@ async fn aws(
     _: &SwitchTarget,
     _: governance::model::Environment,
 ) -> anyhow::Result<Box<dyn SwitchStore>> {
-    anyhow::bail!(
-        "this govctl was built without AWS support; build it with `cargo install --path cli --features aws`"
-    )
+    Err(super::without_aws())
 }
 
 /// Refuses an agent the active registry does not know: a typo would

@@ -40,8 +40,16 @@ pub fn init_tracing(cli: &Cli) -> tracing_appender::non_blocking::WorkerGuard {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(writer)
+        .with_ansi(colour())
         .try_init();
     guard
+}
+
+/// Colour only for a person at a terminal: escape codes in a file, a pipe
+/// or a CI log are noise (and `NO_COLOR` turns them off anywhere).
+fn colour() -> bool {
+    use std::io::IsTerminal as _;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 /// Runs a command; the exit code says whether it succeeded.
@@ -181,6 +189,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             outcome,
             comment,
             by,
+            stack,
             data,
         }) => review::record(&review::RecordArgs {
             dir: &data.data_dir,
@@ -189,6 +198,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             outcome: &outcome,
             comment: comment.as_deref(),
             by: &operator(by),
+            stack: &stack,
         }),
         Command::Shadow(ShadowCommand::Report {
             since,
@@ -203,13 +213,66 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             until.as_deref(),
             json,
         ),
+        Command::Decision(DecisionCommand::List {
+            agent,
+            user,
+            tool,
+            result,
+            since,
+            until,
+            limit,
+            json,
+            data,
+        }) => {
+            let (since, until) = audit::window(&since, until.as_deref())?;
+            let store = existing_store(&data.data_dir)?;
+            let found = store.list_decisions(&governance::adapters::sqlite::DecisionFilter {
+                agent_id: agent,
+                user_id: user,
+                tool_id: tool,
+                decision: result,
+                since: Some(since),
+                until: Some(until),
+                limit: limit.max(1),
+            })?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&found)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            if found.is_empty() {
+                println!("no decisions match");
+            }
+            for r in &found {
+                let codes: Vec<&str> = r.reasons.iter().map(|x| x.code.as_str()).collect();
+                println!(
+                    "{}  {}  {:<16} {:<20} {:<12} {:<24} {}",
+                    r.decision_id,
+                    r.timestamp,
+                    r.decision.as_str(),
+                    r.agent_id,
+                    r.user_id,
+                    r.tool_id,
+                    codes.join(",")
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Decision(DecisionCommand::Show { id, data }) => {
-            let store = open_store(&data.data_dir)?;
+            let store = existing_store(&data.data_dir)?;
+            let id = decision_id(&store, &data.data_dir, &id)?;
             let record = runtime()?
                 .block_on(governance::ports::DecisionLog::get(&store, &id))?
                 .with_context(|| format!("no decision `{id}` in `{}`", data.data_dir.display()))?;
             println!("{}", serde_json::to_string_pretty(&record)?);
-            Ok(ExitCode::SUCCESS)
+            // The record is shown either way: it is the evidence of what was
+            // changed. Whether it can be relied on is said beside it.
+            match store.link_problem(&id)? {
+                Some(problem) => {
+                    eprintln!("TAMPERED: {problem}");
+                    Ok(ExitCode::from(1))
+                }
+                None => Ok(ExitCode::SUCCESS),
+            }
         }
     }
 }
@@ -234,6 +297,17 @@ fn existing_store(dir: &Path) -> anyhow::Result<SqliteStore> {
         dir.display()
     );
     open_store(dir)
+}
+
+/// The full id of the decision `id` (whole, or a unique prefix) names.
+fn decision_id(store: &SqliteStore, dir: &Path, id: &str) -> anyhow::Result<String> {
+    match store.resolve_decision(id) {
+        Ok(full) => Ok(full),
+        Err(governance::ports::StoreError::NotFound(_)) => {
+            anyhow::bail!("no decision `{id}` in `{}`", dir.display())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The operator's name for history records.
@@ -274,7 +348,14 @@ fn push(args: PushArgs<'_>) -> anyhow::Result<ExitCode> {
 
 #[cfg(not(feature = "aws"))]
 fn push(_: PushArgs<'_>) -> anyhow::Result<ExitCode> {
-    anyhow::bail!(
+    Err(without_aws())
+}
+
+/// What a command that reaches an AWS stack says in a govctl built without
+/// AWS support.
+#[cfg(not(feature = "aws"))]
+pub(crate) fn without_aws() -> anyhow::Error {
+    anyhow::anyhow!(
         "this govctl was built without AWS support; build it with `cargo install --path cli --features aws`"
     )
 }

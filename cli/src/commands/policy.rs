@@ -10,8 +10,8 @@ use governance::policy::{
 };
 use governance::ports::{PolicyStore, PublishRequest};
 
-use super::{open_store, operator, push, runtime};
-use crate::cli::PolicyCommand;
+use super::{existing_store, open_store, operator, push, runtime};
+use crate::cli::{PolicyCommand, StackArgs};
 
 /// Runs a policy command.
 pub fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
@@ -43,6 +43,20 @@ pub fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
             let author = operator(author);
             let rt = runtime()?;
             refuse_where_reviewed(&rt, &store, "publish")?;
+            // Identical content would be a new version that changes nothing
+            // and hides, in `versions`, which publication mattered.
+            if let Some(active) = rt.block_on(store.active())? {
+                let (current, _) = rt.block_on(store.version(&active.version_id))?;
+                if current.content_hash == bundle.content_hash() {
+                    println!(
+                        "unchanged: `{}` is the active version {} (content {}); nothing published",
+                        dir.display(),
+                        current.id,
+                        current.content_hash
+                    );
+                    return Ok(ExitCode::SUCCESS);
+                }
+            }
             let now = time::OffsetDateTime::now_utc();
             let version = rt.block_on(store.publish(PublishRequest {
                 bundle,
@@ -81,7 +95,7 @@ pub fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
             })
         }
         PolicyCommand::Versions { data } => {
-            let store = open_store(&data.data_dir)?;
+            let store = existing_store(&data.data_dir)?;
             let rt = runtime()?;
             let active = rt.block_on(store.active())?.map(|a| a.version_id);
             let versions = rt.block_on(store.versions())?;
@@ -108,9 +122,12 @@ pub fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
             dir,
             message,
             author,
-            env: Some(env),
-            stack_name,
-            endpoint_url,
+            stack:
+                StackArgs {
+                    env: Some(env),
+                    stack_name,
+                    endpoint_url,
+                },
             data: _,
         } => {
             if test(&dir, false)? != ExitCode::SUCCESS {
@@ -131,22 +148,24 @@ pub fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
             dir,
             message,
             author,
-            env: None,
             data,
             ..
         } => super::change::propose(&dir, message, operator(author), &data.data_dir),
-        PolicyCommand::Changes { json, data } => super::change::list(json, &data.data_dir),
+        PolicyCommand::Changes { json, stack, data } => {
+            super::change::list(json, &data.data_dir, &stack)
+        }
         PolicyCommand::Change {
             change_id,
             json,
+            stack,
             data,
-        } => super::change::show(&change_id, json, &data.data_dir),
+        } => super::change::show(&change_id, json, &data.data_dir, &stack),
         PolicyCommand::Activate {
             version_id,
             author,
             data,
         } => {
-            let store = open_store(&data.data_dir)?;
+            let store = existing_store(&data.data_dir)?;
             let rt = runtime()?;
             if reviewed(&rt, &store)?.is_some() {
                 // Where changes are reviewed, an activation is a change too:
@@ -244,6 +263,11 @@ fn validate(dir: &Path) -> anyhow::Result<ExitCode> {
 
 pub(crate) fn test(dir: &Path, verbose: bool) -> anyhow::Result<ExitCode> {
     let bundle = PolicyBundle::from_dir(dir)?;
+    // The warnings `validate` prints, so that publish and propose (which
+    // test first) show them too; errors are reported by the load below.
+    if let Ok(compiled) = compile(&bundle) {
+        report(&compiled.warnings)?;
+    }
     let engine = match load_engine(
         &bundle,
         PolicyVersionRef {

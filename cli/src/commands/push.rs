@@ -22,6 +22,40 @@ use governance::ports::{PolicyStore, PublishRequest};
 
 use super::runtime;
 
+/// The stack of `env`: `stack_name` when given, else `agent-governance-ENV`.
+fn stack_of(env: governance::model::Environment, stack_name: Option<&str>) -> String {
+    stack_name.map_or_else(|| format!("agent-governance-{env}"), str::to_owned)
+}
+
+/// The policy change requests of the stack of `env` (`stack_name` when
+/// given), and the name of the table that holds them.
+pub(crate) async fn stack_changes(
+    env: governance::model::Environment,
+    stack_name: Option<&str>,
+    endpoint_url: Option<&str>,
+) -> (DynamoChanges, String) {
+    let stack = stack_of(env, stack_name);
+    let versions_table = format!("{stack}-policy-versions");
+    let sdk = sdk_config(endpoint_url).await;
+    let store = DynamoPolicyStore::new(aws_sdk_dynamodb::Client::new(&sdk), &versions_table);
+    let changes = DynamoChanges::new(store, format!("{stack}-decisions"))
+        .with_tool_policy(format!("{stack}-tool-policy"));
+    (changes, versions_table)
+}
+
+/// The decisions table of the stack of `env`, where control events go.
+pub(crate) async fn stack_control_log(
+    env: governance::model::Environment,
+    stack_name: Option<&str>,
+    endpoint_url: Option<&str>,
+) -> governance::adapters::aws::dynamodb::DynamoDecisionLog {
+    let sdk = sdk_config(endpoint_url).await;
+    governance::adapters::aws::dynamodb::DynamoDecisionLog::new(
+        aws_sdk_dynamodb::Client::new(&sdk),
+        format!("{}-decisions", stack_of(env, stack_name)),
+    )
+}
+
 /// Pushes; the directory's tests must have passed.
 pub fn run(push: super::PushArgs<'_>) -> anyhow::Result<ExitCode> {
     let stack = push

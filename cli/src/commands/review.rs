@@ -8,14 +8,16 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+use governance::anomaly::ControlLog;
 use governance::clock::rfc3339;
-use governance::ports::PolicyStore as _;
+use governance::ports::{ChangeStore, PolicyStore};
 use governance::review::{granted_as, to_csv, to_markdown, Reviewer};
 use time::OffsetDateTime;
 
 use super::audit::window;
 use super::trail::Trail;
 use super::{existing_store, runtime};
+use crate::cli::StackArgs;
 
 /// What `govctl review access` was asked.
 pub struct AccessArgs<'a> {
@@ -118,18 +120,65 @@ pub struct RecordArgs<'a> {
     pub comment: Option<&'a str>,
     /// Who reviewed.
     pub by: &'a str,
+    /// The AWS stack to record on, instead of the data directory.
+    pub stack: &'a StackArgs,
 }
 
-/// Appends the outcome to the control plane's audit chain.
+/// Appends the outcome to the control plane's audit chain: the data
+/// directory's, or with `--env` the AWS stack's.
 pub fn record(args: &RecordArgs<'_>) -> anyhow::Result<ExitCode> {
-    use governance::anomaly::ControlLog as _;
-    use governance::audit::{ControlAction, ControlEvent, ReviewOutcome};
-    let store = existing_store(args.dir)?;
     let rt = runtime()?;
-    let active = rt
-        .block_on(store.active())?
-        .with_context(|| format!("no policy version is active in `{}`", args.dir.display()))?;
-    let (version, bundle) = rt.block_on(store.version(&active.version_id))?;
+    match args.stack.env {
+        None => {
+            let store = existing_store(args.dir)?;
+            let env = store
+                .environment()?
+                .unwrap_or(governance::model::Environment::Dev);
+            rt.block_on(record_on(&store, &store, env, args))
+        }
+        Some(env) => rt.block_on(record_on_stack(env, args)),
+    }
+}
+
+#[cfg(feature = "aws")]
+async fn record_on_stack(
+    env: governance::model::Environment,
+    args: &RecordArgs<'_>,
+) -> anyhow::Result<ExitCode> {
+    let (name, endpoint) = (
+        args.stack.stack_name.as_deref(),
+        args.stack.endpoint_url.as_deref(),
+    );
+    let (changes, _) = super::push::stack_changes(env, name, endpoint).await;
+    let log = super::push::stack_control_log(env, name, endpoint).await;
+    record_on(&changes, &log, env, args).await
+}
+
+#[cfg(not(feature = "aws"))]
+async fn record_on_stack(
+    _: governance::model::Environment,
+    _: &RecordArgs<'_>,
+) -> anyhow::Result<ExitCode> {
+    Err(super::without_aws())
+}
+
+/// Records the outcome on `store`'s active version into `log`, and
+/// proposes a revocation as a change in `env`.
+async fn record_on<S: PolicyStore + ChangeStore>(
+    store: &S,
+    log: &dyn ControlLog,
+    env: governance::model::Environment,
+    args: &RecordArgs<'_>,
+) -> anyhow::Result<ExitCode> {
+    use governance::audit::{ControlAction, ControlEvent, ReviewOutcome};
+    let active = store
+        .active()
+        .await?
+        .with_context(|| match args.stack.env {
+            Some(env) => format!("no policy version is active on the {env} stack"),
+            None => format!("no policy version is active in `{}`", args.dir.display()),
+        })?;
+    let (version, bundle) = store.version(&active.version_id).await?;
     let registry = governance::policy::compile(&bundle)
         .map_err(|_| anyhow::anyhow!("the active policy version does not compile"))?
         .registry;
@@ -169,13 +218,13 @@ pub fn record(args: &RecordArgs<'_>) -> anyhow::Result<ExitCode> {
         }),
         change: None,
     };
-    rt.block_on(store.append_control(&event))?;
+    log.append_control(&event).await?;
     println!(
         "recorded: {} `{}` of agent `{}` (event {})",
         args.outcome, args.tool, args.agent, event.event_id
     );
     if args.outcome == "revoke" {
-        return propose_revocation(&rt, &store, &bundle, args);
+        return propose_revocation(store, env, &bundle, args).await;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -184,9 +233,9 @@ pub fn record(args: &RecordArgs<'_>) -> anyhow::Result<ExitCode> {
 /// the grant. It tightens, so it activates at once unless a rule of the
 /// change review says otherwise; a registry whose grant cannot be edited
 /// safely, or whose test cases expect the grant, is left to a person.
-fn propose_revocation(
-    rt: &tokio::runtime::Runtime,
-    store: &governance::adapters::sqlite::SqliteStore,
+async fn propose_revocation<S: PolicyStore + ChangeStore>(
+    store: &S,
+    env: governance::model::Environment,
     active: &governance::policy::PolicyBundle,
     args: &RecordArgs<'_>,
 ) -> anyhow::Result<ExitCode> {
@@ -229,10 +278,7 @@ fn propose_revocation(
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let env = store
-        .environment()?
-        .unwrap_or(governance::model::Environment::Dev);
-    let change = rt.block_on(governance::changes::propose(
+    let change = governance::changes::propose(
         store,
         env,
         governance::ports::PublishRequest {
@@ -246,7 +292,8 @@ fn propose_revocation(
             ),
             at: OffsetDateTime::now_utc(),
         },
-    ))?;
+    )
+    .await?;
     Ok(super::change::report(&change))
 }
 

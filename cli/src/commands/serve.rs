@@ -41,6 +41,9 @@ use crate::cli::ServeArgs;
 
 /// Starts the control plane and serves until Ctrl-C.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    // Held until the server stops: a second server on the same store would
+    // run its own digests, reloads and workflows against it.
+    let _lock = lock_data_dir(&args.data.data_dir, &args.listen.to_string())?;
     let store = Arc::new(open_store(&args.data.data_dir)?);
     let bound = store.bind_environment(args.environment)?;
     anyhow::ensure!(
@@ -314,6 +317,51 @@ fn sign_in(args: &ServeArgs, addr: std::net::SocketAddr) -> anyhow::Result<Optio
 
 /// Decides what to serve at start-up: `--policy DIR` (published and activated
 /// if its content is new), else the active version, else the built-in example.
+/// The file whose exclusive lock marks a data directory as served.
+const LOCK_FILE: &str = "serve.lock";
+
+/// Takes the data directory's serve lock, or names the server that holds
+/// it. The operating system releases the lock when the process ends, so a
+/// server that crashed leaves nothing to clean up.
+fn lock_data_dir(dir: &std::path::Path, listen: &str) -> anyhow::Result<std::fs::File> {
+    use std::io::{Read as _, Seek as _, Write as _};
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
+    let path = dir.join(LOCK_FILE);
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("cannot open `{}`", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            anyhow::bail!(
+                "`{}` is already served by another govctl serve ({}); stop it first, or \
+                 give this one another --data-dir",
+                dir.display(),
+                holder.trim()
+            );
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("cannot lock `{}`", path.display()));
+        }
+    }
+    file.set_len(0)?;
+    file.rewind()?;
+    write!(
+        file,
+        "pid {}, listening on {listen}, since {}",
+        std::process::id(),
+        governance::clock::rfc3339(time::OffsetDateTime::now_utc())
+    )?;
+    file.flush()?;
+    Ok(file)
+}
+
 async fn bootstrap(store: &SqliteStore, args: &ServeArgs) -> anyhow::Result<PolicyEngine> {
     let active = store.active().await?;
     let (bundle, message) = match (&args.policy, &active) {

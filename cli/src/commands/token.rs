@@ -37,12 +37,41 @@ fn claims(sub: &str, aud: &str, token_use: TokenUse, ttl: u64) -> anyhow::Result
     })
 }
 
-/// Mints an agent credential.
+/// Mints an agent credential; warns when the data directory's active
+/// policy version registers no such agent (its calls would all be denied).
 pub fn agent(data_dir: &Path, agent_id: &str, ttl: u64) -> anyhow::Result<()> {
+    if let Some(known) = registered_agents(data_dir) {
+        if !known.iter().any(|a| a == agent_id) {
+            eprintln!(
+                "warning: the active policy version in `{}` registers no agent `{agent_id}`, so \
+                 every call with this token is denied (unknown_agent); registered agents: {}",
+                data_dir.display(),
+                known.join(", ")
+            );
+        }
+    }
     mint(
         data_dir,
         claims(agent_id, AGENT_AUDIENCE, TokenUse::Agent, ttl)?,
     )
+}
+
+/// The agents of the active policy version in `data_dir`, when it has a
+/// store with one (a token may be minted before the first `serve`).
+fn registered_agents(data_dir: &Path) -> Option<Vec<String>> {
+    use governance::ports::PolicyStore as _;
+    if !data_dir
+        .join(governance::adapters::sqlite::DB_FILE)
+        .exists()
+    {
+        return None;
+    }
+    let store = governance::adapters::sqlite::SqliteStore::open(data_dir).ok()?;
+    let rt = super::runtime().ok()?;
+    let active = rt.block_on(store.active()).ok()??;
+    let (_, bundle) = rt.block_on(store.version(&active.version_id)).ok()?;
+    let registry = governance::policy::compile(&bundle).ok()?.registry;
+    Some(registry.agents.into_iter().map(|a| a.id).collect())
 }
 
 /// Mints an on-behalf-of user token.

@@ -37,6 +37,9 @@ pub struct Story {
     /// The record of the decision's execution, when the MCP gateway carried
     /// it out.
     pub execution: Option<DecisionRecord>,
+    /// What is wrong with the record's place in its chain, if anything:
+    /// its bytes against its link, and its neighbours' links.
+    pub tampered: Option<String>,
 }
 
 /// The deciding policy version and what it said about this call.
@@ -309,6 +312,9 @@ pub fn render(s: &Story) -> String {
     }
 
     let _ = writeln!(o, "\nIntegrity");
+    if let Some(problem) = &s.tampered {
+        let _ = writeln!(o, "  TAMPERED      {problem}");
+    }
     match &s.position {
         Some((p, seq, hash)) => {
             let _ = writeln!(o, "  chain         {p} #{seq}");
@@ -319,6 +325,9 @@ pub fn render(s: &Story) -> String {
         }
     }
     match &s.sealed_by {
+        // A seal vouches for the chain as it was: not for a record that no
+        // longer matches its link.
+        Some(_) if s.tampered.is_some() => {}
         Some((n, at)) => {
             let _ = writeln!(o, "  sealed by     digest #{n} of {at}");
         }

@@ -73,15 +73,20 @@ pub struct Report {
     /// Records newer than the newest digest: protected by their chain only
     /// until the next digest covers them.
     pub records_after_newest_digest: u64,
+    /// Set when no digest is signed by the trusted key although they are
+    /// intact: the key given is not the one that signed them (the digests
+    /// are then checked as unsigned, so their count and links are real).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wrong_key: Option<String>,
     /// Every problem, in the order found; the first one per chain is the
     /// first broken link.
     pub findings: Vec<Finding>,
 }
 
 impl Report {
-    /// Whether nothing is wrong.
+    /// Whether nothing is wrong, the signatures included.
     pub fn is_intact(&self) -> bool {
-        self.findings.is_empty()
+        self.findings.is_empty() && self.wrong_key.is_none()
     }
 
     /// The first problem of each chain (and each digest problem), the links
@@ -212,6 +217,8 @@ impl Verifier {
     /// trusted key (when one is given), follow the previous one, and never
     /// move a chain's head backwards.
     pub fn digests(&mut self, digests: impl IntoIterator<Item = SignedDigest>) {
+        let digests: Vec<SignedDigest> = digests.into_iter().collect();
+        self.check_key(&digests);
         let mut previous: Option<(u64, String)> = None;
         let mut heads: BTreeMap<String, u64> = BTreeMap::new();
         for signed in digests {
@@ -277,6 +284,34 @@ impl Verifier {
                 .map(|h| (h.partition.clone(), h.seq))
                 .collect();
         }
+    }
+
+    /// Tells a wrong key from tampering: when digests are intact but not one
+    /// of them is signed by the trusted key, the key is not theirs. Every
+    /// digest failing its signature would otherwise read as a tampered
+    /// trail, and hide the real count.
+    fn check_key(&mut self, digests: &[SignedDigest]) {
+        let Some(key) = self.trusted_key else {
+            return;
+        };
+        let intact: Vec<Digest> = digests.iter().filter_map(|d| d.open(None).ok()).collect();
+        if intact.is_empty() || digests.iter().any(|d| d.open(Some(&key)).is_ok()) {
+            return;
+        }
+        let named: BTreeSet<String> = intact.iter().filter_map(|d| d.key_id.clone()).collect();
+        self.report.wrong_key = Some(format!(
+            "the digests are not signed by this key (key id {}){}",
+            super::digest::key_id(&key),
+            if named.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; they name key id {}",
+                    named.into_iter().collect::<Vec<_>>().join(", ")
+                )
+            }
+        ));
+        self.trusted_key = None;
     }
 
     /// A digest off the digest chain at a position the chain holds (one

@@ -118,9 +118,16 @@ pub enum TokenError {
     /// The token is not valid yet.
     #[error("the token is not valid yet")]
     NotYetValid,
-    /// The signature does not verify, or the key is unknown.
+    /// The signature does not verify.
     #[error("the token's signature does not verify")]
     BadSignature,
+    /// The token names a signing key the verifier does not hold: most
+    /// often a token minted against another data directory or stack.
+    #[error(
+        "the token is signed with key `{0}`, which this server does not hold: was it minted \
+         with another data directory (`govctl … --data-dir`) or by another issuer?"
+    )]
+    UnknownKey(String),
     /// Issuer or audience is wrong.
     #[error("the token was issued by or for someone else")]
     WrongIssuerOrAudience,
@@ -134,6 +141,10 @@ pub enum TokenError {
     #[error("the identity provider's keys are unavailable, try again")]
     KeysUnavailable(String),
 }
+
+/// How far token times may be off the verifier's clock: a token is accepted
+/// up to this long after `exp` (and before `nbf`), for clocks that drift.
+pub const CLOCK_LEEWAY_SECONDS: u64 = 30;
 
 /// Verifies the token of the user an agent acts for.
 #[async_trait::async_trait]
@@ -241,7 +252,7 @@ impl JwtVerifier {
             validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         }
         validation.validate_nbf = true;
-        validation.leeway = 30;
+        validation.leeway = CLOCK_LEEWAY_SECONDS;
         Ok(Self {
             keys,
             unnamed,
@@ -303,12 +314,13 @@ impl JwtVerifier {
     ) -> Result<serde_json::Map<String, serde_json::Value>, TokenError> {
         let header =
             jsonwebtoken::decode_header(token).map_err(|e| TokenError::Malformed(e.to_string()))?;
-        let candidates: Vec<&DecodingKey> =
-            match header.kid.as_deref().and_then(|k| self.keys.get(k)) {
+        let candidates: Vec<&DecodingKey> = match header.kid.as_deref() {
+            Some(kid) => match self.keys.get(kid) {
                 Some(k) => vec![k],
-                None if header.kid.is_some() => return Err(TokenError::BadSignature),
-                None => self.unnamed.iter().collect(),
-            };
+                None => return Err(TokenError::UnknownKey(kid.to_owned())),
+            },
+            None => self.unnamed.iter().collect(),
+        };
         let mut validation = self.validation.clone();
         validation.algorithms = vec![header.alg];
         if !self.validation.algorithms.contains(&header.alg) {
@@ -494,6 +506,19 @@ mod tests {
             agents.verify_agent(&expired).unwrap_err(),
             TokenError::Expired
         );
+        // The leeway is at most 30 s: 35 s past `exp` is refused, 20 s is
+        // within it.
+        let just_expired = keys
+            .mint(&claims("agent-a", AGENT_AUDIENCE, TokenUse::Agent, -35))
+            .unwrap();
+        assert_eq!(
+            agents.verify_agent(&just_expired).unwrap_err(),
+            TokenError::Expired
+        );
+        let within = keys
+            .mint(&claims("agent-a", AGENT_AUDIENCE, TokenUse::Agent, -20))
+            .unwrap();
+        assert!(agents.verify_agent(&within).is_ok());
 
         let mislabeled = keys
             .mint(&claims("uma", AGENT_AUDIENCE, TokenUse::User, 60))
@@ -508,9 +533,9 @@ mod tests {
         let forged = forger
             .mint(&claims("agent-a", AGENT_AUDIENCE, TokenUse::Agent, 60))
             .unwrap();
-        assert_eq!(
-            agents.verify_agent(&forged).unwrap_err(),
-            TokenError::BadSignature
+        assert!(
+            matches!(agents.verify_agent(&forged).unwrap_err(), TokenError::UnknownKey(k) if k == forger.kid()),
+            "a token of another data directory's key names that key"
         );
 
         let mut tampered = agent.clone();

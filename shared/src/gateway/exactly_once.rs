@@ -19,7 +19,6 @@ use serde_json::{json, Map, Value};
 
 use crate::model::{IdempotencySpec, Reason, ReasonCode, ToolSpec};
 use crate::ports::Held;
-use crate::service::canonical_hash;
 
 /// How long a claim whose attempt never completes (a crash) holds its key
 /// beyond the server's timeout.
@@ -38,7 +37,11 @@ pub fn key(tool: &ToolSpec, spec: &IdempotencySpec, arguments: &Value) -> String
             )
         })
         .collect();
-    format!("{}#{}", tool.id, canonical_hash(&Value::Object(values)))
+    format!(
+        "{}#{}",
+        tool.id,
+        crate::service::arguments_hash(Some(tool), &Value::Object(values))
+    )
 }
 
 /// The reason a duplicate is allowed with.

@@ -476,7 +476,7 @@ impl Gateway {
                 &caller.agent_id,
                 &caller.user.id,
                 &t.id,
-                &canonical_hash(&arguments),
+                &crate::service::arguments_hash(Some(t), &arguments),
             );
             let open = self
                 .service

@@ -352,6 +352,33 @@ pub(crate) fn status_text(item: &ApprovalItem) -> String {
     format!("{} ({meaning})", item.status.as_str())
 }
 
+/// Who answered and when, with their comment, once someone has.
+pub(crate) fn answered_text(item: &ApprovalItem) -> Option<String> {
+    let who = item.approver.as_deref()?;
+    Some(format!(
+        "{who}{}{}",
+        item.decided_at
+            .as_deref()
+            .map(|at| format!(" at {at}"))
+            .unwrap_or_default(),
+        item.comment
+            .as_deref()
+            .map(|c| format!(": {c}"))
+            .unwrap_or_default()
+    ))
+}
+
+/// The heading of a page about an approval that is no longer waiting.
+pub(crate) fn closed_title(item: &ApprovalItem) -> &'static str {
+    match item.status {
+        ApprovalStatus::Pending => "Approve this call?",
+        ApprovalStatus::Approved | ApprovalStatus::Granted => "Already approved",
+        ApprovalStatus::Rejected => "Already rejected",
+        ApprovalStatus::Expired => "Expired",
+        ApprovalStatus::Failed => "Failed",
+    }
+}
+
 pub(crate) fn details(item: &ApprovalItem, now: time::OffsetDateTime) -> String {
     let d = &item.request.decision;
     let row = |k: &str, v: &str| format!("<tr><th>{}</th><td>{}</td></tr>", escape(k), escape(v));
@@ -406,6 +433,7 @@ pub(crate) fn details(item: &ApprovalItem, now: time::OffsetDateTime) -> String 
             ),
         ),
         row("Status", &status_text(item)),
+        answered_text(item).map_or_else(String::new, |a| row("Answered by", &a)),
         "</table>".to_owned(),
     ]
     .concat()
@@ -424,7 +452,7 @@ async fn review(
     if item.status != ApprovalStatus::Pending {
         return page(
             StatusCode::OK,
-            "Approve this call?",
+            closed_title(&item),
             &details(&item, h.clock.now()),
         );
     }
@@ -594,17 +622,25 @@ impl ApprovalCallbackHandler {
                 );
             }
             Ok(Decided::AlreadyClosed(s)) => {
+                // Say who answered first: the second approver must know
+                // their answer changed nothing, and whose did.
+                let by = match self.approvals.get(id).await {
+                    Ok(Some(item)) => answered_text(&item)
+                        .map(|a| format!(" by {}", escape(&a)))
+                        .unwrap_or_default(),
+                    _ => String::new(),
+                };
                 return page(
                     StatusCode::CONFLICT,
                     "Already closed",
                     &format!(
-                        "<p>This approval is already {}.</p>",
+                        "<p>This approval is already {}{by}; your answer was not recorded.</p>",
                         match s {
                             ApprovalStatus::Granted => "approved (granted)",
                             other => other.as_str(),
                         }
                     ),
-                )
+                );
             }
             Ok(Decided::NotFound) => return not_found(),
             Err(e) => return unavailable(e),

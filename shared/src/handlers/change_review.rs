@@ -58,7 +58,7 @@ impl ChangeReviewHandler {
 
 fn failed(e: &StoreError) -> Response {
     match e {
-        StoreError::NotFound(_) | StoreError::Ambiguous(_) => page(
+        StoreError::NotFound(_) | StoreError::Ambiguous { .. } | StoreError::TooShort(_) => page(
             StatusCode::NOT_FOUND,
             "No such change",
             "<p>No policy change has this id.</p>",

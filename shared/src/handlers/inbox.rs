@@ -419,11 +419,7 @@ async fn approval(
     let now = h.callback.clock.now();
     let open = item.status == ApprovalStatus::Pending;
     with_csrf(
-        if open {
-            "Approve this call?"
-        } else {
-            "Answered"
-        },
+        super::approval_callback::closed_title(&item),
         |csrf| {
             let form = |verb: &str, label: &str| {
                 format!(

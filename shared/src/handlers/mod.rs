@@ -107,7 +107,9 @@ impl From<StoreError> for HandlerError {
         let kind = match e {
             StoreError::Unavailable(_) => ErrorType::StoreUnavailable,
             StoreError::NotFound(_) => ErrorType::ApprovalNotFound,
-            StoreError::Corrupt(_) | StoreError::Ambiguous(_) => ErrorType::InvalidEvent,
+            StoreError::Corrupt(_) | StoreError::Ambiguous { .. } | StoreError::TooShort(_) => {
+                ErrorType::InvalidEvent
+            }
         };
         Self::new(kind, e.to_string())
     }

@@ -528,6 +528,18 @@ fn check_registry(reg: &Registry, node: &Node, diags: &mut Vec<Diagnostic>) {
     let mut agents = HashSet::new();
     for (i, agent) in reg.agents.iter().enumerate() {
         let at = |k: &'static str| [Seg::Key("agents"), Seg::Index(i), Seg::Key(k)];
+        // The model inventory and every access review name an accountable
+        // person per agent; a missing one is a finding, not a broken policy.
+        if agent.owner.as_deref().is_none_or(|o| o.trim().is_empty()) {
+            warn(
+                diags,
+                &[Seg::Key("agents"), Seg::Index(i)],
+                format!(
+                    "agent `{}` names no owner: the inventory and access reviews will list it as unowned",
+                    agent.id
+                ),
+            );
+        }
         if !valid_id(&agent.id) {
             err(
                 diags,
@@ -742,6 +754,42 @@ mod tests {
 
     fn line_of(text: &str, needle: &str) -> usize {
         text.lines().position(|l| l.contains(needle)).unwrap() + 1
+    }
+
+    #[test]
+    fn an_agent_without_an_owner_is_a_warning_at_its_entry() {
+        let compiled = compile(&example_with(str::to_owned)).expect("the example compiles");
+        let unowned: Vec<&Diagnostic> = compiled
+            .warnings
+            .iter()
+            .filter(|d| d.message.contains("names no owner"))
+            .collect();
+        // agent-legacy-1 is the example's one agent without an owner.
+        assert_eq!(unowned.len(), 1, "{unowned:?}");
+        assert!(unowned[0].message.contains("agent `agent-legacy-1`"));
+        let text = &example_with(str::to_owned).files[REGISTRY_FILE];
+        assert_eq!(unowned[0].line, line_of(text, "- id: agent-legacy-1"));
+
+        // A blank owner is no owner either; naming one clears the warning.
+        let bundle = example_with(|r| {
+            r.replace(
+                "    owner: priya.shah@meridian.example\n",
+                "    owner: \"  \"\n",
+            )
+            .replace(
+                "    team: support\n    environment: dev\n    status: disabled\n",
+                "    team: support\n    owner: dana.lee@example.com\n    environment: dev\n    status: disabled\n",
+            )
+        });
+        let compiled = compile(&bundle).expect("still compiles");
+        let unowned: Vec<&str> = compiled
+            .warnings
+            .iter()
+            .filter(|d| d.message.contains("names no owner"))
+            .map(|d| d.message.as_str())
+            .collect();
+        assert_eq!(unowned.len(), 1, "{unowned:?}");
+        assert!(unowned[0].contains("meridian-loan-agent"), "{unowned:?}");
     }
 
     #[test]

@@ -94,7 +94,8 @@ pub struct TestOutcome {
 }
 
 impl TestOutcome {
-    /// A one-line account, `PASS name` or `FAIL name: …`.
+    /// A one-line account, `PASS name` or `FAIL name: …` with the reasons'
+    /// codes and messages.
     pub fn summary(&self) -> String {
         let codes = self
             .got
@@ -115,8 +116,17 @@ impl TestOutcome {
                 Some(r) => format!("{} ({r})", self.case.expect.as_str()),
                 None => self.case.expect.as_str().to_owned(),
             };
+            // The messages say which rule answered, which the codes alone
+            // do not (several policies share `forbidden_by_policy`).
+            let why = self
+                .got
+                .reasons
+                .iter()
+                .map(|r| format!("{}: {}", r.code.as_str(), r.message))
+                .collect::<Vec<_>>()
+                .join("; ");
             format!(
-                "FAIL {} [{}:{}]: expected {want}, got {} ({codes})",
+                "FAIL {} [{}:{}]: expected {want}, got {} ({codes}): {why}",
                 self.case.name,
                 self.case.file,
                 self.case.line,

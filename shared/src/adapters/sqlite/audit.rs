@@ -10,8 +10,8 @@ use crate::audit::chain::DECISION_PARTITIONS;
 use crate::audit::digest::key_id;
 use crate::audit::explain::{PolicyStory, Story};
 use crate::audit::{
-    partition_of, ChainEntry, ControlEvent, Digest, DigestHead, MinDigest, Report, SignedDigest,
-    Verifier, CONTROL_PARTITION, GENESIS,
+    link_hash, partition_of, ChainEntry, ControlEvent, Digest, DigestHead, MinDigest, Report,
+    SignedDigest, Verifier, CONTROL_PARTITION, GENESIS,
 };
 use crate::auth::LocalKeys;
 use crate::clock::rfc3339;
@@ -558,7 +558,37 @@ impl SqliteStore {
         })
     }
 
-    /// Everything known about one decision, for `govctl audit explain`.
+    /// The full id of the decision `id` names: a whole id, or a prefix of
+    /// one decision's id (at least [`crate::ports::MIN_ID_PREFIX`] characters).
+    pub fn resolve_decision(&self, id: &str) -> Result<String, StoreError> {
+        let prefix = crate::ports::id_prefix(id)?;
+        let given = id.to_owned();
+        self.blocking(move |conn| {
+            // A range rather than LIKE, so that the primary key's index
+            // serves it: '~' sorts after every hex digit and '-'.
+            let mut stmt = conn
+                .prepare(
+                    "SELECT decision_id FROM decisions WHERE decision_id >= ?1 \
+                     AND decision_id < ?1 || '~' ORDER BY decision_id LIMIT ?2",
+                )
+                .map_err(unavailable)?;
+            let ids: Vec<String> = stmt
+                .query_map(
+                    rusqlite::params![prefix, crate::ports::LISTED_MATCHES],
+                    |r| r.get(0),
+                )
+                .map_err(unavailable)?
+                .collect::<Result<_, _>>()
+                .map_err(unavailable)?;
+            if ids.contains(&prefix) {
+                return Ok(prefix);
+            }
+            crate::ports::one_match(&given, ids, String::as_str)
+        })
+    }
+
+    /// Everything known about one decision, for `govctl audit explain`, by
+    /// its full id.
     pub fn story(&self, decision_id: &str) -> Result<Option<Story>, StoreError> {
         let id = decision_id.to_owned();
         self.blocking(move |conn| {
@@ -622,7 +652,9 @@ impl SqliteStore {
                 .into_iter()
                 .next(),
             };
+            let tampered = link_problem(conn, &id)?;
             Ok(Some(Story {
+                tampered,
                 execution,
                 record,
                 position,
@@ -635,6 +667,95 @@ impl SqliteStore {
             }))
         })
     }
+}
+
+impl SqliteStore {
+    /// What is wrong with decision `decision_id`'s place in its chain, if
+    /// anything (`None` also when there is no such decision).
+    pub fn link_problem(&self, decision_id: &str) -> Result<Option<String>, StoreError> {
+        let id = decision_id.to_owned();
+        self.blocking(move |conn| link_problem(conn, &id))
+    }
+}
+
+/// Checks one record where it sits: its bytes against its link, its link
+/// against its predecessor's, and its successor's against it (the whole
+/// chain is `govctl audit verify`'s).
+fn link_problem(conn: &Connection, id: &str) -> Result<Option<String>, StoreError> {
+    let row: Option<(Option<String>, Option<u64>)> = conn
+        .query_row(
+            "SELECT partition, seq FROM decisions WHERE decision_id = ?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(unavailable)?;
+    let (partition, seq) = match row {
+        None => return Ok(None),
+        Some((Some(p), Some(s))) => (p, s),
+        Some(_) => {
+            return Ok(Some(
+                "the record is on no chain: it was written outside the decision log".into(),
+            ))
+        }
+    };
+    let entries: Vec<ChainEntry> = conn
+        .prepare(&format!(
+            "SELECT {DECISION_ENTRY} FROM decisions WHERE partition = ?1 AND seq BETWEEN ?2 AND ?3 \
+             ORDER BY seq"
+        ))
+        .and_then(|mut s| {
+            s.query_map(params![partition, seq.saturating_sub(1), seq + 1], |r| {
+                chain_entry(r, 0)
+            })?
+            .collect()
+        })
+        .map_err(unavailable)?;
+    let at = |n: u64| entries.iter().filter(|e| e.seq == n).collect::<Vec<_>>();
+    let [this] = at(seq)[..] else {
+        return Ok(Some(format!(
+            "position {seq} of chain {partition} holds more than one record"
+        )));
+    };
+    if link_hash(&this.partition, this.seq, &this.prev_hash, &this.body) != this.hash {
+        return Ok(Some(
+            "the record's bytes do not match its link: it was modified after it was written".into(),
+        ));
+    }
+    if seq == 1 {
+        if this.prev_hash != GENESIS {
+            return Ok(Some(
+                "the chain's first record does not start from its origin".into(),
+            ));
+        }
+    } else {
+        match at(seq - 1)[..] {
+            [prev] if prev.hash == this.prev_hash => {}
+            [] => {
+                return Ok(Some(format!(
+                    "its predecessor, position {} of chain {partition}, is missing",
+                    seq - 1
+                )))
+            }
+            _ => {
+                return Ok(Some(format!(
+                    "it does not follow its predecessor, position {} of chain {partition}",
+                    seq - 1
+                )))
+            }
+        }
+    }
+    if let [next] = at(seq + 1)[..] {
+        if next.prev_hash != this.hash
+            || link_hash(&next.partition, next.seq, &next.prev_hash, &next.body) != next.hash
+        {
+            return Ok(Some(format!(
+                "its successor, position {} of chain {partition}, does not follow it",
+                seq + 1
+            )));
+        }
+    }
+    Ok(None)
 }
 
 /// A decision row: record, partition, position, link.

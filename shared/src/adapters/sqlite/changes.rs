@@ -22,22 +22,23 @@ fn encode(change: &ChangeRequest) -> Result<String, StoreError> {
 
 /// The one change `id` (full, or a prefix of at least 6 characters) names.
 fn resolve(conn: &Connection, id: &str) -> Result<ChangeRequest, StoreError> {
-    if id.len() < 6 || !id.chars().all(|c| c.is_ascii_hexdigit()) {
-        return Err(StoreError::NotFound(id.to_owned()));
-    }
+    let prefix = crate::ports::id_prefix(id)?;
     let mut stmt = conn
-        .prepare("SELECT change FROM policy_changes WHERE change_id LIKE ?1 || '%' LIMIT 2")
+        .prepare(
+            "SELECT change_id, change FROM policy_changes WHERE change_id LIKE ?1 || '%' \
+             ORDER BY change_id LIMIT ?2",
+        )
         .map_err(unavailable)?;
-    let rows: Vec<String> = stmt
-        .query_map([id.to_ascii_lowercase()], |r| r.get(0))
+    let rows: Vec<(String, String)> = stmt
+        .query_map(
+            rusqlite::params![prefix, crate::ports::LISTED_MATCHES],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .map_err(unavailable)?
         .collect::<Result<_, _>>()
         .map_err(unavailable)?;
-    match rows.as_slice() {
-        [one] => decode(one),
-        [] => Err(StoreError::NotFound(id.to_owned())),
-        _ => Err(StoreError::Ambiguous(id.to_owned())),
-    }
+    let (_, change) = crate::ports::one_match(id, rows, |(id, _)| id.as_str())?;
+    decode(&change)
 }
 
 /// The control event of one step of `change`.

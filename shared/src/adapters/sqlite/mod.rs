@@ -23,9 +23,12 @@ mod approvals;
 mod audit;
 mod changes;
 mod counters;
+mod decisions;
 mod executions;
 mod killswitch;
 mod schema;
+
+pub use decisions::DecisionFilter;
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -516,22 +519,19 @@ pub(super) fn version_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Poli
 }
 
 fn resolve(conn: &Connection, id: &str) -> Result<String, StoreError> {
-    if id.len() < 6 || !id.chars().all(|c| c.is_ascii_hexdigit()) {
-        return Err(StoreError::NotFound(id.to_owned()));
-    }
+    let prefix = crate::ports::id_prefix(id)?;
     let mut stmt = conn
-        .prepare("SELECT id FROM policy_versions WHERE id LIKE ?1 || '%' LIMIT 2")
+        .prepare("SELECT id FROM policy_versions WHERE id LIKE ?1 || '%' ORDER BY id LIMIT ?2")
         .map_err(unavailable)?;
     let ids: Vec<String> = stmt
-        .query_map([id.to_ascii_lowercase()], |r| r.get(0))
+        .query_map(
+            rusqlite::params![prefix, crate::ports::LISTED_MATCHES],
+            |r| r.get(0),
+        )
         .map_err(unavailable)?
         .collect::<Result<_, _>>()
         .map_err(unavailable)?;
-    match ids.as_slice() {
-        [one] => Ok(one.clone()),
-        [] => Err(StoreError::NotFound(id.to_owned())),
-        _ => Err(StoreError::Ambiguous(id.to_owned())),
-    }
+    crate::ports::one_match(id, ids, String::as_str)
 }
 
 fn active(conn: &Connection) -> Result<Option<ActivePolicy>, StoreError> {

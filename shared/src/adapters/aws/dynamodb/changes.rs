@@ -239,10 +239,7 @@ impl ChangeStore for DynamoChanges {
     }
 
     async fn change(&self, id: &str) -> Result<ChangeRequest, StoreError> {
-        if id.len() < 6 || !id.chars().all(|c| c.is_ascii_hexdigit()) {
-            return Err(StoreError::NotFound(id.to_owned()));
-        }
-        let prefix = id.to_ascii_lowercase();
+        let prefix = crate::ports::id_prefix(id)?;
         let found: Vec<ChangeRequest> = self
             .versions
             .query_all(PK, true)
@@ -251,11 +248,7 @@ impl ChangeStore for DynamoChanges {
             .filter(|i| get_s(i, "sk").is_ok_and(|sk| sk.starts_with(&prefix)))
             .map(decode)
             .collect::<Result<_, _>>()?;
-        match found.as_slice() {
-            [one] => Ok(one.clone()),
-            [] => Err(StoreError::NotFound(id.to_owned())),
-            _ => Err(StoreError::Ambiguous(id.to_owned())),
-        }
+        crate::ports::one_match(id, found, |c| c.change_id.as_str())
     }
 
     async fn changes(&self) -> Result<Vec<ChangeRequest>, StoreError> {

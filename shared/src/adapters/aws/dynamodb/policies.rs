@@ -153,10 +153,7 @@ impl DynamoPolicyStore {
 
     /// The full id of a version given by id or unique prefix.
     async fn resolve(&self, id: &str) -> Result<String, StoreError> {
-        if id.len() < 6 || !id.chars().all(|c| c.is_ascii_hexdigit()) {
-            return Err(StoreError::NotFound(id.to_owned()));
-        }
-        let prefix = id.to_ascii_lowercase();
+        let prefix = crate::ports::id_prefix(id)?;
         // A full id needs no listing: reading it finds it or not.
         if prefix.len() == 64 {
             return Ok(prefix);
@@ -168,11 +165,7 @@ impl DynamoPolicyStore {
             .map(|v| v.id)
             .filter(|v| v.starts_with(&prefix))
             .collect();
-        match matches.as_slice() {
-            [one] => Ok(one.clone()),
-            [] => Err(StoreError::NotFound(id.to_owned())),
-            _ => Err(StoreError::Ambiguous(id.to_owned())),
-        }
+        crate::ports::one_match(id, matches, String::as_str)
     }
 }
 

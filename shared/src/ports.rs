@@ -856,6 +856,32 @@ pub fn version_id(
 mod tests {
     use super::*;
 
+    /// Known answers, computed outside this code base (Python's hashlib)
+    /// from the formula the README documents.
+    #[test]
+    fn version_ids_match_known_answers() {
+        assert_eq!(
+            version_id(
+                "sha256:abc",
+                None,
+                "alice",
+                "first",
+                "2026-01-07T12:00:00.000Z"
+            ),
+            "38c515a2d08f1b977ddf1d5b2f9b709f200e8455f516fb2f88e97157fb5db618"
+        );
+        assert_eq!(
+            version_id(
+                "sha256:def",
+                Some("v1parent"),
+                "bob",
+                "second",
+                "2026-01-08T12:00:00.000Z"
+            ),
+            "c17b1aba5d9b7434ecc015d7d5827f3dbd324f22268d865e69523c8e33509cfd"
+        );
+    }
+
     #[test]
     fn an_id_prefix_is_long_enough_or_says_so() {
         assert_eq!(id_prefix("ABCDEF12").unwrap(), "abcdef12");

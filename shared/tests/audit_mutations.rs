@@ -438,3 +438,163 @@ fn a_cut_tail_is_caught_by_a_kept_digest() {
         assert!(report.findings[0].problem.contains("kept digest"));
     }
 }
+
+/// Appends `n` records after the pristine ones, with no digest after them.
+fn append_unsealed(dir: &Path, n: usize) {
+    let store = SqliteStore::open(dir).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    for i in RECORDS..RECORDS + n {
+        rt.block_on(store.append(&record(i))).unwrap();
+    }
+}
+
+/// The last record of one chain deleted while the digest that sealed it
+/// stays: the digest names a head the chain no longer reaches.
+#[test]
+fn a_tail_cut_under_its_digest_is_caught() {
+    let (dir, conn) = tamperable();
+    let (partition, last): (String, u64) = conn
+        .query_row(
+            "SELECT partition, max(seq) FROM decisions WHERE partition = 'd5'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    let cut = conn
+        .execute(
+            "DELETE FROM decisions WHERE partition = ?1 AND seq = ?2",
+            params![partition, last],
+        )
+        .unwrap();
+    assert_eq!(cut, 1);
+    drop(conn);
+    let report = verify(dir.path());
+    assert!(!report.is_intact(), "a cut tail went unnoticed");
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|f| f.partition.as_deref() == Some(partition.as_str())),
+        "{:#?}",
+        report.findings
+    );
+}
+
+/// A digest altered or deleted is caught, whatever the records say.
+#[test]
+fn an_altered_or_deleted_digest_is_caught() {
+    // Altered: its body no longer matches its hash and signature.
+    let (dir, conn) = tamperable();
+    conn.execute_batch(
+        "DROP TRIGGER IF EXISTS audit_digests_no_update;
+         UPDATE audit_digests SET body = replace(body, '\"d5\"', '\"d6\"') WHERE digest_seq = 1;",
+    )
+    .unwrap();
+    drop(conn);
+    let report = verify(dir.path());
+    assert!(!report.is_intact(), "an altered digest went unnoticed");
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|f| f.record.as_deref() == Some("digest #1") && f.problem.contains("not intact")),
+        "{:#?}",
+        report.findings
+    );
+
+    // Deleted from the middle of the digest chain: the next one no longer
+    // follows, and the numbering has a gap.
+    let (dir, conn) = tamperable();
+    drop(conn);
+    append_unsealed(dir.path(), 3);
+    {
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let keys = LocalKeys::audit(dir.path()).unwrap();
+        store
+            .write_digest(&keys, OffsetDateTime::now_utc())
+            .unwrap()
+            .unwrap();
+    }
+    let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
+    conn.execute_batch(
+        "DROP TRIGGER IF EXISTS audit_digests_no_delete;
+         DELETE FROM audit_digests WHERE digest_seq = 1;",
+    )
+    .unwrap();
+    drop(conn);
+    let report = verify(dir.path());
+    assert!(!report.is_intact(), "a deleted digest went unnoticed");
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|f| f.problem.contains("a digest was removed or inserted")),
+        "{:#?}",
+        report.findings
+    );
+}
+
+/// A row written around the chains (no chain, no position) is named.
+#[test]
+fn a_row_outside_any_chain_is_caught() {
+    let (dir, conn) = tamperable();
+    let body = serde_json::to_string(&record(RECORDS + 1)).unwrap();
+    conn.execute(
+        "INSERT INTO decisions (decision_id, agent_id, timestamp, decision, record)
+         VALUES (?1, 'agent-1', '2026-01-07T13:00:00.000Z', 'allow', ?2)",
+        params![record(RECORDS + 1).decision_id, body],
+    )
+    .unwrap();
+    drop(conn);
+    let report = verify(dir.path());
+    assert!(!report.is_intact(), "an unchained row went unnoticed");
+    assert!(
+        report.findings.iter().any(|f| f
+            .record
+            .as_deref()
+            .is_some_and(|r| r.contains(&record(RECORDS + 1).decision_id))
+            && f.problem.contains("not in any chain")),
+        "{:#?}",
+        report.findings
+    );
+}
+
+/// Records newer than the newest digest are protected by their links: an
+/// edit there is caught even though no digest vouches for them yet.
+#[test]
+fn an_edit_after_the_newest_digest_is_caught() {
+    let (dir, conn) = tamperable();
+    drop(conn);
+    append_unsealed(dir.path(), 6);
+    let report = verify(dir.path());
+    assert!(report.is_intact(), "{:#?}", report.findings);
+    assert_eq!(report.records_after_newest_digest, 6);
+    let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
+    // Opening the store put its triggers back; whoever edits drops them.
+    conn.execute_batch("DROP TRIGGER IF EXISTS decisions_no_update;")
+        .unwrap();
+    let edited = conn
+        .execute(
+            "UPDATE decisions SET record = replace(record, '\"user-', '\"mallory-') \
+             WHERE decision_id = ?1",
+            [record(RECORDS + 2).decision_id],
+        )
+        .unwrap();
+    assert_eq!(edited, 1);
+    drop(conn);
+    let report = verify(dir.path());
+    assert!(
+        !report.is_intact(),
+        "an edit after the newest digest went unnoticed"
+    );
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|f| f.problem.contains("the record was modified")),
+        "{:#?}",
+        report.findings
+    );
+}

@@ -71,6 +71,10 @@ struct ToolGen {
     amount: Option<bool>,
     /// The tool declares an optional `string` argument `note`.
     note: bool,
+    /// The tool declares an optional `bool` argument `urgent`.
+    urgent: bool,
+    /// The tool declares an optional `decimal` argument `price`.
+    price: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -85,7 +89,7 @@ struct AgentGen {
 #[derive(Debug, Clone)]
 enum ScopeGen {
     Global,
-    /// Index modulo agents + 1; the extra one is the unregistered ghost.
+    /// Index modulo the registered agents.
     Agent(usize),
     Team(usize),
     TeamIs(usize),
@@ -160,15 +164,21 @@ fn tool_gen() -> impl Strategy<Value = ToolGen> {
         prop::option::weighted(0.3, any::<bool>()),
         prop::option::weighted(0.5, any::<bool>()),
         any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
     )
-        .prop_map(|(category, risk, roles, approval, amount, note)| ToolGen {
-            category,
-            risk,
-            roles,
-            approval,
-            amount,
-            note,
-        })
+        .prop_map(
+            |(category, risk, roles, approval, amount, note, urgent, price)| ToolGen {
+                category,
+                risk,
+                roles,
+                approval,
+                amount,
+                note,
+                urgent,
+                price,
+            },
+        )
 }
 
 fn agent_gen() -> impl Strategy<Value = AgentGen> {
@@ -537,15 +547,21 @@ fn resolve(w: &WorldGen) -> (Registry, Vec<Rule>) {
                     },
                 );
             }
-            if t.note {
-                arguments.insert(
-                    "note".to_owned(),
-                    ArgumentSpec {
-                        ty: ArgumentType::String,
-                        required: false,
-                        masked: None,
-                    },
-                );
+            for (declared, name, ty) in [
+                (t.note, "note", ArgumentType::String),
+                (t.urgent, "urgent", ArgumentType::Bool),
+                (t.price, "price", ArgumentType::Decimal),
+            ] {
+                if declared {
+                    arguments.insert(
+                        name.to_owned(),
+                        ArgumentSpec {
+                            ty,
+                            required: false,
+                            masked: None,
+                        },
+                    );
+                }
             }
             let mut allowed: Vec<String> =
                 t.roles.iter().map(|&r| role_name(r).to_owned()).collect();
@@ -606,15 +622,22 @@ fn resolve(w: &WorldGen) -> (Registry, Vec<Rule>) {
             }
         })
         .collect();
-    let n_agents = agents.len();
-    let agent_ref = |i: usize| {
-        if i % (n_agents + 1) == n_agents {
-            GHOST_AGENT.to_owned()
-        } else {
-            agent_id(i % (n_agents + 1))
-        }
+    // Policies name registered agents and teams only: a name the registry
+    // does not define is a validation error (see `policy::compile`).
+    let n_agents = agents.len().max(1);
+    let agent_ref = |i: usize| agent_id(i % n_agents);
+    let teams: Vec<String> = agents
+        .iter()
+        .map(|a| a.team.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let team_ref = |i: usize| {
+        teams
+            .get(i % teams.len().max(1))
+            .cloned()
+            .unwrap_or_else(|| team_name(0).to_owned())
     };
-    let team_ref = |i: usize| team_name(i).to_owned();
     let tool_ref = |i: usize| tool_id(i % n_tools);
 
     let mut rules = Vec::new();
@@ -758,9 +781,42 @@ enum ToolPick {
     Unknown,
 }
 
+/// A decimal argument, written as JSON: `int.frac` (frac of 0 to 6 digits,
+/// so that some have more than the 4 that Cedar's decimals hold), or a
+/// number far outside their range.
+#[derive(Debug, Clone)]
+enum PriceGen {
+    Written { int: i64, frac: String },
+    Huge,
+}
+
+impl PriceGen {
+    fn json(&self) -> Value {
+        let text = match self {
+            PriceGen::Written { int, frac } if frac.is_empty() => int.to_string(),
+            PriceGen::Written { int, frac } => format!("{int}.{frac}"),
+            PriceGen::Huge => "1e20".to_owned(),
+        };
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+}
+
+fn price_gen() -> impl Strategy<Value = PriceGen> {
+    prop_oneof![
+        12 => (-1_000_000i64..1_000_000, "[0-9]{0,6}")
+            .prop_map(|(int, frac)| PriceGen::Written { int, frac }),
+        1 => Just(PriceGen::Huge),
+    ]
+}
+
 #[derive(Debug, Clone)]
 enum ArgsGen {
-    Valid { amount: i64, optional: bool },
+    Valid {
+        amount: i64,
+        optional: bool,
+        urgent: bool,
+        price: PriceGen,
+    },
     Undeclared,
     WrongType,
     MissingRequired,
@@ -793,7 +849,9 @@ fn request_gen() -> impl Strategy<Value = RequestGen> {
         1 => Just(ToolPick::Unknown),
     ];
     let args = prop_oneof![
-        20 => (amount_value(), any::<bool>()).prop_map(|(amount, optional)| ArgsGen::Valid { amount, optional }),
+        20 => (amount_value(), any::<bool>(), any::<bool>(), price_gen()).prop_map(
+            |(amount, optional, urgent, price)| ArgsGen::Valid { amount, optional, urgent, price }
+        ),
         1 => Just(ArgsGen::Undeclared),
         1 => Just(ArgsGen::WrongType),
         1 => Just(ArgsGen::MissingRequired),
@@ -904,7 +962,12 @@ fn concretize(reg: &Registry, g: &RequestGen) -> Req {
     };
     let declares = |name: &str| tool.and_then(|t| t.arguments.get(name));
     let arguments = match &g.args {
-        ArgsGen::Valid { amount, optional } => {
+        ArgsGen::Valid {
+            amount,
+            optional,
+            urgent,
+            price,
+        } => {
             let mut m = serde_json::Map::new();
             if let Some(spec) = declares("amount") {
                 if spec.required || *optional {
@@ -914,10 +977,18 @@ fn concretize(reg: &Registry, g: &RequestGen) -> Req {
             if declares("note").is_some() && *optional {
                 m.insert("note".to_owned(), json!("a note"));
             }
+            if declares("urgent").is_some() && *optional {
+                m.insert("urgent".to_owned(), json!(urgent));
+            }
+            if declares("price").is_some() && *optional {
+                m.insert("price".to_owned(), price.json());
+            }
             Value::Object(m)
         }
         ArgsGen::Undeclared => json!({ "bogus": 1 }),
         ArgsGen::WrongType if declares("amount").is_some() => json!({ "amount": "ten" }),
+        ArgsGen::WrongType if declares("urgent").is_some() => json!({ "urgent": "yes" }),
+        ArgsGen::WrongType if declares("price").is_some() => json!({ "price": "12.5" }),
         ArgsGen::WrongType if declares("note").is_some() => json!({ "note": 5 }),
         ArgsGen::WrongType => json!({ "amount": 1.5 }),
         ArgsGen::MissingRequired => json!({}),
@@ -989,13 +1060,37 @@ fn arguments_valid(tool: &ToolSpec, args: &Value) -> bool {
             Some(ArgumentType::Long) => v.as_i64().is_some(),
             Some(ArgumentType::String) => v.is_string(),
             Some(ArgumentType::Bool) => v.is_boolean(),
-            Some(ArgumentType::Decimal) | None => false,
+            Some(ArgumentType::Decimal) => decimal_valid(v),
+            None => false,
         });
     typed
         && tool
             .arguments
             .iter()
             .all(|(name, spec)| !spec.required || map.contains_key(name))
+}
+
+/// Whether a JSON value is a decimal Cedar holds: a number with at most 4
+/// fractional digits within ±922337203685477.5807 (an i64 of ten-thousandths).
+/// Computed by arithmetic, not by the product's text-based parser.
+fn decimal_valid(v: &Value) -> bool {
+    let Some(x) = v.as_f64() else {
+        return false;
+    };
+    let scaled = x * 10_000.0;
+    x.is_finite() && x.abs() < 922_337_203_685_477.0 && (scaled - scaled.round()).abs() < 1e-3
+}
+
+/// Whether a tool waits for a human: as declared, else by its category
+/// (deletes, transfers and publications do).
+fn model_requires_approval(tool: &ToolSpec) -> bool {
+    match tool.approval.as_ref().and_then(|a| a.required) {
+        Some(required) => required,
+        None => matches!(
+            tool.category,
+            Category::Delete | Category::Transfer | Category::Publish
+        ),
+    }
 }
 
 /// The conditions a decision is made of, each computed from the registry.
@@ -1042,7 +1137,7 @@ fn facts(world: &World, req: &Req) -> Facts {
         return f;
     };
     f.tool_known = true;
-    f.requires_approval = tool.requires_approval();
+    f.requires_approval = model_requires_approval(tool);
     f.arguments_valid = arguments_valid(tool, &req.arguments);
     let roles = role_closure(reg, &req.user.roles);
     let grant = agent.grants.iter().find(|g| g.tool == tool.id);
@@ -1220,6 +1315,17 @@ struct Tally {
     custom_forbid: AtomicUsize,
     errors: AtomicUsize,
     codes: std::sync::Mutex<BTreeMap<ReasonCode, usize>>,
+    /// Decided calls carrying a well-formed decimal, and calls denied for
+    /// a malformed one (too many digits, out of range).
+    decimals: AtomicUsize,
+    bad_decimals: AtomicUsize,
+    /// Decided calls carrying a boolean.
+    booleans: AtomicUsize,
+    /// Allowed calls of a tool whose category waits for approval but whose
+    /// registry entry says `required: false`.
+    approval_waived: AtomicUsize,
+    /// Pending calls of a tool that waits by its category's default alone.
+    approval_by_default: AtomicUsize,
 }
 
 #[test]
@@ -1367,6 +1473,32 @@ fn decisions_obey_the_laws() {
                 Decision::PendingApproval => tally.pending.fetch_add(1, Ordering::Relaxed),
                 Decision::Deny => 0,
             };
+            let decided = !has(ReasonCode::InvalidArguments);
+            match req.arguments.get("price") {
+                Some(p) if p.is_number() && decided => {
+                    tally.decimals.fetch_add(1, Ordering::Relaxed);
+                }
+                Some(p) if p.is_number() && !decimal_valid(p) => {
+                    tally.bad_decimals.fetch_add(1, Ordering::Relaxed);
+                }
+                _ => {}
+            }
+            if decided && req.arguments.get("urgent").is_some_and(Value::is_boolean) {
+                tally.booleans.fetch_add(1, Ordering::Relaxed);
+            }
+            if let Some(tool) = world.registry.tools.iter().find(|t| t.id == req.tool_id) {
+                let by_category = matches!(
+                    tool.category,
+                    Category::Delete | Category::Transfer | Category::Publish
+                );
+                let declared = tool.approval.as_ref().and_then(|a| a.required);
+                if by_category && declared == Some(false) && got.decision == Decision::Allow {
+                    tally.approval_waived.fetch_add(1, Ordering::Relaxed);
+                }
+                if by_category && declared.is_none() && got.decision == Decision::PendingApproval {
+                    tally.approval_by_default.fetch_add(1, Ordering::Relaxed);
+                }
+            }
             if !f.forbids.is_empty() {
                 tally.custom_forbid.fetch_add(1, Ordering::Relaxed);
             }
@@ -1412,6 +1544,23 @@ fn decisions_obey_the_laws() {
         tally.errors.load(Ordering::Relaxed) >= 1,
         "no evaluation error generated"
     );
+    for (what, n) in [
+        ("well-formed decimals decided", &tally.decimals),
+        ("malformed decimals refused", &tally.bad_decimals),
+        ("booleans decided", &tally.booleans),
+        ("allows of a waived approval", &tally.approval_waived),
+        (
+            "approvals by the category's default",
+            &tally.approval_by_default,
+        ),
+    ] {
+        let n = n.load(Ordering::Relaxed);
+        println!("{what}: {n}");
+        assert!(
+            n >= 5,
+            "{what}: only {n}; the generators no longer reach them"
+        );
+    }
     for code in [
         ReasonCode::UnknownAgent,
         ReasonCode::UnknownTool,
@@ -1434,6 +1583,8 @@ fn decisions_obey_the_laws() {
 #[test]
 fn selective_evaluation_agrees_with_the_full_set() {
     let compared = AtomicUsize::new(0);
+    // Comparisons where selection left policies out: only those test it.
+    let narrowed = AtomicUsize::new(0);
     let strategy = (
         world_gen(),
         prop::collection::vec(request_gen(), REQUESTS_PER_CASE),
@@ -1466,11 +1617,25 @@ fn selective_evaluation_agrees_with_the_full_set() {
             );
             prop_assert_eq!(&selective.errors, &full.errors, "errors\n{}", why());
             compared.fetch_add(1, Ordering::Relaxed);
+            if world
+                .engine
+                .selection_size(req.input().agent_id, req.input().tool_id)
+                .is_some_and(|(selected, total)| selected < total)
+            {
+                narrowed.fetch_add(1, Ordering::Relaxed);
+            }
         }
         Ok(())
     });
     if let Err(failure) = result {
         panic!("{failure}");
     }
-    assert_eq!(compared.load(Ordering::Relaxed), 256 * REQUESTS_PER_CASE);
+    let compared = compared.load(Ordering::Relaxed);
+    assert_eq!(compared, 256 * REQUESTS_PER_CASE);
+    let narrowed = narrowed.load(Ordering::Relaxed);
+    assert!(
+        narrowed * 4 >= compared,
+        "only {narrowed} of {compared} comparisons had policies left out by selection: \
+         the generators no longer exercise it"
+    );
 }

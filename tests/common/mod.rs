@@ -2,6 +2,8 @@
 //! on its own port and data directory, tokens, HTTP calls and the SQLite
 //! decision log, read from outside the server.
 
+mod openapi;
+
 use std::fmt;
 use std::fs::File;
 use std::net::TcpListener;
@@ -272,6 +274,11 @@ impl Reply {
         let headers = r.headers().clone();
         let text = r.text().expect("cannot read the response body");
         let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+        let content_type = headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        openapi::check(what, status, content_type, &json);
         let elapsed = started.elapsed();
         if elapsed > SLOW_REQUEST {
             eprintln!("[common] slow request: {what} took {elapsed:.1?} (HTTP {status})");
@@ -520,6 +527,27 @@ impl Server {
             child,
             base,
             client,
+        }
+    }
+
+    /// Stops the server as a service manager does (SIGTERM), and waits for
+    /// it to finish its shutdown: its exit status.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "cannot signal the server");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("cannot poll the server") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "govctl serve did not stop within 30 s of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 

@@ -513,3 +513,74 @@ fn suite_personal_data_is_masked_for_approvers() {
 fn suite_only_other_members_of_the_group_may_answer() {
     approval_suite::only_other_members_of_the_group_may_answer(&Local(Server::start()));
 }
+
+/// An approval nobody answers expires on its own time while the server
+/// runs: its record says so, the page offers no answer, and the call is
+/// not allowed with it.
+#[test]
+fn an_unanswered_approval_expires_on_time() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    for entry in std::fs::read_dir(crate::common::example_policies()).expect("the example") {
+        let entry = entry.expect("an entry");
+        if entry.path().is_file() {
+            std::fs::copy(entry.path(), dir.path().join(entry.file_name())).expect("copy");
+        }
+    }
+    let registry = dir.path().join("registry.yaml");
+    let text = std::fs::read_to_string(&registry).expect("the registry");
+    let edited = text.replace(
+        "approval: { approver_group: treasury-approvers, timeout_seconds: 1800 }",
+        "approval: { approver_group: treasury-approvers, timeout_seconds: 3 }",
+    );
+    assert_ne!(edited, text, "the example's transfer approval changed");
+    std::fs::write(&registry, edited).expect("write");
+    let server = Server::start_with(&["--policy", dir.path().to_str().expect("UTF-8")]);
+    let (agent, approval_id, review) = pending(&server);
+    wait_for_status(&server, &agent, &approval_id, "expired");
+    assert_eq!(
+        step_codes(&server, &approval_id),
+        ["approvers_notified", "approval_expired"]
+    );
+    let page = reqwest::blocking::get(server.url(&format!("/v1/reviews/{review}")))
+        .expect("GET the review page")
+        .text()
+        .expect("the page");
+    assert!(
+        page.contains("<title>Expired</title>") && !page.contains("<form"),
+        "{page}"
+    );
+    let tom = server.user_token("tom", &["treasury_operator"], None);
+    let mut call = transfer(250.0);
+    call["approval_id"] = json!(approval_id);
+    server.authorize(&agent, &tom, &call).expect_decision(
+        403,
+        "deny",
+        Some("grant_not_approved"),
+        "a call with an expired approval",
+    );
+}
+
+/// A grant is usable for 15 minutes from its approval: at 16 minutes (the
+/// decision clock moved, not waited for) the approved call is denied.
+#[test]
+fn a_grant_expires_fifteen_minutes_after_it_is_approved() {
+    let clock_dir = tempfile::tempdir().expect("a temp dir");
+    let clock = clock_dir.path().join("clock-offset");
+    let server = Server::start_with(&["--test-clock-offset-file", clock.to_str().expect("UTF-8")]);
+    let (agent, approval_id, review) = pending(&server);
+    let (csrf, cookie) = open_page(&server, &review);
+    let alice = approver(&server, "alice", "treasury-approvers");
+    let (status, page) = post(&server, &review, "approve", &csrf, &cookie, &alice, "");
+    assert_eq!(status, 200, "{page}");
+    wait_for_status(&server, &agent, &approval_id, "granted");
+    let tom = server.user_token("tom", &["treasury_operator"], None);
+    let mut call = transfer(250.0);
+    call["approval_id"] = json!(approval_id);
+    std::fs::write(&clock, "960").expect("move the clock 16 minutes on");
+    server.authorize(&agent, &tom, &call).expect_decision(
+        403,
+        "deny",
+        Some("grant_expired"),
+        "the approved call 16 minutes after the approval",
+    );
+}

@@ -115,6 +115,46 @@ fn malformed_oversized_and_mistyped_bodies() {
         "invalid_request",
         "20 KiB of reasoning",
     );
+    // At the limits exactly: 64 KiB of body (JSON padded with trailing
+    // whitespace) and 16 KiB of reasoning are accepted; one byte more is not.
+    let at_most = |reasoning: usize, body: usize| {
+        let mut text = json!({
+            "tool_id": "search_kb",
+            "arguments": {"query": "x"},
+            "reasoning": "r".repeat(reasoning),
+        })
+        .to_string();
+        assert!(text.len() <= body, "the JSON itself fits");
+        text.push_str(&" ".repeat(body - text.len()));
+        text
+    };
+    post(json_ct, at_most(16 * 1024, 64 * 1024)).expect_decision(
+        200,
+        "allow",
+        Some("allowed"),
+        "16 KiB of reasoning in a 64 KiB body",
+    );
+    post(json_ct, at_most(1024, 64 * 1024 + 1)).expect_error(
+        413,
+        "payload_too_large",
+        "64 KiB and one byte",
+    );
+    post(json_ct, at_most(16 * 1024 + 1, 32 * 1024)).expect_error(
+        400,
+        "invalid_request",
+        "16 KiB and one byte of reasoning",
+    );
+    // A grant is single-use already: an idempotency key beside it is refused.
+    post(
+        json_ct,
+        json!({
+            "tool_id": "search_kb", "arguments": {"query": "x"},
+            "approval_id": "0190a0b0-0000-7000-8000-000000000000",
+            "idempotency_key": "retry-1",
+        })
+        .to_string(),
+    )
+    .expect_error(400, "invalid_request", "approval_id with idempotency_key");
 
     post(
         json_ct,
@@ -150,9 +190,10 @@ fn malformed_oversized_and_mistyped_bodies() {
         "unsupported_media_type",
         "a form content-type",
     );
+    // The one call within the limits exactly is the only decision.
     assert_eq!(
         server.count_decisions("1 = 1", &[]),
-        0,
+        1,
         "refused requests must not be recorded as decisions"
     );
 
@@ -190,7 +231,53 @@ fn malformed_oversized_and_mistyped_bodies() {
     }
     assert_eq!(
         server.count_decisions("1 = 1", &[]),
-        1 + i64::try_from(denies.len()).unwrap(),
-        "exactly the decided requests are recorded"
+        2 + i64::try_from(denies.len()).unwrap(),
+        "exactly the decided requests are recorded (two allows and the denies)"
     );
+}
+
+/// A well-formed W3C `traceparent` names the decision's trace; a malformed
+/// one (or an all-zero trace id) is not an error, and the decision gets a
+/// trace id of its own.
+#[test]
+fn a_traceparent_names_the_trace_and_a_malformed_one_is_replaced() {
+    let server = Server::start();
+    let agent = format!("Bearer {}", server.agent_token("agent-support-1"));
+    let user = server.user_token("alice", &["support_agent"], None);
+    let body = json!({"tool_id": "search_kb", "arguments": {"query": "x"}}).to_string();
+    let traced = |traceparent: &str| -> String {
+        let reply = server.post_authorize(
+            &[
+                ("authorization", agent.as_str()),
+                ("x-on-behalf-of", user.as_str()),
+                ("content-type", "application/json"),
+                ("traceparent", traceparent),
+            ],
+            body.clone(),
+        );
+        reply.expect_status(200, traceparent);
+        let (_, record) = server
+            .stored(&reply.decision_id(traceparent))
+            .expect("the decision is recorded");
+        record["trace_id"].as_str().unwrap_or_default().to_owned()
+    };
+    assert_eq!(
+        traced("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"),
+        "4bf92f3577b34da6a3ce929d0e0e4736"
+    );
+    for malformed in [
+        "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e47-00f067aa0ba902b7-01",
+        "00-zzf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        "not a traceparent",
+    ] {
+        let id = traced(malformed);
+        assert!(
+            id.len() == 32
+                && id.chars().all(|c| c.is_ascii_hexdigit())
+                && id != "0".repeat(32)
+                && !malformed.contains(&id),
+            "`{malformed}` gave trace id `{id}`"
+        );
+    }
 }

@@ -20,7 +20,7 @@ struct Answered {
 /// that were answered.
 #[test]
 fn concurrent_allows_are_all_recorded_as_answered() {
-    let server = Server::start();
+    let mut server = Server::start();
     let agent = server.agent_token("agent-support-1");
     let user = server.user_token("alice", &["support_agent"], None);
 
@@ -75,6 +75,9 @@ fn concurrent_allows_are_all_recorded_as_answered() {
             .collect()
     });
 
+    // Killed the moment the last answer arrived, as a crash would: what was
+    // answered must already be on disk, not in a buffer a shutdown flushes.
+    server.kill();
     let total = THREADS * PER_THREAD;
     assert_eq!(answered.len(), total);
     let mut ids: Vec<&str> = answered.iter().map(|a| a.decision_id.as_str()).collect();

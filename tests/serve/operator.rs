@@ -307,3 +307,101 @@ fn authorize_answers_as_of_a_given_time_with_documented_exit_codes() {
     assert_eq!(typo.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&typo.stderr).contains("is not an RFC 3339 time"));
 }
+
+/// The diagnostic lines of `govctl policy validate DIR` that mention `needle`.
+fn diagnostics(dir: &std::path::Path, needle: &str) -> Vec<String> {
+    let out = run_govctl(&["policy", "validate", dir.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the directory must not validate"
+    );
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| l.contains(needle))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `FILE:LINE:COLUMN: error: …` with a line and column above zero.
+fn at_a_position(line: &str, file: &str) -> bool {
+    let Some(rest) = line.strip_prefix(&format!("{file}:")) else {
+        return false;
+    };
+    let mut parts = rest.splitn(3, ':');
+    let number = |p: Option<&str>| {
+        p.and_then(|n| n.parse::<usize>().ok())
+            .is_some_and(|n| n > 0)
+    };
+    number(parts.next())
+        && number(parts.next())
+        && parts.next().is_some_and(|r| r.starts_with(" error: "))
+}
+
+#[test]
+fn invalid_policy_directories_are_refused_with_their_positions() {
+    // Roles that inherit in a cycle.
+    let dir = tempfile::tempdir().unwrap();
+    example_copy(dir.path());
+    let registry = dir.path().join("registry.yaml");
+    let text = std::fs::read_to_string(&registry).unwrap();
+    let cyclic = text.replacen(
+        "  - id: support_agent\n",
+        "  - id: support_agent\n    inherits: [support_lead]\n",
+        1,
+    );
+    assert_ne!(cyclic, text, "the example's roles changed");
+    std::fs::write(&registry, cyclic).unwrap();
+    let found = diagnostics(dir.path(), "roles inherit in a cycle");
+    assert!(
+        found.len() == 1 && at_a_position(&found[0], "registry.yaml"),
+        "{found:?}"
+    );
+
+    // A Cedar file that does not parse.
+    let dir = tempfile::tempdir().unwrap();
+    example_copy(dir.path());
+    std::fs::write(
+        dir.path().join("broken.cedar"),
+        "// a missing comma\npermit (principal, action resource);\n",
+    )
+    .unwrap();
+    let found = diagnostics(dir.path(), "broken.cedar");
+    assert!(
+        !found.is_empty() && found.iter().all(|l| at_a_position(l, "broken.cedar")),
+        "{found:?}"
+    );
+
+    // Test cases that fail: publish refuses, and stores nothing.
+    let dir = tempfile::tempdir().unwrap();
+    example_copy(dir.path());
+    let cases = dir.path().join("tests/seed_cases.yaml");
+    let text = std::fs::read_to_string(&cases).unwrap();
+    std::fs::write(
+        &cases,
+        text.replacen(
+            "    arguments: { query: \"error\" }\n    expect: deny\n",
+            "    arguments: { query: \"error\" }\n    expect: allow\n",
+            1,
+        ),
+    )
+    .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let store = data.path().join("store");
+    let published = run_govctl(&[
+        "policy",
+        "publish",
+        dir.path().to_str().unwrap(),
+        "-m",
+        "failing cases",
+        "--data-dir",
+        store.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&published.stderr);
+    assert_eq!(published.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("not published: fix the problems above first"),
+        "{stderr}"
+    );
+    assert!(!store.exists(), "a refused publish creates no store");
+}

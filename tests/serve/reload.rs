@@ -186,6 +186,39 @@ fn published_and_rolled_back_policy_is_served_without_restart() {
         active, original,
         "/healthz should report the rolled-back version"
     );
+    // Each step is a control event in the audit chain, naming who and what.
+    let events: Vec<(String, String, String)> = server
+        .db()
+        .prepare(
+            "SELECT json_extract(event, '$.action'), json_extract(event, '$.version_id'), \
+             json_extract(event, '$.actor') FROM control_events ORDER BY seq",
+        )
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let tail: Vec<(&str, &str, &str)> = events
+        .iter()
+        .rev()
+        .take(3)
+        .rev()
+        .map(|(a, v, by)| (a.as_str(), v.as_str(), by.as_str()))
+        .collect();
+    assert_eq!(
+        tail,
+        [
+            ("policy_published", revoked.as_str(), "serve-tests"),
+            ("policy_activated", revoked.as_str(), "serve-tests"),
+            ("policy_rolled_back", original.as_str(), "serve-tests"),
+        ],
+        "{events:?}"
+    );
+    let verified = server.govctl(&["audit", "verify"]);
+    assert!(
+        verified.contains("OK: every link and digest verifies"),
+        "{verified}"
+    );
 }
 
 /// A running server whose newly activated version cannot be loaded keeps
@@ -247,7 +280,9 @@ fn a_version_that_cannot_be_loaded_goes_stale_and_every_call_is_denied() {
         .text()
         .expect("the exposition");
     assert!(
-        metrics.contains("governance_policy_stale_total 1"),
+        metrics
+            .lines()
+            .any(|l| l == "governance_policy_stale_total 1"),
         "{metrics}"
     );
     assert!(

@@ -253,15 +253,38 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .merge(metrics_router(prometheus))
         .merge(mcp);
     axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
+        .with_graceful_shutdown(stop_signal())
         .await
         .context("the HTTP server failed")?;
     // Seal what this run appended, so no record is left outside a digest.
     seal(&store, &audit_key).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Ctrl-C, or SIGTERM (what service managers and containers send): either
+/// stops the server gracefully, sealing what it appended.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot watch SIGTERM; Ctrl-C still stops");
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 /// The `Host` names `/mcp` answers to: on a loopback address only the

@@ -79,6 +79,28 @@ impl ChainEntry {
 mod tests {
     use super::*;
 
+    /// Known answers, computed outside this code base (Python's hashlib) from
+    /// the formula the README documents, so that a change to the formula
+    /// cannot pass unnoticed by changing both sides.
+    #[test]
+    fn links_and_chains_match_known_answers() {
+        let first = link_hash(
+            "d3",
+            1,
+            GENESIS,
+            r#"{"decision_id":"a","decision":"allow"}"#,
+        );
+        assert_eq!(
+            first,
+            "42b0425ea66f23832aa33568907041f270b1f4c3fa3b193132d5b26503b2e67d"
+        );
+        assert_eq!(
+            link_hash("d3", 2, &first, r#"{"decision_id":"b","decision":"deny"}"#),
+            "5c00e9da297616ebb777498ed0d5c9d4967a3c66c4433855e36755dfff76847c"
+        );
+        assert_eq!(partition_of("agent-support-1"), "d8");
+    }
+
     #[test]
     fn partitions_are_stable_and_bounded() {
         assert_eq!(partition_of("agent-a"), partition_of("agent-a"));

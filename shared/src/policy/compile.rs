@@ -1,7 +1,7 @@
 //! Compiling a bundle: registry checks, the generated Cedar schema, parsing
 //! and strict validation of every policy. All problems are reported at once.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::str::FromStr;
 
 use cedar_policy::{PolicyId, PolicySet, Schema, ValidationMode, Validator};
@@ -127,6 +127,7 @@ pub fn compile(bundle: &PolicyBundle) -> Result<CompiledPolicies, Vec<Diagnostic
             &files_by_policy,
         ));
     }
+    check_entity_literals(&all, &registry, &files_by_policy, &mut diags);
     if has_errors(&diags) {
         return Err(diags);
     }
@@ -170,6 +171,64 @@ fn validation_diag(
         None => format!("{message} (policy `{policy}`)"),
     };
     Diagnostic::at_offset(severity, file, text, offset, message)
+}
+
+/// Entity literals that name what the registry does not define. Cedar's
+/// validator checks their types only, so `Team::"billng"` validates and a
+/// forbid written with it silently never matches.
+fn check_entity_literals(
+    all: &PolicySet,
+    reg: &Registry,
+    files: &HashMap<String, (String, String)>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let agents: BTreeSet<&str> = reg.agents.iter().map(|a| a.id.as_str()).collect();
+    let teams: BTreeSet<&str> = reg.agents.iter().map(|a| a.team.as_str()).collect();
+    let tools: BTreeSet<&str> = reg.tools.iter().map(|t| t.id.as_str()).collect();
+    for policy in all.policies() {
+        let id: &str = policy.id().as_ref();
+        if id.starts_with("base:") {
+            continue;
+        }
+        let mut seen = BTreeSet::new();
+        for uid in policy.entity_literals() {
+            let ty = uid.type_name().basename().to_owned();
+            let name = uid.id().unescaped().to_owned();
+            let known = match ty.as_str() {
+                "Agent" => &agents,
+                "Team" => &teams,
+                "Tool" => &tools,
+                _ => continue,
+            };
+            if known.contains(name.as_str()) || !seen.insert((ty.clone(), name.clone())) {
+                continue;
+            }
+            let closest = known
+                .iter()
+                .map(|k| (strsim::levenshtein(k, &name), *k))
+                .filter(|(d, _)| *d <= 2)
+                .min();
+            let hint = match closest {
+                Some((_, k)) => format!("; did you mean `{ty}::\"{k}\"`?"),
+                None if known.is_empty() => String::new(),
+                None => format!(
+                    " (it defines {})",
+                    known.iter().copied().collect::<Vec<_>>().join(", ")
+                ),
+            };
+            let message = format!(
+                "policy `{id}` names {ty}::\"{name}\", which the registry does not define, \
+                 so the rule never matches it{hint}"
+            );
+            diags.push(match files.get(id) {
+                Some((file, text)) => {
+                    let offset = text.find(&format!("{ty}::\"{name}\"")).unwrap_or(0);
+                    Diagnostic::at_offset(Severity::Error, file, text, offset, message)
+                }
+                None => Diagnostic::error("<unknown>", 0, 0, message),
+            });
+        }
+    }
 }
 
 /// The policies of a bundle, enforced or log-only.
@@ -402,6 +461,8 @@ fn check_registry(reg: &Registry, node: &Node, diags: &mut Vec<Diagnostic>) {
             );
         }
         for (j, role) in tool.allowed_roles.iter().enumerate() {
+            // An undefined role would never be held by anyone: an error, as
+            // in `inherits` (a registry without `roles` names them freely).
             if !reg.roles.is_empty() && !roles.contains(role.as_str()) {
                 let at = [
                     Seg::Key("tools"),
@@ -409,7 +470,7 @@ fn check_registry(reg: &Registry, node: &Node, diags: &mut Vec<Diagnostic>) {
                     Seg::Key("allowed_roles"),
                     Seg::Index(j),
                 ];
-                warn(
+                err(
                     diags,
                     &at,
                     format!(
@@ -754,6 +815,66 @@ mod tests {
 
     fn line_of(text: &str, needle: &str) -> usize {
         text.lines().position(|l| l.contains(needle)).unwrap() + 1
+    }
+
+    #[test]
+    fn cedar_names_the_registry_does_not_define_are_errors_at_their_place() {
+        let mut bundle = example_with(str::to_owned);
+        bundle.files.insert(
+            "typo.cedar".into(),
+            "// a typo in the team\n@id(\"typo:no-logs\")\nforbid (principal in Team::\"suport\", action == Action::\"search_logs\", resource);\n\n@id(\"typo:agent\")\npermit (principal == Agent::\"agent-nobody\", action, resource == Tool::\"search_kb\");\n"
+                .into(),
+        );
+        let errs = errors(&bundle);
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert_eq!((errs[0].file.as_str(), errs[0].line), ("typo.cedar", 3));
+        assert!(
+            errs[0]
+                .message
+                .contains("names Team::\"suport\", which the registry does not define")
+                && errs[0]
+                    .message
+                    .contains("did you mean `Team::\"support\"`?"),
+            "{}",
+            errs[0]
+        );
+        assert_eq!((errs[1].file.as_str(), errs[1].line), ("typo.cedar", 6));
+        assert!(
+            errs[1].message.contains("Agent::\"agent-nobody\""),
+            "{}",
+            errs[1]
+        );
+        // The same names, registered, are fine.
+        let mut fine = example_with(str::to_owned);
+        fine.files.insert(
+            "fine.cedar".into(),
+            "@id(\"fine:no-logs\")\nforbid (principal in Team::\"support\", action == Action::\"search_logs\", resource == Tool::\"search_logs\");\n"
+                .into(),
+        );
+        assert!(errors(&fine).is_empty(), "{:?}", errors(&fine));
+    }
+
+    #[test]
+    fn an_undefined_role_in_allowed_roles_is_an_error() {
+        let bundle = example_with(|r| {
+            r.replace(
+                "allowed_roles: [support_agent, privacy_officer]",
+                "allowed_roles: [support_agnt, privacy_officer]",
+            )
+        });
+        let errs = errors(&bundle);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0]
+                .message
+                .contains("allows role `support_agnt`, which `roles` does not define"),
+            "{}",
+            errs[0]
+        );
+        assert_eq!(
+            errs[0].line,
+            line_of(&bundle.files[REGISTRY_FILE], "support_agnt")
+        );
     }
 
     #[test]

@@ -354,6 +354,24 @@ impl PolicyEngine {
         self.decide_inner(input, true)
     }
 
+    /// How many policies the selective path evaluates for `agent_id` calling
+    /// `tool_id`, and how many the whole set holds; `None` for an unknown
+    /// agent or tool, or a selection that fails. It shows that tests of the
+    /// selective path exercise selection, not the whole set by another name.
+    pub fn selection_size(&self, agent_id: &str, tool_id: &str) -> Option<(usize, usize)> {
+        let agent = self.agents.get(agent_id)?;
+        self.tools.get(tool_id)?;
+        let total = self.compiled.policies.policies().count();
+        if let Some(set) = self.index.prepared(agent_id, tool_id) {
+            return Some((set.policies().count(), total));
+        }
+        let set = self
+            .index
+            .assemble(&agent.spec.id, &agent.spec.team, tool_id)
+            .ok()?;
+        Some((set.policies().count(), total))
+    }
+
     fn decide_inner(&self, input: &DecisionInput<'_>, full: bool) -> Evaluation {
         let Some(agent) = self.agents.get(input.agent_id) else {
             return Evaluation::deny(

@@ -76,8 +76,14 @@ async fn versions_are_immutable_and_rollback_moves_the_pointer() {
         )
         .unwrap_err();
     assert!(err.to_string().contains("immutable"), "{err}");
-    assert!(conn.execute("DELETE FROM policy_versions", []).is_err());
-    assert!(conn.execute("DELETE FROM policy_activations", []).is_err());
+    let refused = |sql: &str| conn.execute(sql, []).unwrap_err().to_string();
+    assert!(
+        refused("DELETE FROM policy_versions").contains("policy versions are immutable"),
+        "the trigger refuses, not something else"
+    );
+    assert!(
+        refused("DELETE FROM policy_activations").contains("the activation history is append-only")
+    );
     assert!(matches!(
         store.version("ffffffff").await,
         Err(StoreError::NotFound(_))
@@ -127,9 +133,15 @@ async fn concurrent_appends_are_all_durable_and_keys_are_unique() {
         .query_row("SELECT count(*) FROM decisions", [], |r| r.get(0))
         .unwrap();
     assert_eq!(n, 501);
-    assert!(conn
+    let refused = conn
         .execute("UPDATE decisions SET decision = 'allow'", [])
-        .is_err());
+        .unwrap_err();
+    assert!(
+        refused
+            .to_string()
+            .contains("the decision log is append-only"),
+        "{refused}"
+    );
 }
 
 #[tokio::test]

@@ -32,6 +32,18 @@ pub trait ApprovalHost {
     fn approval_records(&self, approval_id: &str) -> Vec<Value>;
     /// The review page: status and body.
     fn page(&self, review_id: &str) -> (u16, String);
+    /// Opens the review page as a browser does, without answering yet: its
+    /// CSRF form value and cookie (`None` when it offers no form).
+    fn open(&self, review_id: &str) -> Option<(String, String)>;
+    /// Answers from a page opened earlier with [`ApprovalHost::open`].
+    fn answer_from(
+        &self,
+        review_id: &str,
+        opened: &(String, String),
+        verb: &str,
+        approver: &str,
+        groups: &[&str],
+    ) -> (u16, String);
 }
 
 const AGENT: &str = "agent-treasury-1";
@@ -114,6 +126,8 @@ fn wait_status(host: &impl ApprovalHost, approval_id: &str, want: &str) {
 /// exact call is allowed once; nothing else is.
 pub fn approved_calls_are_allowed_once(host: &impl ApprovalHost) {
     let (approval_id, review_id) = pending(host);
+    // bob opens the page too, and answers only after alice has.
+    let stale = host.open(&review_id).expect("the page offers a form");
     let (status, page) = host.answer(&review_id, "approve", "alice", APPROVERS, "invoice checked");
     assert_eq!(status, 200, "{page}");
     wait_status(host, &approval_id, "granted");
@@ -147,6 +161,15 @@ pub fn approved_calls_are_allowed_once(host: &impl ApprovalHost) {
     assert_eq!((status, code(&body)), (200, "approved_call"), "{body}");
     let (status, body) = host.authorize(AGENT, "tom", OPERATOR, &with_grant(250.0));
     assert_eq!((status, code(&body)), (403, "grant_already_used"), "{body}");
+    // An answer from a page opened before the first answer is refused, and
+    // says whose answer stands.
+    let (status, page) = host.answer_from(&review_id, &stale, "reject", "bob", APPROVERS);
+    assert_eq!(status, 409, "{page}");
+    assert!(
+        page.contains("already approved (granted) by alice at ")
+            && page.contains("your answer was not recorded"),
+        "{page}"
+    );
     // A second answer sees the first: the page offers no form, and says
     // what was answered and by whom.
     let (status, page) = host.answer(&review_id, "reject", "bob", APPROVERS, "");

@@ -13,13 +13,12 @@ pub const DEFAULT_DATA_DIR: &str = ".govctl";
 #[derive(Debug, Parser)]
 #[command(name = "govctl", version, about, propagate_version = true)]
 pub struct Cli {
-    /// Log filter (e.g. `info`, `warn,decision=info`); also RUST_LOG.
-    #[arg(
-        long,
-        global = true,
-        env = "GOVCTL_LOG",
-        default_value = "info,rmcp=warn"
-    )]
+    /// Log filter (e.g. `info`, `warn,decision=info`); default:
+    /// `$GOVCTL_LOG`, else `info,rmcp=warn`; RUST_LOG overrides it.
+    // Defaults read from the environment here, not with clap's `env`: clap
+    // counts an argument set by its variable as given, and usage errors
+    // would then show it as something to type.
+    #[arg(long, global = true, default_value_t = env_or("GOVCTL_LOG", "info,rmcp=warn"))]
     pub log: String,
     /// What to do.
     #[command(subcommand)]
@@ -29,9 +28,18 @@ pub struct Cli {
 /// Where the local store and signing key live.
 #[derive(Debug, Clone, Args)]
 pub struct DataDir {
-    /// Data directory (SQLite store, signing key).
-    #[arg(long, env = "GOVCTL_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
+    /// Data directory (SQLite store, signing key); default:
+    /// `$GOVCTL_DATA_DIR`, else `.govctl`.
+    #[arg(long, value_name = "DIR", default_value_os_t = PathBuf::from(env_or("GOVCTL_DATA_DIR", DEFAULT_DATA_DIR)))]
     pub data_dir: PathBuf,
+}
+
+/// The variable `name` when it is set and not empty, else `default`.
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| default.to_owned())
 }
 
 /// The AWS stack whose policy change requests to read or write, instead
@@ -389,6 +397,30 @@ pub enum PolicyCommand {
     },
     /// List versions, newest first; `*` marks the active one.
     Versions {
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// One stored version: who published it, when and why, its content
+    /// hash, and its files (or one of them).
+    Show {
+        /// Version id or unique prefix (at least 6 characters).
+        #[arg(value_name = "VERSION")]
+        version_id: String,
+        /// Print only this file of it (`registry.yaml`, `meridian.cedar`, …).
+        #[arg(long)]
+        file: Option<String>,
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// What changed from version A to version B: per file, per registry
+    /// entry, and a line diff.
+    Diff {
+        /// The older version (id or unique prefix).
+        #[arg(value_name = "A")]
+        from: String,
+        /// The newer version (id or unique prefix).
+        #[arg(value_name = "B")]
+        to: String,
         #[command(flatten)]
         data: DataDir,
     },

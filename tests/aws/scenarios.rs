@@ -839,6 +839,29 @@ impl ApprovalHost for Aws {
         (u16::try_from(page.status).unwrap_or(0), page.body)
     }
 
+    fn open(&self, review_id: &str) -> Option<(String, String)> {
+        open_page(&self.0, review_id)
+            .ok()
+            .map(|p| (p.csrf, p.cookie))
+    }
+
+    fn answer_from(
+        &self,
+        review_id: &str,
+        opened: &(String, String),
+        verb: &str,
+        approver: &str,
+        groups: &[&str],
+    ) -> (u16, String) {
+        let token = self.0.approver_token(approver, groups);
+        let page = OpenedPage {
+            csrf: opened.0.clone(),
+            cookie: opened.1.clone(),
+        };
+        let answer = post_answer(&self.0, review_id, &page, verb, &token, "");
+        (u16::try_from(answer.status).unwrap_or(0), answer.body)
+    }
+
     fn approval_records(&self, approval_id: &str) -> Vec<Value> {
         self.0
             .decision_items()

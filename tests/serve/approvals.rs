@@ -387,10 +387,9 @@ fn a_restart_resumes_expires_and_completes_the_approvals_left_open() {
     );
 }
 
-/// A tool that needs approval but names no approver group does not validate:
-/// the error names the file and line.
-#[test]
-fn a_tool_needing_approval_without_an_approver_group_does_not_validate() {
+/// The example policies (top-level files) in a temp dir, with the transfer
+/// tool's approval block replaced by `block`: the dir and the new registry.
+fn transfer_approval_as(block: &str) -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().expect("a temp dir");
     for entry in std::fs::read_dir(crate::common::example_policies()).expect("the example") {
         let entry = entry.expect("an entry");
@@ -402,10 +401,18 @@ fn a_tool_needing_approval_without_an_approver_group_does_not_validate() {
     let text = std::fs::read_to_string(&registry).expect("the registry");
     let edited = text.replace(
         "approval: { approver_group: treasury-approvers, timeout_seconds: 1800 }",
-        "approval: { timeout_seconds: 1800 }",
+        block,
     );
-    assert_ne!(edited, text);
+    assert_ne!(edited, text, "the example's transfer approval changed");
     std::fs::write(&registry, &edited).expect("write");
+    (dir, edited)
+}
+
+/// A tool that needs approval but names no approver group does not validate:
+/// the error names the file and line.
+#[test]
+fn a_tool_needing_approval_without_an_approver_group_does_not_validate() {
+    let (dir, edited) = transfer_approval_as("approval: { timeout_seconds: 1800 }");
     let line = edited
         .lines()
         .position(|l| l.contains("approval: { timeout_seconds: 1800 }"))
@@ -479,6 +486,29 @@ impl ApprovalHost for Local {
         (page.status, page.text)
     }
 
+    fn open(&self, review_id: &str) -> Option<(String, String)> {
+        let page = self.0.get(&format!("/v1/reviews/{review_id}"), None);
+        page.text
+            .contains("name=\"csrf\"")
+            .then(|| open_page(&self.0, review_id))
+    }
+
+    fn answer_from(
+        &self,
+        review_id: &str,
+        opened: &(String, String),
+        verb: &str,
+        approver_id: &str,
+        groups: &[&str],
+    ) -> (u16, String) {
+        let mut args = vec!["approver", "token", approver_id];
+        for g in groups {
+            args.extend(["--group", g]);
+        }
+        let token = self.0.govctl(&args).trim().to_owned();
+        post(&self.0, review_id, verb, &opened.0, &opened.1, &token, "")
+    }
+
     fn approval_records(&self, approval_id: &str) -> Vec<Value> {
         let db = self.0.db();
         let mut stmt = db
@@ -519,21 +549,9 @@ fn suite_only_other_members_of_the_group_may_answer() {
 /// not allowed with it.
 #[test]
 fn an_unanswered_approval_expires_on_time() {
-    let dir = tempfile::tempdir().expect("a temp dir");
-    for entry in std::fs::read_dir(crate::common::example_policies()).expect("the example") {
-        let entry = entry.expect("an entry");
-        if entry.path().is_file() {
-            std::fs::copy(entry.path(), dir.path().join(entry.file_name())).expect("copy");
-        }
-    }
-    let registry = dir.path().join("registry.yaml");
-    let text = std::fs::read_to_string(&registry).expect("the registry");
-    let edited = text.replace(
-        "approval: { approver_group: treasury-approvers, timeout_seconds: 1800 }",
+    let (dir, _) = transfer_approval_as(
         "approval: { approver_group: treasury-approvers, timeout_seconds: 3 }",
     );
-    assert_ne!(edited, text, "the example's transfer approval changed");
-    std::fs::write(&registry, edited).expect("write");
     let server = Server::start_with(&["--policy", dir.path().to_str().expect("UTF-8")]);
     let (agent, approval_id, review) = pending(&server);
     wait_for_status(&server, &agent, &approval_id, "expired");

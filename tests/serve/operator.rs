@@ -372,6 +372,47 @@ fn invalid_policy_directories_are_refused_with_their_positions() {
         "{found:?}"
     );
 
+    // Problems in the registry, a Cedar file and a test file: one run
+    // reports each of them.
+    let dir = tempfile::tempdir().unwrap();
+    example_copy(dir.path());
+    let registry = dir.path().join("registry.yaml");
+    let text = std::fs::read_to_string(&registry).unwrap();
+    std::fs::write(
+        &registry,
+        text.replacen(
+            "allowed_roles: [support_agent, privacy_officer]",
+            "allowed_roles: [support_agnt, privacy_officer]",
+            1,
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("broken.cedar"),
+        "permit (principal, action resource);\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("tests/broken.yaml"),
+        "environment: dev\ncases:\n  - name: half a case\n    agent: agent-support-1\n",
+    )
+    .unwrap();
+    let out = run_govctl(&["policy", "validate", dir.path().to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    for (file, what) in [
+        ("registry.yaml:", "support_agnt"),
+        ("broken.cedar:", "error"),
+        ("tests/broken.yaml:", "error"),
+    ] {
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.starts_with(file) && l.contains(what)),
+            "no `{file}` problem in one run: {stderr}"
+        );
+    }
+
     // Test cases that fail: publish refuses, and stores nothing.
     let dir = tempfile::tempdir().unwrap();
     example_copy(dir.path());
@@ -404,4 +445,28 @@ fn invalid_policy_directories_are_refused_with_their_positions() {
         "{stderr}"
     );
     assert!(!store.exists(), "a refused publish creates no store");
+}
+
+/// With `GOVCTL_DATA_DIR` set, usage lines do not present `--data-dir` as
+/// something to give, and a usage error exits 1 (2 is `authorize`'s deny).
+#[test]
+fn usage_errors_exit_1_and_do_not_ask_for_the_data_directory() {
+    let out = std::process::Command::new(crate::common::govctl_bin())
+        .args(["audit", "explain"])
+        .env("GOVCTL_DATA_DIR", "/tmp/govctl-usage-test")
+        .env_remove("NO_COLOR")
+        .output()
+        .expect("run govctl");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let usage = stderr
+        .lines()
+        .find(|l| l.starts_with("Usage: govctl audit explain"))
+        .unwrap_or_else(|| panic!("no usage line: {stderr}"));
+    assert!(!usage.contains("--data-dir"), "{usage}");
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "colour codes off a terminal: {stderr:?}"
+    );
+    assert!(!std::path::Path::new("/tmp/govctl-usage-test").exists());
 }

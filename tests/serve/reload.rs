@@ -219,6 +219,27 @@ fn published_and_rolled_back_policy_is_served_without_restart() {
         verified.contains("OK: every link and digest verifies"),
         "{verified}"
     );
+    // Any version can be read back and compared, by a prefix of its id.
+    let shown = server.govctl(&["policy", "show", &revoked[..10]]);
+    assert!(
+        shown.contains(&format!("version     {revoked}"))
+            && shown.contains("by serve-tests")
+            && shown.contains("registry.yaml ("),
+        "{shown}"
+    );
+    let registry = server.govctl(&["policy", "show", &revoked[..10], "--file", "registry.yaml"]);
+    assert_eq!(
+        registry,
+        std::fs::read_to_string(dir.join("registry.yaml")).unwrap(),
+        "the stored file is the published one"
+    );
+    let diff = server.govctl(&["policy", "diff", &original[..10], &revoked[..10]]);
+    assert!(
+        diff.contains("registry.yaml (") && diff.contains("search_kb"),
+        "{diff}"
+    );
+    let same = server.govctl(&["policy", "diff", &original[..10], &original[..10]]);
+    assert!(same.contains("no differences"), "{same}");
 }
 
 /// A running server whose newly activated version cannot be loaded keeps

@@ -94,6 +94,65 @@ pub fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
                 propose: false,
             })
         }
+        PolicyCommand::Show {
+            version_id,
+            file,
+            data,
+        } => {
+            let store = existing_store(&data.data_dir)?;
+            let rt = runtime()?;
+            let (v, bundle) = rt.block_on(store.version(&version_id))?;
+            if let Some(name) = file {
+                let text = bundle.files.get(&name).with_context(|| {
+                    format!(
+                        "version {} has no file `{name}`; it has: {}",
+                        v.id,
+                        bundle.files.keys().cloned().collect::<Vec<_>>().join(", ")
+                    )
+                })?;
+                print!("{text}");
+                return Ok(ExitCode::SUCCESS);
+            }
+            let active = rt.block_on(store.active())?.map(|a| a.version_id);
+            println!(
+                "version     {}{}",
+                v.id,
+                if active.as_deref() == Some(v.id.as_str()) {
+                    " (active)"
+                } else {
+                    ""
+                }
+            );
+            println!("content     {}", v.content_hash);
+            println!("published   {} by {}", v.created_at, v.author);
+            println!("message     {}", v.message);
+            println!("parent      {}", v.parent.as_deref().unwrap_or("none"));
+            println!("files");
+            for (name, text) in &bundle.files {
+                println!("  {name} ({} lines)", text.lines().count());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        PolicyCommand::Diff { from, to, data } => {
+            let store = existing_store(&data.data_dir)?;
+            let rt = runtime()?;
+            let (a, old) = rt.block_on(store.version(&from))?;
+            let (b, new) = rt.block_on(store.version(&to))?;
+            println!("from {} ({})", a.id, a.message);
+            println!("to   {} ({})", b.id, b.message);
+            let changes = governance::audit::diff_bundles(Some(&old), &new);
+            if changes.is_empty() {
+                println!("\nno differences: the two versions hold the same files");
+            }
+            for f in changes {
+                println!("\n{} ({})", f.file, f.change);
+                for s in &f.summary {
+                    println!("  {s}");
+                }
+                print!("{}", f.diff);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         PolicyCommand::Versions { data } => {
             let store = existing_store(&data.data_dir)?;
             let rt = runtime()?;
@@ -244,9 +303,18 @@ fn report(diags: &[governance::policy::Diagnostic]) -> anyhow::Result<ExitCode> 
 
 fn validate(dir: &Path) -> anyhow::Result<ExitCode> {
     let bundle = PolicyBundle::from_dir(dir)?;
+    // The test cases are read too, so that one run reports every problem.
+    let cases = governance::policy::load_tests(&bundle)
+        .err()
+        .unwrap_or_default();
     match compile(&bundle) {
         Ok(c) => {
-            report(&c.warnings)?;
+            let mut found = c.warnings.clone();
+            found.extend(cases);
+            let code = report(&found)?;
+            if code != ExitCode::SUCCESS {
+                return Ok(code);
+            }
             let custom = c.sources.keys().filter(|k| !k.starts_with("base:")).count();
             println!(
                 "ok: {} agents, {} tools, {} team policies ({})",
@@ -257,7 +325,10 @@ fn validate(dir: &Path) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Err(diags) => report(&diags),
+        Err(mut diags) => {
+            diags.extend(cases);
+            report(&diags)
+        }
     }
 }
 

@@ -58,23 +58,9 @@ pub fn compile(bundle: &PolicyBundle) -> Result<CompiledPolicies, Vec<Diagnostic
     };
     check_registry(&registry, &node, &mut diags);
     super::servers::check_servers(&registry, &node, valid_id, &mut diags);
-    if has_errors(&diags) {
-        return Err(diags);
-    }
-    let schema_text = schema_text(&registry);
-    let schema = match Schema::from_cedarschema_str(&schema_text) {
-        Ok((schema, _warnings)) => schema,
-        Err(e) => {
-            diags.push(Diagnostic::error(
-                REGISTRY_FILE,
-                0,
-                0,
-                format!("the registry does not produce a valid Cedar schema: {e}"),
-            ));
-            return Err(diags);
-        }
-    };
 
+    // The Cedar files parse without the registry: their problems are
+    // reported in the same run as the registry's.
     let mut sets = Sets::default();
     let mut sources = BTreeMap::new();
     let mut files_by_policy: HashMap<String, (String, String)> = HashMap::new();
@@ -92,6 +78,20 @@ pub fn compile(bundle: &PolicyBundle) -> Result<CompiledPolicies, Vec<Diagnostic
     if has_errors(&diags) {
         return Err(diags);
     }
+    let schema_text = schema_text(&registry);
+    let schema = match Schema::from_cedarschema_str(&schema_text) {
+        Ok((schema, _warnings)) => schema,
+        Err(e) => {
+            diags.push(Diagnostic::error(
+                REGISTRY_FILE,
+                0,
+                0,
+                format!("the registry does not produce a valid Cedar schema: {e}"),
+            ));
+            return Err(diags);
+        }
+    };
+
     let Sets {
         enforced: policies,
         shadow,
@@ -128,6 +128,9 @@ pub fn compile(bundle: &PolicyBundle) -> Result<CompiledPolicies, Vec<Diagnostic
         ));
     }
     check_entity_literals(&all, &registry, &files_by_policy, &mut diags);
+    for (file, text) in bundle.cedar_files() {
+        check_role_literals(file, text, &registry, &mut diags);
+    }
     if has_errors(&diags) {
         return Err(diags);
     }
@@ -203,13 +206,8 @@ fn check_entity_literals(
             if known.contains(name.as_str()) || !seen.insert((ty.clone(), name.clone())) {
                 continue;
             }
-            let closest = known
-                .iter()
-                .map(|k| (strsim::levenshtein(k, &name), *k))
-                .filter(|(d, _)| *d <= 2)
-                .min();
-            let hint = match closest {
-                Some((_, k)) => format!("; did you mean `{ty}::\"{k}\"`?"),
+            let hint = match closest(known.iter().copied(), &name) {
+                Some(k) => format!("; did you mean `{ty}::\"{k}\"`?"),
                 None if known.is_empty() => String::new(),
                 None => format!(
                     " (it defines {})",
@@ -228,6 +226,71 @@ fn check_entity_literals(
                 None => Diagnostic::error("<unknown>", 0, 0, message),
             });
         }
+    }
+}
+
+/// The closest of `known` to `name`, within two edits.
+fn closest<'a>(known: impl IntoIterator<Item = &'a str>, name: &str) -> Option<&'a str> {
+    known
+        .into_iter()
+        .map(|k| (strsim::levenshtein(k, name), k))
+        .filter(|(d, _)| *d <= 2)
+        .min()
+        .map(|(_, k)| k)
+}
+
+/// Role names a policy tests the user's roles for (`roles.contains("…")`,
+/// `containsAny([…])`, `containsAll([…])`) that `roles` does not define:
+/// nobody holds such a role, so the condition never holds. Checked only
+/// where the registry defines its roles.
+fn check_role_literals(file: &str, text: &str, reg: &Registry, diags: &mut Vec<Diagnostic>) {
+    if reg.roles.is_empty() {
+        return;
+    }
+    let defined: BTreeSet<&str> = reg.roles.iter().map(|r| r.id.as_str()).collect();
+    let mut from = 0;
+    while let Some(at) = text
+        .get(from..)
+        .and_then(|rest| rest.find("roles.contains"))
+    {
+        let start = from + at;
+        // The call's argument: up to its closing parenthesis.
+        let Some(open) = text
+            .get(start..)
+            .and_then(|r| r.find('('))
+            .map(|i| start + i)
+        else {
+            break;
+        };
+        let end = text
+            .get(open..)
+            .and_then(|r| r.find(')'))
+            .map_or(text.len(), |i| open + i);
+        let mut cursor = open;
+        while let Some(q) = text.get(cursor..end).and_then(|r| r.find('"')) {
+            let first = cursor + q + 1;
+            let Some(len) = text.get(first..end).and_then(|r| r.find('"')) else {
+                break;
+            };
+            let role = text.get(first..first + len).unwrap_or_default();
+            if !defined.contains(role) {
+                let hint = closest(defined.iter().copied(), role)
+                    .map(|k| format!("; did you mean \"{k}\"?"))
+                    .unwrap_or_default();
+                diags.push(Diagnostic::at_offset(
+                    Severity::Error,
+                    file,
+                    text,
+                    first - 1,
+                    format!(
+                        "role \"{role}\" is not among the registry's roles, so nobody holds it \
+                         and the condition never holds{hint}"
+                    ),
+                ));
+            }
+            cursor = first + len + 1;
+        }
+        from = end.max(start + 1);
     }
 }
 
@@ -852,6 +915,29 @@ mod tests {
                 .into(),
         );
         assert!(errors(&fine).is_empty(), "{:?}", errors(&fine));
+    }
+
+    #[test]
+    fn roles_a_policy_tests_for_must_be_defined() {
+        let mut bundle = example_with(str::to_owned);
+        bundle.files.insert(
+            "roles.cedar".into(),
+            "@id(\"roles:seniors\")\nforbid (principal, action == Action::\"generate_recommendation\", resource)\nunless { context.user.roles.containsAny([\"senior_underwriter\", \"senior_undewriter\"]) };\n"
+                .into(),
+        );
+        let errs = errors(&bundle);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!((errs[0].file.as_str(), errs[0].line), ("roles.cedar", 3));
+        assert!(
+            errs[0]
+                .message
+                .contains("role \"senior_undewriter\" is not among the registry's roles")
+                && errs[0]
+                    .message
+                    .contains("did you mean \"senior_underwriter\"?"),
+            "{}",
+            errs[0]
+        );
     }
 
     #[test]

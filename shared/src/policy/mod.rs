@@ -20,7 +20,7 @@ pub use bundle::{BundleError, PolicyBundle, REGISTRY_FILE};
 pub use compile::{compile, CompiledPolicies};
 pub use diagnostics::{Diagnostic, Severity};
 pub use engine::{DecisionInput, EngineError, Evaluation, PolicyEngine, PolicyVersionRef};
-pub use testcases::{run_tests, TestCase, TestOutcome};
+pub use testcases::{load_tests, run_tests, TestCase, TestOutcome};
 
 /// A stored or read bundle could not become an engine.
 #[derive(Debug, thiserror::Error)]

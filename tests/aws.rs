@@ -9,7 +9,8 @@
 //! topic, state machine from `statemachines/approval.asl.json`) under a
 //! unique prefix, so the tests run in parallel on one emulator.
 
-// Only the binary and path helpers of the shared test module are used here.
+// Only the binary and path helpers of the shared test module, and its
+// OpenAPI check of every JSON answer, are used here.
 #[cfg(test)]
 #[path = "approval_suite.rs"]
 mod approval_suite;

@@ -732,6 +732,7 @@ fn an_answer_to_a_stopped_execution_grants_nothing() {
         "the page does not say the call may be made: {}",
         answered.body
     );
+    assert_no_internal_names(&answered);
     let (status, _) = stack.wait_for_execution(&approval_id, Duration::from_secs(20));
     assert_eq!(status, "ABORTED");
     let polled = poll(&stack, "agent-treasury-1", &approval_id).json;
@@ -751,6 +752,91 @@ fn an_answer_to_a_stopped_execution_grants_nothing() {
     let used = stack.authorize("agent-treasury-1", &tom, &call);
     assert_eq!(used.status, 403, "{}", used.body);
     assert_eq!(used.json["reasons"][0]["code"], "grant_not_approved");
+}
+
+/// The error names of Step Functions and of this code base, which an
+/// approver must never be shown: the page says what happened instead.
+const INTERNAL_NAMES: [&str; 7] = [
+    "InvalidToken",
+    "TaskDoesNotExist",
+    "TaskTimedOut",
+    "NotWaiting",
+    "Unavailable",
+    "CallbackError",
+    "StoreError",
+];
+
+fn assert_no_internal_names(page: &HttpAnswer) {
+    for name in INTERNAL_NAMES {
+        assert!(
+            !page.body.contains(name),
+            "the approver's page names `{name}`: {}",
+            page.body
+        );
+    }
+}
+
+#[test]
+fn a_workflow_that_refuses_the_answer_fails_the_approval_in_plain_words() {
+    use governance::adapters::aws::aws_sdk_dynamodb::types::AttributeValue;
+    let stack = Stack::new("badtoken", &example_policies());
+    let (approval_id, review_id) = pending_transfer(&stack);
+    // A token Step Functions does not know: it answers `InvalidToken`, as
+    // it does for a step that no longer exists.
+    stack
+        .emu
+        .block_on(
+            stack
+                .clients
+                .dynamodb
+                .update_item()
+                .table_name(table(&stack.name, "approvals"))
+                .key("approval_id", AttributeValue::S(approval_id.clone()))
+                .update_expression("SET task_token = :t")
+                .expression_attribute_values(
+                    ":t",
+                    AttributeValue::S("AAAAKgAAAAIAAAAAAAAAAQ-not-a-waiting-step".into()),
+                )
+                .send(),
+        )
+        .expect("replace the task token");
+
+    let alice = stack.approver_token("alice", &["treasury-approvers"]);
+    let answered = answer(&stack, &review_id, "approve", &alice, "invoice checked");
+    assert_eq!(answered.status, 409, "{}", answered.body);
+    assert!(
+        answered.body.contains("Not delivered")
+            && answered
+                .body
+                .contains("the approval workflow was no longer waiting"),
+        "the page says in plain words that the call is denied: {}",
+        answered.body
+    );
+    assert_no_internal_names(&answered);
+
+    // The approval failed, with its record, and grants nothing.
+    let polled = poll(&stack, "agent-treasury-1", &approval_id).json;
+    assert_eq!(polled["status"], "failed", "{polled}");
+    let failed = stack
+        .decision_items()
+        .into_iter()
+        .find(|r| {
+            r["approval"]["approval_id"] == approval_id
+                && r["reasons"][0]["code"] == "approval_failed"
+        })
+        .expect("the failure is recorded");
+    assert_eq!(failed["approval"]["approver"], "alice", "{failed}");
+    let tom = stack.user_token("tom", &["treasury_operator"]);
+    let mut call = transfer(250.0);
+    call["approval_id"] = json!(approval_id);
+    let used = stack.authorize("agent-treasury-1", &tom, &call);
+    assert_eq!(used.status, 403, "{}", used.body);
+    assert_eq!(used.json["reasons"][0]["code"], "grant_not_approved");
+
+    // Opened again, the page shows the outcome, still in plain words.
+    let again = review_page(&stack, &review_id);
+    assert_no_internal_names(&again);
+    assert!(!again.body.contains("Approve this call?"), "{}", again.body);
 }
 
 #[test]

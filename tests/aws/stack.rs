@@ -748,13 +748,21 @@ impl Stack {
                     .collect()
             })
             .unwrap_or_default();
-        HttpAnswer {
+        let answer = HttpAnswer {
             status: payload["statusCode"].as_u64().expect("a status code"),
             json: serde_json::from_str(&body).unwrap_or(Value::Null),
             body,
             cookies,
             headers: payload["headers"].clone(),
-        }
+        };
+        // The deployment answers by the same contract as `govctl serve`.
+        crate::common::openapi::check(
+            &format!("{method} {path}"),
+            u16::try_from(answer.status).expect("an HTTP status"),
+            answer.headers["content-type"].as_str().unwrap_or(""),
+            &answer.json,
+        );
+        answer
     }
 
     /// `POST /v1/authorize` as the agent running as IAM role `role`, for `user_token`.

@@ -2,7 +2,7 @@
 //! on its own port and data directory, tokens, HTTP calls and the SQLite
 //! decision log, read from outside the server.
 
-mod openapi;
+pub mod openapi;
 
 use std::fmt;
 use std::fs::File;

@@ -26,14 +26,17 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::pages::{csrf_ok, csrf_refused, csrf_set_cookie, escape, new_review_id, page, who};
+use super::pages::{
+    answer_form, csrf_ok, csrf_refused, escape, new_review_id, page, who, with_csrf, AnswerForm,
+    MAX_COMMENT,
+};
 use super::{ErrorType, HandlerError};
 use crate::approval::outcome_record;
 use crate::auth::{ApproverVerifier, Sessions};
@@ -47,9 +50,6 @@ use crate::ports::{
 /// How long an approver's answer waits for the workflow to record the grant
 /// before the page says it is still being recorded.
 const GRANT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// The longest approver name and comment kept.
-const MAX_FIELD: usize = 1024;
 
 /// What the function talks to.
 #[derive(Clone)]
@@ -456,41 +456,16 @@ async fn review(
             &details(&item, h.clock.now()),
         );
     }
-    let csrf = match new_review_id() {
-        Ok(c) => c,
-        Err(e) => return unavailable(e),
-    };
-    let form = |verb: &str, label: &str| {
-        // Relative to `/v1/reviews/{review_id}`, each form posts to a child.
-        format!(
-            "<form class=\"{verb}\" method=\"post\" action=\"{id}/{verb}\">\
-             <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-             <label>Approver token, unless signed in <input type=\"password\" \
-             name=\"approver_token\" autocomplete=\"off\"></label> \
-             <label>Comment <input name=\"comment\" maxlength=\"{MAX_FIELD}\"></label> \
-             <button type=\"submit\">{label}</button></form>",
-            id = escape(&review_id)
-        )
-    };
-    let mut response = page(
-        StatusCode::OK,
+    with_csrf(
         "Approve this call?",
-        &(details(&item, h.clock.now()) + &form("approve", "Approve") + &form("reject", "Reject")),
-    );
-    if let Some(v) = csrf_set_cookie(&csrf, "/v1/reviews/", &headers) {
-        response.headers_mut().insert(header::SET_COOKIE, v);
-    }
-    response
-}
-
-/// The approve and reject forms.
-#[derive(Debug, Deserialize)]
-struct AnswerForm {
-    csrf: String,
-    #[serde(default)]
-    approver_token: Option<String>,
-    #[serde(default)]
-    comment: Option<String>,
+        |csrf| {
+            // Relative to `/v1/reviews/{review_id}`, each form posts to a child.
+            let form = |verb: &str, label: &str| answer_form(&review_id, verb, label, csrf, true);
+            details(&item, h.clock.now()) + &form("approve", "Approve") + &form("reject", "Reject")
+        },
+        "/v1/reviews/",
+        &headers,
+    )
 }
 
 async fn approve(
@@ -599,7 +574,7 @@ impl ApprovalCallbackHandler {
         let comment = comment
             .map(|c| c.trim().to_owned())
             .filter(|c| !c.is_empty());
-        if comment.as_ref().is_some_and(|c| c.len() > MAX_FIELD) {
+        if comment.as_ref().is_some_and(|c| c.len() > MAX_COMMENT) {
             return page(
                 StatusCode::BAD_REQUEST,
                 "Comment too long",

@@ -15,20 +15,18 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Form, Router};
-use serde::Deserialize;
 
-use super::pages::{csrf_ok, csrf_refused, csrf_set_cookie, escape, new_review_id, page, who};
+use super::pages::{
+    answer_form, csrf_ok, csrf_refused, escape, page, who, with_csrf, AnswerForm, MAX_COMMENT,
+};
 use crate::audit::diff_bundles;
 use crate::auth::{ApproverVerifier, Sessions};
 use crate::changes::{answer, ChangeError, ChangeRequest, ChangeStatus, Settled};
 use crate::ports::{ChangeStore, Clock, PolicyStore, StoreError};
-
-/// The longest comment kept.
-const MAX_COMMENT: usize = 1024;
 
 /// What the pages talk to.
 #[derive(Clone)]
@@ -177,40 +175,16 @@ async fn show(
     if change.status != ChangeStatus::Pending || !change.review_required {
         return page(StatusCode::OK, title, &body);
     }
-    let csrf = match new_review_id() {
-        Ok(c) => c,
-        Err(e) => return failed(&StoreError::Unavailable(e.to_string())),
-    };
-    let form = |verb: &str, label: &str| {
-        format!(
-            "<form class=\"{verb}\" method=\"post\" action=\"{id}/{verb}\">\
-             <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-             <label>Approver token, unless signed in <input type=\"password\" \
-             name=\"approver_token\" autocomplete=\"off\"></label> \
-             <label>Comment <input name=\"comment\" maxlength=\"{MAX_COMMENT}\"></label> \
-             <button type=\"submit\">{label}</button></form>",
-            id = escape(&change.change_id)
-        )
-    };
-    let mut response = page(
-        StatusCode::OK,
+    with_csrf(
         title,
-        &(body + &form("approve", "Approve and activate") + &form("reject", "Reject")),
-    );
-    if let Some(v) = csrf_set_cookie(&csrf, "/v1/changes/", &headers) {
-        response.headers_mut().insert(header::SET_COOKIE, v);
-    }
-    response
-}
-
-/// The approve and reject forms.
-#[derive(Debug, Deserialize)]
-struct AnswerForm {
-    csrf: String,
-    #[serde(default)]
-    approver_token: Option<String>,
-    #[serde(default)]
-    comment: Option<String>,
+        |csrf| {
+            let form =
+                |verb: &str, label: &str| answer_form(&change.change_id, verb, label, csrf, true);
+            body + &form("approve", "Approve and activate") + &form("reject", "Reject")
+        },
+        "/v1/changes/",
+        &headers,
+    )
 }
 
 async fn approve(

@@ -24,7 +24,7 @@ use serde::Deserialize;
 
 use super::approval_callback::{details, time_left, ApprovalCallbackHandler};
 use super::pages::{
-    cookie, csrf_ok, csrf_refused, csrf_set_cookie, escape, new_review_id, over_https, page,
+    answer_form, cookie, csrf_ok, csrf_refused, escape, over_https, page, with_csrf, AnswerForm,
     SESSION_COOKIE,
 };
 use crate::auth::signin::{SignIn, FLOW_COOKIE};
@@ -240,27 +240,6 @@ async fn sign_out(
     r
 }
 
-/// A fresh CSRF value, and the page with its cookie set for `path`.
-fn with_csrf(
-    title: &str,
-    body: impl FnOnce(&str) -> String,
-    path: &str,
-    headers: &HeaderMap,
-) -> Response {
-    let Ok(csrf) = new_review_id() else {
-        return page(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Try again",
-            "<p>No randomness available.</p>",
-        );
-    };
-    let mut r = page(StatusCode::OK, title, &body(&csrf));
-    if let Some(v) = csrf_set_cookie(&csrf, path, headers) {
-        r.headers_mut().insert(header::SET_COOKIE, v);
-    }
-    r
-}
-
 fn sign_out_form(csrf: &str, who: &UserContext) -> String {
     format!(
         "<form method=\"post\" action=\"/v1/signout\"><input type=\"hidden\" name=\"csrf\" \
@@ -421,14 +400,9 @@ async fn approval(
     with_csrf(
         super::approval_callback::closed_title(&item),
         |csrf| {
+            // Signed in, the person needs no pasted token.
             let form = |verb: &str, label: &str| {
-                format!(
-                    "<form class=\"{verb}\" method=\"post\" action=\"{id}/{verb}\">\
-                     <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-                     <label>Comment <input name=\"comment\" maxlength=\"1024\"></label> \
-                     <button type=\"submit\">{label}</button></form>",
-                    id = escape(&item.request.approval_id)
-                )
+                answer_form(&item.request.approval_id, verb, label, csrf, false)
             };
             let answered = item
                 .approver
@@ -455,14 +429,6 @@ async fn approval(
         "/v1/",
         &headers,
     )
-}
-
-/// The approve and reject forms of the inbox.
-#[derive(Debug, Deserialize)]
-struct AnswerForm {
-    csrf: String,
-    #[serde(default)]
-    comment: Option<String>,
 }
 
 async fn approve(

@@ -3,6 +3,7 @@
 
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
+use serde::Deserialize;
 
 use super::{ErrorType, HandlerError};
 
@@ -114,6 +115,69 @@ pub(crate) fn csrf_set_cookie(csrf: &str, path: &str, headers: &HeaderMap) -> Op
         if over_https(headers) { "; Secure" } else { "" }
     );
     HeaderValue::from_str(&cookie).ok()
+}
+
+/// The longest comment an answer keeps.
+pub(crate) const MAX_COMMENT: usize = 1024;
+
+/// An Approve or Reject form, as every answer page posts it.
+#[derive(Debug, Deserialize)]
+pub(crate) struct AnswerForm {
+    /// The page's CSRF value.
+    pub(crate) csrf: String,
+    /// A pasted approver token; absent when the person is signed in.
+    #[serde(default)]
+    pub(crate) approver_token: Option<String>,
+    /// The answer's comment.
+    #[serde(default)]
+    pub(crate) comment: Option<String>,
+}
+
+/// An answer form posting to `{id}/{verb}`, relative to the page that shows
+/// `id`. `token_field` adds the pasted-token fallback for headless use;
+/// pages that require a signed-in person leave it out.
+pub(crate) fn answer_form(
+    id: &str,
+    verb: &str,
+    label: &str,
+    csrf: &str,
+    token_field: bool,
+) -> String {
+    let token = if token_field {
+        "<label>Approver token, unless signed in <input type=\"password\" \
+         name=\"approver_token\" autocomplete=\"off\"></label> "
+    } else {
+        ""
+    };
+    format!(
+        "<form class=\"{verb}\" method=\"post\" action=\"{id}/{verb}\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">{token}\
+         <label>Comment <input name=\"comment\" maxlength=\"{MAX_COMMENT}\"></label> \
+         <button type=\"submit\">{label}</button></form>",
+        id = escape(id)
+    )
+}
+
+/// A page with a fresh CSRF value: `body` gets the value for its forms, and
+/// the cookie that must match it is set for the pages under `path`.
+pub(crate) fn with_csrf(
+    title: &str,
+    body: impl FnOnce(&str) -> String,
+    path: &str,
+    headers: &HeaderMap,
+) -> Response {
+    let Ok(csrf) = new_review_id() else {
+        return page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Try again",
+            "<p>No randomness available.</p>",
+        );
+    };
+    let mut r = page(StatusCode::OK, title, &body(&csrf));
+    if let Some(v) = csrf_set_cookie(&csrf, path, headers) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    r
 }
 
 /// Whether a form's CSRF value matches the request's cookie.

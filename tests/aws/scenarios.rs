@@ -704,6 +704,17 @@ fn a_failing_workflow_step_is_retried_then_closed_as_a_recorded_denial() {
 /// waiting step has not woken (AWS answers `TaskDoesNotExist`, which fails
 /// the approval with its record); the execution then ends ABORTED without
 /// RecordApproved. Either way the approval stays short of `granted`.
+/// The pending transfer's approval, presented with the same call, grants
+/// nothing: the workflow never recorded it as granted.
+fn assert_grant_not_approved(stack: &Stack, approval_id: &str) {
+    let tom = stack.user_token("tom", &["treasury_operator"]);
+    let mut call = transfer(250.0);
+    call["approval_id"] = json!(approval_id);
+    let used = stack.authorize("agent-treasury-1", &tom, &call);
+    assert_eq!(used.status, 403, "{}", used.body);
+    assert_eq!(used.json["reasons"][0]["code"], "grant_not_approved");
+}
+
 #[test]
 fn an_answer_to_a_stopped_execution_grants_nothing() {
     let stack = Stack::new("stopped", &example_policies());
@@ -746,12 +757,7 @@ fn an_answer_to_a_stopped_execution_grants_nothing() {
         .any(|r| r["approval"]["approval_id"] == approval_id
             && r["reasons"][0]["code"] == "approval_granted"));
 
-    let tom = stack.user_token("tom", &["treasury_operator"]);
-    let mut call = transfer(250.0);
-    call["approval_id"] = json!(approval_id);
-    let used = stack.authorize("agent-treasury-1", &tom, &call);
-    assert_eq!(used.status, 403, "{}", used.body);
-    assert_eq!(used.json["reasons"][0]["code"], "grant_not_approved");
+    assert_grant_not_approved(&stack, &approval_id);
 }
 
 /// The error names of Step Functions and of this code base, which an
@@ -826,12 +832,7 @@ fn a_workflow_that_refuses_the_answer_fails_the_approval_in_plain_words() {
         })
         .expect("the failure is recorded");
     assert_eq!(failed["approval"]["approver"], "alice", "{failed}");
-    let tom = stack.user_token("tom", &["treasury_operator"]);
-    let mut call = transfer(250.0);
-    call["approval_id"] = json!(approval_id);
-    let used = stack.authorize("agent-treasury-1", &tom, &call);
-    assert_eq!(used.status, 403, "{}", used.body);
-    assert_eq!(used.json["reasons"][0]["code"], "grant_not_approved");
+    assert_grant_not_approved(&stack, &approval_id);
 
     // Opened again, the page shows the outcome, still in plain words.
     let again = review_page(&stack, &review_id);
